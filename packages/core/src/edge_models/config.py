@@ -1,0 +1,134 @@
+"""Model configuration dataclasses: everything a decoder needs to know about its shape."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+NormKind = Literal["rms", "layer"]
+Activation = Literal["silu", "gelu_tanh", "gelu"]
+LayerType = Literal["global", "sliding"]
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    kind: NormKind = "rms"
+    eps: float = 1e-6
+    # Gemma stores RMSNorm weights as an offset from one: y = x_hat * (1 + w).
+    zero_centered: bool = False
+    bias: bool = False  # LayerNorm only
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    base: float = 10_000.0
+    # Fraction of head_dim that is rotated (Phi-2 rotates 40%).
+    rotary_fraction: float = 1.0
+    # None, or {"rope_type": "llama3"|"linear", ...} with the HF field names.
+    scaling: dict | None = None
+    # Base used by sliding-window layers (Gemma 3); None means `base`.
+    local_base: float | None = None
+    # Sliding layers of Gemma 3 never use the long-context scaling.
+    local_scaling: dict | None = None
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    qkv_bias: bool = False
+    out_bias: bool = False
+    # Norm applied per head to q and k before RoPE (Gemma 3).
+    qk_norm: NormConfig | None = None
+    # Multiplier applied to q; None means head_dim ** -0.5.
+    query_scale: float | None = None
+    logit_softcap: float | None = None
+    sliding_window: int | None = None
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    intermediate_size: int
+    activation: Activation = "silu"
+    gated: bool = True
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A decoder-only transformer: shared by every model family."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    attention: AttentionConfig
+    mlp: MLPConfig
+    norm: NormConfig = field(default_factory=NormConfig)
+    rope: RopeConfig = field(default_factory=RopeConfig)
+    # "sequential": x += attn(norm(x)); x += mlp(norm(x)).
+    # "parallel" (Phi-2): x += attn(norm(x)) + mlp(norm(x)) with one shared norm.
+    block: Literal["sequential", "parallel"] = "sequential"
+    # Gemma 2/3 normalise the attention and MLP outputs before the residual add.
+    post_attention_norm: bool = False
+    post_mlp_norm: bool = False
+    embedding_scale: bool = False  # multiply embeddings by sqrt(hidden_size)
+    tie_embeddings: bool = False
+    lm_head_bias: bool = False
+    final_logit_softcap: float | None = None
+    # One entry per layer; None means every layer attends globally.
+    layer_types: tuple[LayerType, ...] | None = None
+    max_seq_len: int = 2048
+
+    def __post_init__(self) -> None:
+        a = self.attention
+        if a.num_heads % a.num_kv_heads:
+            raise ValueError(
+                f"num_heads ({a.num_heads}) must be a multiple of num_kv_heads ({a.num_kv_heads})"
+            )
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.num_layers:
+                raise ValueError(
+                    f"layer_types has {len(self.layer_types)} entries, expected num_layers={self.num_layers}"
+                )
+            if "sliding" in self.layer_types and not a.sliding_window:
+                raise ValueError("sliding layers need attention.sliding_window")
+        if self.block == "parallel" and (self.post_attention_norm or self.post_mlp_norm):
+            raise ValueError("the parallel block has no post norms")
+
+    def layer_type(self, index: int) -> LayerType:
+        return "global" if self.layer_types is None else self.layer_types[index]
+
+    @property
+    def rotary_dim(self) -> int:
+        dim = int(self.attention.head_dim * self.rope.rotary_fraction)
+        return dim - dim % 2
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def num_parameters(self) -> int:
+        """Parameter count computed from the shape, without building the model."""
+        a, m, d = self.attention, self.mlp, self.hidden_size
+        q, kv = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
+        attn = d * (q + 2 * kv) + q * d
+        if a.qkv_bias:
+            attn += q + 2 * kv
+        if a.out_bias:
+            attn += d
+        if a.qk_norm is not None:
+            attn += 2 * a.head_dim
+        mlp = d * m.intermediate_size * (3 if m.gated else 2)
+        if m.bias:
+            mlp += m.intermediate_size * (2 if m.gated else 1) + d
+        norm = d * (2 if self.norm.bias else 1)
+        norms_per_layer = 1 if self.block == "parallel" else 2
+        norms_per_layer += int(self.post_attention_norm) + int(self.post_mlp_norm)
+        per_layer = attn + mlp + norms_per_layer * norm
+        total = self.num_layers * per_layer + self.vocab_size * d + norm
+        if not self.tie_embeddings:
+            total += self.vocab_size * d
+        if self.lm_head_bias:
+            total += self.vocab_size
+        return total

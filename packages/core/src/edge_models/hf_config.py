@@ -1,0 +1,81 @@
+"""Helpers for plugins' `config_from_hf`: reading HF config.json dicts of any vintage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class UnsupportedConfigError(ValueError):
+    """A config.json field this model family cannot honour."""
+
+
+def read_config(checkpoint: str | Path) -> dict:
+    path = Path(checkpoint)
+    path = path if path.name == "config.json" else path / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no config.json next to the checkpoint") from None
+    except ValueError as e:
+        raise UnsupportedConfigError(f"{path}: not valid JSON ({e})") from None
+
+
+def require(hf: dict, key: str):
+    if hf.get(key) is None:
+        raise UnsupportedConfigError(f"config.json has no {key!r}")
+    return hf[key]
+
+
+def expect(hf: dict, key: str, allowed: tuple, default=None) -> object:
+    """The value of `key`, which must be one of `allowed`; the error names the field."""
+    value = hf.get(key, default)
+    if value not in allowed:
+        raise UnsupportedConfigError(
+            f"config.json field {key!r} = {value!r} is not supported; supported: {list(allowed)}"
+        )
+    return value
+
+
+def rope_parameters(hf: dict, layer_type: str = "full_attention") -> tuple[float, dict | None, float]:
+    """(base, scaling or None, rotary fraction) for one layer type.
+
+    transformers >= 5 writes `rope_parameters` (per layer type for Gemma 3);
+    older files carry `rope_theta`, `rope_scaling`, `partial_rotary_factor` and
+    Gemma 3's `rope_local_base_freq`.
+    """
+    params = hf.get("rope_parameters")
+    if isinstance(params, dict) and isinstance(params.get(layer_type), dict):
+        params = params[layer_type]
+    if isinstance(params, dict) and ("rope_theta" in params or "rope_type" in params):
+        params = dict(params)
+    else:
+        params = dict(hf.get("rope_scaling") or {})
+        if layer_type == "sliding_attention" and "rope_local_base_freq" in hf:
+            params = {"rope_theta": hf["rope_local_base_freq"]}
+        else:
+            params["rope_theta"] = hf.get("rope_theta", 10_000.0)
+        if "partial_rotary_factor" in hf:
+            params["partial_rotary_factor"] = hf["partial_rotary_factor"]
+    base = float(params.pop("rope_theta", 10_000.0))
+    fraction = float(params.pop("partial_rotary_factor", 1.0))
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind not in ("default", "linear", "llama3"):
+        raise UnsupportedConfigError(
+            f"config.json rope scaling type {kind!r} is not supported; supported: default, linear, llama3"
+        )
+    return base, (params if kind != "default" else None), fraction
+
+
+def layer_types(hf: dict, num_layers: int) -> tuple[str, ...] | None:
+    """HF `layer_types` ("sliding_attention"/"full_attention") as ours ("sliding"/"global")."""
+    types = hf.get("layer_types")
+    if types is None:
+        return None
+    mapping = {"sliding_attention": "sliding", "full_attention": "global"}
+    unknown = sorted(set(types) - set(mapping))
+    if unknown:
+        raise UnsupportedConfigError(f"config.json layer_types has unsupported entries {unknown}")
+    if len(types) != num_layers:
+        raise UnsupportedConfigError(f"config.json layer_types has {len(types)} entries for {num_layers} layers")
+    return tuple(mapping[t] for t in types)

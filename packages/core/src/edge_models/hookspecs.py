@@ -1,0 +1,24 @@
+"""The plugin contract. Plugins implement these with `@edge_models.hookimpl`."""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "edge_models"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_models(register):
+    """Call `register(ModelSpec(...))` once for each model the plugin offers."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add verbs to the `edge-models` click group `cli`."""
+
+
+@hookspec
+def register_quant_recipes(register):
+    """Call `register(name, description, recipe)` for each extra quantization recipe."""

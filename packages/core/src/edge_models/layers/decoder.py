@@ -1,0 +1,86 @@
+"""The decoder-only transformer every model family is built from."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_models.config import ModelConfig
+from edge_models.layers.attention import Attention
+from edge_models.layers.kv_cache import KVCache, empty_cache
+from edge_models.layers.mlp import build_mlp
+from edge_models.layers.norms import build_norm
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, index: int) -> None:
+        super().__init__()
+        d = cfg.hidden_size
+        self.parallel = cfg.block == "parallel"
+        self.input_norm = build_norm(cfg.norm, d)
+        self.attn = Attention(cfg, index)
+        self.mlp = build_mlp(d, cfg.mlp)
+        if not self.parallel:
+            self.pre_mlp_norm = build_norm(cfg.norm, d)
+        self.post_attn_norm = build_norm(cfg.norm, d) if cfg.post_attention_norm else None
+        self.post_mlp_norm = build_norm(cfg.norm, d) if cfg.post_mlp_norm else None
+
+    def forward(self, x, input_pos, k_cache, v_cache, mask):
+        h = self.input_norm(x)
+        attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask)
+        if self.parallel:
+            return x + attn + self.mlp(h), k_cache, v_cache
+        if self.post_attn_norm is not None:
+            attn = self.post_attn_norm(attn)
+        x = x + attn
+        m = self.mlp(self.pre_mlp_norm(x))
+        if self.post_mlp_norm is not None:
+            m = self.post_mlp_norm(m)
+        return x + m, k_cache, v_cache
+
+
+class Decoder(nn.Module):
+    """forward(tokens [1,T], input_pos [T], kv_cache, mask=None) -> (logits [1,T,V], kv_cache)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderBlock(cfg, i) for i in range(cfg.num_layers))
+        self.final_norm = build_norm(cfg.norm, cfg.hidden_size)
+        if not cfg.tie_embeddings:
+            self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=cfg.lm_head_bias)
+        elif cfg.lm_head_bias:
+            self.lm_head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.embedding_scale = math.sqrt(cfg.hidden_size) if cfg.embedding_scale else None
+
+    def empty_cache(self, kv_len: int, dtype: torch.dtype = torch.float32) -> KVCache:
+        a = self.config.attention
+        return empty_cache(self.config.num_layers, a.num_kv_heads, a.head_dim, kv_len, dtype)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        input_pos: torch.Tensor,
+        kv_cache: KVCache,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        cfg = self.config
+        x = self.embed_tokens(tokens)
+        if self.embedding_scale is not None:
+            x = x * torch.tensor(self.embedding_scale, dtype=x.dtype)
+        new_cache: KVCache = {}
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask)
+            new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
+        x = self.final_norm(x)
+        if cfg.tie_embeddings:
+            logits = F.linear(x, self.embed_tokens.weight, getattr(self, "lm_head_bias", None))
+        else:
+            logits = self.lm_head(x)
+        if cfg.final_logit_softcap is not None:
+            logits = torch.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
+        return logits, new_cache

@@ -1,0 +1,124 @@
+"""Fill a Decoder from a checkpoint through a TensorNames map, strictly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edge_models.config import ModelConfig
+from edge_models.layers import Decoder
+from edge_models.loader.errors import CheckpointError
+from edge_models.loader.sources import TensorSource, open_checkpoint
+from edge_models.tensor_names import LAYER_SLOTS, TensorNames
+
+# Buffers some exporters save that carry no weights.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq", ".masked_bias", ".attn.bias")
+
+
+@dataclass(frozen=True)
+class Pick:
+    """Our parameter comes from `rows` of checkpoint tensor `name` (all rows when None)."""
+
+    name: str
+    rows: tuple[int, int] | None = None
+
+
+def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
+    """Map every parameter of `model` to the checkpoint tensor it is read from."""
+    cfg = model.config
+    a = cfg.attention
+    q_rows, kv_rows = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
+    fused = {
+        "attn.q_proj": (0, q_rows),
+        "attn.k_proj": (q_rows, q_rows + kv_rows),
+        "attn.v_proj": (q_rows + kv_rows, q_rows + 2 * kv_rows),
+    }
+    picks: dict[str, Pick] = {}
+    for param in model.state_dict():
+        module, _, kind = param.rpartition(".")
+        if module == "embed_tokens":
+            picks[param] = Pick(f"{names.embedding}.{kind}")
+        elif module == "final_norm":
+            picks[param] = Pick(f"{names.final_norm}.{kind}")
+        elif module == "lm_head" or param == "lm_head_bias":
+            if names.lm_head is None:
+                raise CheckpointError("the model has an LM head but TensorNames.lm_head is None")
+            picks[param] = Pick(f"{names.lm_head}.{'bias' if param == 'lm_head_bias' else kind}")
+        elif module.startswith("layers."):
+            _, index, slot = module.split(".", 2)
+            if names.qkv_proj is not None and slot in fused:
+                rows = fused[slot]
+                picks[param] = Pick(f"{names.qkv_proj.format(index)}.{kind}", rows)
+                continue
+            template = getattr(names, LAYER_SLOTS[slot])
+            if template is None:
+                raise CheckpointError(f"the model needs {param} but TensorNames.{LAYER_SLOTS[slot]} is None")
+            picks[param] = Pick(f"{template.format(index)}.{kind}")
+        else:
+            raise CheckpointError(f"no TensorNames entry for parameter {param}")
+    return picks
+
+
+def load_weights(model: Decoder, source: TensorSource, names: TensorNames) -> Decoder:
+    """Copy every tensor into `model` after checking the whole checkpoint against it.
+
+    All problems are collected first and raised as one error, so a user fixing a
+    map sees every wrong name at once.
+    """
+    picks = plan(model, names)
+    expected = model.state_dict()
+    available = set(source.names())
+    problems: list[str] = []
+    for param, pick in picks.items():
+        want = tuple(expected[param].shape)
+        if pick.name not in available:
+            problems.append(f"missing tensor {pick.name!r} (for {param}, expected shape {list(want)})")
+            continue
+        found = source.shape(pick.name)
+        if pick.rows is not None:
+            lo, hi = pick.rows
+            ok = len(found) == len(want) and found[0] >= hi and tuple(found[1:]) == want[1:]
+            want_desc = f"rows {lo}:{hi} of a tensor shaped [>= {hi}, {', '.join(map(str, want[1:]))}]"
+        else:
+            ok = found == want
+            want_desc = str(list(want))
+        if not ok:
+            problems.append(f"shape mismatch for {pick.name!r}: expected {want_desc}, found {list(found)}")
+    used = {p.name for p in picks.values()}
+    for name in sorted(available - used):
+        if not name.endswith(_IGNORED_SUFFIXES):
+            problems.append(f"unexpected tensor {name!r} with shape {list(source.shape(name))}")
+    if problems:
+        listing = "\n  ".join(problems)
+        raise CheckpointError(
+            f"{source.path}: checkpoint does not match the model ({len(problems)} problem(s)):\n  {listing}"
+        )
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for param, pick in picks.items():
+            tensor = source.get(pick.name)
+            if pick.rows is not None:
+                tensor = tensor[pick.rows[0] : pick.rows[1]]
+            target = params[param]
+            if target.is_meta:
+                _assign(model, param, tensor.to(torch.float32))
+            else:
+                target.copy_(tensor)
+    return model
+
+
+def _assign(model: torch.nn.Module, param: str, tensor: torch.Tensor) -> None:
+    module_name, _, attr = param.rpartition(".")
+    module = model.get_submodule(module_name)
+    setattr(module, attr, torch.nn.Parameter(tensor, requires_grad=False))
+
+
+def load_model(config: ModelConfig, checkpoint: str | Path | TensorSource, names: TensorNames) -> Decoder:
+    """Build the decoder without allocating weights, then fill it from `checkpoint`."""
+    source = checkpoint if hasattr(checkpoint, "get") else open_checkpoint(checkpoint)
+    with torch.device("meta"):
+        model = Decoder(config)
+    return load_weights(model, source, names).eval()

@@ -1,0 +1,91 @@
+"""Plugin discovery (entry-point group `edge_models`) and the model registry."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import pluggy
+
+from edge_models import hookspecs
+from edge_models.spec import ModelSpec
+
+
+class UnknownModelError(LookupError):
+    pass
+
+
+class DuplicateModelError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Registered:
+    spec: ModelSpec
+    provider: str  # "distribution version", or the plugin's name when not installed
+
+
+def _provider(pm: pluggy.PluginManager, plugin: object) -> str:
+    for p, dist in pm.list_plugin_distinfo():
+        if p is plugin:
+            return f"{dist.project_name} {dist.version}"
+    return pm.get_name(plugin) or repr(plugin)
+
+
+@functools.cache
+def plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    return pm
+
+
+class ModelRegistry:
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._models: dict[str, Registered] = {}
+        for impl in pm.hook.register_models.get_hookimpls():
+            provider = _provider(pm, impl.plugin)
+            impl.function(register=functools.partial(self._add, provider=provider))
+
+    def _add(self, spec: ModelSpec, *, provider: str) -> None:
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"{provider} registered {spec!r}, expected an edge_models.ModelSpec")
+        if spec.name in self._models:
+            other = self._models[spec.name].provider
+            raise DuplicateModelError(
+                f"model {spec.name!r} is registered twice: by {other} and by {provider}; "
+                "uninstall one of the two plugins"
+            )
+        self._models[spec.name] = Registered(spec, provider)
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def entries(self) -> list[Registered]:
+        return [self._models[n] for n in self.names()]
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self._models[name].spec
+        except KeyError:
+            known = ", ".join(self.names()) or "none (install a plugin, e.g. `pip install edge-models-gemma`)"
+            raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
+
+    def for_architecture(self, architectures: list[str]) -> ModelSpec:
+        """The spec for a config.json's `architectures`; the generic one wins over presets."""
+        matches = [r.spec for r in self._models.values() if set(r.spec.architectures) & set(architectures)]
+        if not matches:
+            supported = sorted({a for r in self._models.values() for a in r.spec.architectures})
+            raise UnknownModelError(
+                f"no registered model accepts architectures {architectures}; "
+                f"supported: {', '.join(supported) or 'none (no plugin installed)'}"
+            )
+        # Prefer the spec whose config_from_hf is most general: the one named after its family.
+        for spec in matches:
+            if spec.name == spec.family:
+                return spec
+        return matches[0]
+
+
+def registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
+    return ModelRegistry(pm or plugin_manager())

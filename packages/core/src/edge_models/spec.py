@@ -1,0 +1,59 @@
+"""ModelSpec: what a plugin tells core about one model it offers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from edge_models.config import ModelConfig
+from edge_models.tensor_names import TensorNames
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """Text wrapped around each chat turn; MediaPipe bundles carry the same fields."""
+
+    user_prefix: str = ""
+    user_suffix: str = ""
+    model_prefix: str = ""
+    model_suffix: str = ""
+    system_prefix: str = ""
+    system_suffix: str = ""
+
+    def render(self, prompt: str, system: str | None = None) -> str:
+        """One user turn, opened for the model's answer."""
+        text = f"{self.system_prefix}{system}{self.system_suffix}" if system else ""
+        return f"{text}{self.user_prefix}{prompt}{self.user_suffix}{self.model_prefix}"
+
+
+@dataclass(frozen=True)
+class TokenizerDefaults:
+    start_token: str
+    stop_tokens: tuple[str, ...]
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    # HF `architectures` entries this spec accepts, for `auto` detection from config.json.
+    architectures: tuple[str, ...]
+    config_from_hf: Callable[[dict], ModelConfig]
+    # The published model's config (`edge-models list` counts its parameters).
+    config: ModelConfig
+    # A small HF config.json dict for tests and smoke conversions with random weights.
+    tiny_hf_config: dict
+    tensor_names: TensorNames
+    tokenizer: TokenizerDefaults
+    # Name of the reference model class in `transformers`, used by `verify`.
+    reference_class: str
+    description: str = ""
+    # Names inside GGUF files when llama.cpp's standard names do not fit this family.
+    gguf_names: TensorNames | None = None
+    # (config, length, kv_len) -> sample inputs of one signature; None uses core's default.
+    example_inputs: Callable | None = None
+
+    @property
+    def tiny_config(self) -> ModelConfig:
+        return self.config_from_hf(self.tiny_hf_config)

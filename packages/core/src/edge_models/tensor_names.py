@@ -1,0 +1,82 @@
+"""TensorNames: where each of our parameters lives in a family's checkpoint.
+
+Per-layer entries are templates with one `{}` for the layer index and name a module,
+not a parameter: the loader appends `.weight` / `.bias` as our module needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class TensorNames:
+    embedding: str
+    final_norm: str
+    # None when the LM head is tied to the embedding.
+    lm_head: str | None
+    input_norm: str
+    o_proj: str
+    down_proj: str
+    up_proj: str
+    q_proj: str | None = None
+    k_proj: str | None = None
+    v_proj: str | None = None
+    # One tensor holding q, k and v stacked along the output axis.
+    qkv_proj: str | None = None
+    gate_proj: str | None = None
+    q_norm: str | None = None
+    k_norm: str | None = None
+    pre_mlp_norm: str | None = None
+    post_attn_norm: str | None = None
+    post_mlp_norm: str | None = None
+
+    def __post_init__(self) -> None:
+        separate = (self.q_proj, self.k_proj, self.v_proj)
+        if self.qkv_proj is None and None in separate:
+            raise ValueError("TensorNames needs q_proj, k_proj and v_proj, or qkv_proj")
+        if self.qkv_proj is not None and any(separate):
+            raise ValueError("TensorNames takes either qkv_proj or q_proj/k_proj/v_proj, not both")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            per_layer = f.name not in ("embedding", "final_norm", "lm_head")
+            if value is not None and per_layer and value.count("{}") != 1:
+                raise ValueError(f"TensorNames.{f.name}={value!r} must contain exactly one '{{}}'")
+
+
+# Our module path inside one DecoderBlock -> TensorNames field.
+LAYER_SLOTS: dict[str, str] = {
+    "input_norm": "input_norm",
+    "attn.q_proj": "q_proj",
+    "attn.k_proj": "k_proj",
+    "attn.v_proj": "v_proj",
+    "attn.o_proj": "o_proj",
+    "attn.q_norm": "q_norm",
+    "attn.k_norm": "k_norm",
+    "pre_mlp_norm": "pre_mlp_norm",
+    "post_attn_norm": "post_attn_norm",
+    "post_mlp_norm": "post_mlp_norm",
+    "mlp.gate_proj": "gate_proj",
+    "mlp.up_proj": "up_proj",
+    "mlp.down_proj": "down_proj",
+}
+
+# llama.cpp's names, which are the same for every architecture it writes to GGUF.
+GGUF_NAMES = TensorNames(
+    embedding="token_embd",
+    final_norm="output_norm",
+    lm_head="output",
+    input_norm="blk.{}.attn_norm",
+    q_proj="blk.{}.attn_q",
+    k_proj="blk.{}.attn_k",
+    v_proj="blk.{}.attn_v",
+    o_proj="blk.{}.attn_output",
+    q_norm="blk.{}.attn_q_norm",
+    k_norm="blk.{}.attn_k_norm",
+    pre_mlp_norm="blk.{}.ffn_norm",
+    post_attn_norm="blk.{}.post_attention_norm",
+    post_mlp_norm="blk.{}.post_ffw_norm",
+    gate_proj="blk.{}.ffn_gate",
+    up_proj="blk.{}.ffn_up",
+    down_proj="blk.{}.ffn_down",
+)
