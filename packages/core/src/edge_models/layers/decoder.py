@@ -15,6 +15,23 @@ from edge_models.layers.mlp import build_mlp
 from edge_models.layers.norms import build_norm
 
 
+class LMHead(nn.Module):
+    """Projection to logits; with tied embeddings it borrows the embedding matrix.
+
+    A module of its own in both cases so that quantization recipes can find it by name.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.tied = cfg.tie_embeddings
+        if not self.tied:
+            self.weight = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size))
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size)) if cfg.lm_head_bias else None
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, embedding if self.tied else self.weight, self.bias)
+
+
 class DecoderBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, index: int) -> None:
         super().__init__()
@@ -51,10 +68,7 @@ class Decoder(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderBlock(cfg, i) for i in range(cfg.num_layers))
         self.final_norm = build_norm(cfg.norm, cfg.hidden_size)
-        if not cfg.tie_embeddings:
-            self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=cfg.lm_head_bias)
-        elif cfg.lm_head_bias:
-            self.lm_head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.lm_head = LMHead(cfg)
         self.embedding_scale = math.sqrt(cfg.hidden_size) if cfg.embedding_scale else None
 
     def empty_cache(self, kv_len: int, dtype: torch.dtype = torch.float32) -> KVCache:
@@ -77,10 +91,7 @@ class Decoder(nn.Module):
             x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask)
             new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
         x = self.final_norm(x)
-        if cfg.tie_embeddings:
-            logits = F.linear(x, self.embed_tokens.weight, getattr(self, "lm_head_bias", None))
-        else:
-            logits = self.lm_head(x)
+        logits = self.lm_head(x, self.embed_tokens.weight)
         if cfg.final_logit_softcap is not None:
             logits = torch.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
         return logits, new_cache

@@ -42,10 +42,10 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
             picks[param] = Pick(f"{names.embedding}.{kind}")
         elif module == "final_norm":
             picks[param] = Pick(f"{names.final_norm}.{kind}")
-        elif module == "lm_head" or param == "lm_head_bias":
+        elif module == "lm_head":
             if names.lm_head is None:
-                raise CheckpointError("the model has an LM head but TensorNames.lm_head is None")
-            picks[param] = Pick(f"{names.lm_head}.{'bias' if param == 'lm_head_bias' else kind}")
+                raise CheckpointError(f"the model needs {param} but TensorNames.lm_head is None")
+            picks[param] = Pick(f"{names.lm_head}.{kind}")
         elif module.startswith("layers."):
             _, index, slot = module.split(".", 2)
             if names.qkv_proj is not None and slot in fused:

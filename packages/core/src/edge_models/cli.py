@@ -1,0 +1,192 @@
+"""The `edge-models` command. Plugins add verbs through the `register_commands` hook."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edge_models.plugins import plugin_manager
+
+
+class UserError(click.ClickException):
+    """Errors a user can fix: printed as one line, exit code 1, no traceback."""
+
+
+def _friendly(func):
+    """Turn our own error types into clean CLI errors."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, LookupError, FileNotFoundError) as e:
+            raise UserError(str(e)) from None
+
+    return wrapper
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+@click.group()
+@click.version_option(package_name="edge-models")
+def cli() -> None:
+    """Re-author, verify, quantize, convert and run LLMs for on-device inference."""
+
+
+@cli.command("list")
+def list_models() -> None:
+    """Show every registered model and the plugin that provides it."""
+    from edge_models.plugins import registry
+
+    entries = registry().entries()
+    if not entries:
+        click.echo("No models registered. Install a plugin, e.g. `pip install edge-models-gemma`.")
+        return
+    rows = [("name", "family", "params", "plugin", "description")]
+    for e in entries:
+        params = e.spec.config.num_parameters()
+        rows.append((e.spec.name, e.spec.family, f"{params / 1e6:,.0f}M", e.provider, e.spec.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+
+
+@cli.command()
+def recipes() -> None:
+    """List quantization recipes."""
+    from edge_models.convert.recipes import COMPONENTS, DEFAULT_RECIPE, all_schemes
+
+    for name, scheme in all_schemes().items():
+        click.echo(f"{name:<14} {scheme.description}")
+    click.echo(
+        f"\nDefault: {DEFAULT_RECIPE}. Mix per component ({', '.join(COMPONENTS)}), e.g.\n"
+        "  --quantize attention=int4-block32,feedforward=int4-block128,default=int8"
+    )
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory, .safetensors, .bin/.pt or .gguf")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="output .tflite [MODEL.tflite]")
+@click.option("--quantize", "recipe", default=None, help="recipe name or per-component mix (see `edge-models recipes`)")
+@click.option("--prefill", default="32,128", show_default=True, help="prefill signature lengths")
+@click.option("--kv-cache", "kv_len", default=1024, show_default=True, help="KV cache length")
+@click.option("--tiny", is_flag=True, help="convert the plugin's tiny random config (no checkpoint)")
+@click.option("--bundle", type=click.Path(path_type=Path), help="also write a .task bundle (needs edge-models-bundler)")
+@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer for --bundle")
+@click.pass_context
+@_friendly
+def convert(ctx, model, checkpoint, output, recipe, prefill, kv_len, tiny, bundle, tokenizer) -> None:
+    """Convert MODEL (a registered name, or `auto`) to a .tflite."""
+    from edge_models.convert import ExportSettings, convert as run_convert, parse_recipe
+    from edge_models.models import load_for_spec, random_model, resolve_spec
+
+    spec = resolve_spec(model, checkpoint)
+    recipe_obj = parse_recipe(recipe)
+    settings = ExportSettings(prefill_lengths=_lengths(prefill), kv_cache_len=kv_len)
+    bundle_cmd = cli.commands.get("bundle") if bundle else None
+    if bundle and bundle_cmd is None:
+        raise UserError("--bundle needs the bundler plugin: pip install edge-models-bundler")
+    if tiny:
+        net = random_model(spec.tiny_config)
+    elif checkpoint is None:
+        raise UserError("give --checkpoint PATH, or --tiny for a random tiny model")
+    else:
+        click.echo(f"loading {checkpoint} as {spec.name}", err=True)
+        net = load_for_spec(spec, checkpoint)
+    output = output or Path(f"{spec.name}.tflite")
+    run_convert(net, output, settings, recipe_obj)
+    if bundle_cmd is not None:
+        ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, model=spec.name, output=bundle)
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--prompt", "prompts", multiple=True, help="prompt text (repeatable); needs a tokenizer")
+@click.option("--tokens", "new_tokens", default=32, show_default=True, help="greedy tokens compared per prompt")
+@click.option("--atol", default=None, type=float, help="max abs logit difference allowed [1e-4 x logit scale]")
+@_friendly
+def verify(model, checkpoint, prompts, new_tokens, atol) -> None:
+    """Compare our MODEL with transformers' reference on the same checkpoint."""
+    from edge_models.verify import verify_checkpoint
+
+    report = verify_checkpoint(model, checkpoint, prompts=list(prompts), new_tokens=new_tokens, atol=atol)
+    click.echo(report.table())
+    if not report.passed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer.model or tokenizer.json (not needed for .task)")
+@click.option("--model", "model_name", help="registered model for stop tokens and chat template")
+@click.option("--prompt", required=True)
+@click.option("--max-tokens", default=128, show_default=True)
+@click.option("--temperature", default=0.0, show_default=True, help="0 means greedy")
+@click.option("--top-k", default=0, show_default=True)
+@click.option("--top-p", default=1.0, show_default=True)
+@click.option("--min-p", default=0.0, show_default=True)
+@click.option("--repetition-penalty", default=1.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--chat", is_flag=True, help="wrap the prompt in the model's chat template")
+@click.option("--stop-token", "stop_tokens", multiple=True, help="extra stop token (repeatable)")
+@_friendly
+def generate(file, tokenizer, model_name, prompt, max_tokens, temperature, top_k, top_p, min_p,
+             repetition_penalty, seed, chat, stop_tokens) -> None:
+    """Generate text from a .tflite or .task FILE, streamed to stdout."""
+    from edge_models.runtime import Generator, SamplerConfig
+
+    gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
+    sampler = SamplerConfig(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                            repetition_penalty=repetition_penalty, seed=seed)
+    for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    click.echo(gen.last_stats.summary(), err=True)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--decode-tokens", default=64, show_default=True)
+@click.option("--threads", default=None, type=int)
+@click.option("--compare-torch", "torch_model", default=None, help="registered model name: run PyTorch eager side by side")
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="weights for --compare-torch")
+@_friendly
+def bench(file, decode_tokens, threads, torch_model, checkpoint) -> None:
+    """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite."""
+    from edge_models.bench import bench_tflite, bench_torch, format_table
+
+    rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads)]
+    if torch_model:
+        rows.append(bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads))
+    click.echo(format_table(rows))
+
+
+def _add_builtin_groups() -> None:
+    from edge_models.cli_tokenizer import tokenizer_group
+
+    cli.add_command(tokenizer_group)
+
+
+def _load_plugin_commands() -> None:
+    plugin_manager().hook.register_commands(cli=cli)
+
+
+def main() -> None:
+    _add_builtin_groups()
+    _load_plugin_commands()
+    cli()
+
+
+if __name__ == "__main__":
+    main()

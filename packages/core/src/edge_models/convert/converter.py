@@ -1,0 +1,111 @@
+"""PyTorch decoder -> one .tflite with prefill_<N> and decode signatures."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from edge_models.convert.export import ExportSettings, Signature, register_lowerings, sample_inputs
+from edge_models.convert.recipes import Recipe, parse_recipe, quantize_flatbuffer
+from edge_models.layers import Decoder
+from edge_models.tflite_check import check_tflite
+
+Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(f"[edge-models] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    path: Path
+    size_bytes: int
+    signatures: list[str]
+    seconds: float
+    peak_rss_bytes: int
+    recipe: str
+
+    def summary(self) -> str:
+        return (
+            f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB, recipe {self.recipe}); "
+            f"signatures: {', '.join(self.signatures)}; "
+            f"{self.seconds:.1f} s; peak RSS {self.peak_rss_bytes / 2**30:.2f} GiB"
+        )
+
+
+def _make_readable(path: str) -> None:
+    # mkstemp creates 0600 files; the result should get the usual umask-based mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def convert(
+    model: Decoder,
+    output: str | Path,
+    settings: ExportSettings | None = None,
+    recipe: Recipe | str | None = None,
+    progress: Progress | None = _stderr,
+) -> ConvertResult:
+    """Convert `model` and write `output` atomically; the file is checked before it is renamed into place."""
+    settings = settings or ExportSettings()
+    recipe = recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
+    output = Path(output)
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+
+    say("loading litert-torch")
+    import litert_torch
+
+    register_lowerings()
+    model = model.eval()
+    converter = None
+    for name in settings.signature_names():
+        length = 1 if name == "decode" else int(name.split("_")[1])
+        wrapper = Signature(model, with_logits=name == "decode" or settings.prefill_logits)
+        kwargs = sample_inputs(model, length, settings.kv_cache_len)
+        target = litert_torch if converter is None else converter
+        converter = target.signature(name, wrapper, sample_kwargs=kwargs)
+    say(f"exporting and lowering {len(settings.signature_names())} signatures")
+    with torch.no_grad():
+        flatbuffer = converter.convert().model_content()
+    if not recipe.is_float32:
+        say(f"quantizing with recipe {recipe.text}")
+        flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
+
+    say(f"writing and checking {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(flatbuffer)
+        _make_readable(tmp)
+        del flatbuffer
+        check_tflite(tmp, num_layers=model.config.num_layers)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result = ConvertResult(
+        path=output,
+        size_bytes=output.stat().st_size,
+        signatures=settings.signature_names(),
+        seconds=time.perf_counter() - started,
+        peak_rss_bytes=peak_rss_bytes(),
+        recipe=recipe.text,
+    )
+    say(result.summary())
+    return result

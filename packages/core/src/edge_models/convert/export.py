@@ -1,0 +1,80 @@
+"""Export settings, signature wrappers and sample inputs for litert-torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edge_models.layers import Decoder
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    prefill_lengths: tuple[int, ...] = (32, 128)
+    kv_cache_len: int = 1024
+    # LiteRT-LM prefills all prompt tokens but the last and decodes that one, so
+    # prefill logits are never read; leaving them out saves a vocab-sized matmul.
+    prefill_logits: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.prefill_lengths:
+            raise ValueError("at least one prefill length is needed")
+        if any(n < 1 for n in self.prefill_lengths):
+            raise ValueError(f"prefill lengths must be positive, got {list(self.prefill_lengths)}")
+        too_long = [n for n in self.prefill_lengths if n > self.kv_cache_len]
+        if too_long:
+            raise ValueError(f"prefill lengths {too_long} exceed the KV cache length {self.kv_cache_len}")
+
+    def signature_names(self) -> list[str]:
+        return [f"prefill_{n}" for n in sorted(set(self.prefill_lengths))] + ["decode"]
+
+
+class Signature(nn.Module):
+    """One exported entry point: named inputs in, named outputs out."""
+
+    def __init__(self, model: Decoder, with_logits: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.with_logits = with_logits
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, kv_cache: dict[str, torch.Tensor]):
+        logits, cache = self.model(tokens, input_pos, kv_cache)
+        out = {f"kv_cache_{name}": tensor for name, tensor in cache.items()}
+        if self.with_logits:
+            out["logits"] = logits
+        return out
+
+
+def sample_inputs(model: Decoder, length: int, kv_len: int) -> dict:
+    """Sample kwargs; flattened by litert-torch into tokens, input_pos, kv_cache_k_0, ..."""
+    return {
+        "tokens": torch.zeros(1, length, dtype=torch.int32),
+        "input_pos": torch.arange(length, dtype=torch.int32),
+        "kv_cache": model.empty_cache(kv_len),
+    }
+
+
+_lowering_registered = False
+
+
+def register_lowerings() -> None:
+    """Teach litert-torch to lower our cache write to StableHLO dynamic_update_slice."""
+    global _lowering_registered
+    if _lowering_registered:
+        return
+    from litert_converter.mlir import ir
+    from litert_converter.mlir.dialects import stablehlo
+    from litert_torch.backend import lowerings
+
+    @lowerings.lower(torch.ops.edge_models.dynamic_update_slice)
+    def _lower(lctx, cache, update, start, dim):
+        i32 = ir.IntegerType.get_signless(32)
+        scalar = ir.RankedTensorType.get([], i32)
+        zero = stablehlo.constant(ir.DenseElementsAttr.get_splat(scalar, ir.IntegerAttr.get(i32, 0)))
+        first = stablehlo.reshape(scalar, start)
+        rank = ir.RankedTensorType(cache.type).rank
+        return stablehlo.dynamic_update_slice(cache, update, [first if i == dim else zero for i in range(rank)])
+
+    _lowering_registered = True

@@ -1,0 +1,162 @@
+"""Quantization recipes: user-facing names mapped onto ai-edge-quantizer configs.
+
+A recipe assigns a scheme to each component (default, embedding, attention,
+feedforward, lm_head). Components are found by the op output names litert-torch
+writes, which carry our module paths (e.g. `edge_models.layers.attention.Attention_attn`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["float", "weight_only", "dynamic"]
+
+
+@dataclass(frozen=True)
+class Scheme:
+    description: str
+    bits: int  # 32 means "leave in float32"
+    mode: Mode
+    block_size: int | None = None  # None: one scale per output channel
+
+
+SCHEMES: dict[str, Scheme] = {
+    "fp32": Scheme("no quantization: float32 weights and compute", 32, "float"),
+    "fp16": Scheme("float16 weights, float32 compute", 16, "float"),
+    "int8-weight": Scheme("int8 per-channel weights, dequantized to float for compute", 8, "weight_only"),
+    "int8": Scheme("int8 per-channel weights, dynamic-range int8 compute (default)", 8, "dynamic"),
+    "int4-block32": Scheme("int4 weights in blocks of 32, dynamic-range compute", 4, "dynamic", 32),
+    "int4-block128": Scheme("int4 weights in blocks of 128, dynamic-range compute", 4, "dynamic", 128),
+}
+
+COMPONENTS: dict[str, str] = {
+    "default": r".*",
+    "embedding": r"Embedding_embed_tokens",
+    "attention": r"edge_models\.layers\.attention\.Attention_attn",
+    "feedforward": r"edge_models\.layers\.mlp\.",
+    "lm_head": r"LMHead_lm_head",
+}
+
+DEFAULT_RECIPE = "int8"
+
+
+class RecipeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Scheme name per component; components not named fall back to `default`."""
+
+    text: str
+    parts: tuple[tuple[str, str], ...]
+
+    @property
+    def is_float32(self) -> bool:
+        return all(SCHEMES[s].bits == 32 for _, s in self.parts)
+
+
+_extra_schemes: dict[str, Scheme] = {}
+
+
+def register_scheme(name: str, description: str, scheme: Scheme) -> None:
+    """Target of the `register_quant_recipes` hook."""
+    if name in SCHEMES or name in _extra_schemes:
+        raise RecipeError(f"quantization recipe {name!r} is already defined")
+    _extra_schemes[name] = Scheme(description, scheme.bits, scheme.mode, scheme.block_size)
+
+
+def all_schemes() -> dict[str, Scheme]:
+    return {**SCHEMES, **_extra_schemes}
+
+
+def parse_recipe(text: str | None) -> Recipe:
+    """`int8`, or per component: `attention=int4-block32,feedforward=int4-block128,default=int8`."""
+    text = (text or DEFAULT_RECIPE).strip()
+    schemes = all_schemes()
+    parts: dict[str, str] = {}
+    for item in text.split(","):
+        component, sep, name = item.strip().rpartition("=")
+        component = component.strip() if sep else "default"
+        name = name.strip()
+        if component not in COMPONENTS:
+            raise RecipeError(
+                f"unknown component {component!r} in recipe {text!r}; components: {', '.join(COMPONENTS)}"
+            )
+        if name not in schemes:
+            raise RecipeError(f"unknown quantization recipe {name!r}; valid: {', '.join(schemes)}")
+        if component in parts:
+            raise RecipeError(f"component {component!r} appears twice in recipe {text!r}")
+        parts[component] = name
+    parts.setdefault("default", "fp32" if len(parts) else DEFAULT_RECIPE)
+    ordered = tuple((c, parts[c]) for c in COMPONENTS if c in parts)
+    return Recipe(text, ordered)
+
+
+def quantize_flatbuffer(model: bytes, recipe: Recipe) -> bytes:
+    """Apply `recipe` to a float32 flatbuffer with ai-edge-quantizer."""
+    if recipe.is_float32:
+        return model
+    from ai_edge_quantizer import qtyping, quantizer
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    qt = quantizer.Quantizer(bytearray(model))
+    schemes = all_schemes()
+    # Specific components are added after the default so that they override it.
+    for component, name in recipe.parts:
+        scheme = schemes[name]
+        if scheme.bits == 32:
+            # Float components still need an entry so they override a quantized default.
+            if component != "default":
+                qt.update_quantization_recipe(
+                    regex=COMPONENTS[component],
+                    operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                    op_config=qtyping.OpQuantizationConfig(
+                        weight_tensor_config=qtyping.TensorQuantizationConfig(
+                            num_bits=32, dtype=qtyping.TensorDataType.FLOAT
+                        ),
+                        compute_precision=qtyping.ComputePrecision.FLOAT,
+                        explicit_dequantize=False,
+                    ),
+                    algorithm_key=AlgorithmName.NO_QUANTIZE,
+                )
+            continue
+        qt.update_quantization_recipe(
+            regex=COMPONENTS[component],
+            operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+            op_config=_op_config(qtyping, scheme),
+            algorithm_key=(
+                AlgorithmName.FLOAT_CASTING if scheme.bits == 16 else AlgorithmName.MIN_MAX_UNIFORM_QUANT
+            ),
+        )
+    return bytes(qt.quantize().quantized_model)
+
+
+def _op_config(qtyping, scheme: Scheme):
+    granularity = {
+        None: qtyping.QuantGranularity.CHANNELWISE,
+        32: qtyping.QuantGranularity.BLOCKWISE_32,
+        64: qtyping.QuantGranularity.BLOCKWISE_64,
+        128: qtyping.QuantGranularity.BLOCKWISE_128,
+        256: qtyping.QuantGranularity.BLOCKWISE_256,
+    }[scheme.block_size]
+    if scheme.bits == 16:
+        return qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(
+                num_bits=16, dtype=qtyping.TensorDataType.FLOAT
+            ),
+            compute_precision=qtyping.ComputePrecision.FLOAT,
+            explicit_dequantize=True,
+        )
+    dynamic = scheme.mode == "dynamic"
+    return qtyping.OpQuantizationConfig(
+        weight_tensor_config=qtyping.TensorQuantizationConfig(
+            num_bits=scheme.bits,
+            symmetric=True,
+            granularity=granularity,
+            dtype=qtyping.TensorDataType.INT,
+        ),
+        compute_precision=qtyping.ComputePrecision.INTEGER if dynamic else qtyping.ComputePrecision.FLOAT,
+        explicit_dequantize=not dynamic,
+    )

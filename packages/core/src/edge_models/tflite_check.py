@@ -1,0 +1,131 @@
+"""Check a .tflite against what LiteRT-LM / MediaPipe require (ARCHITECTURE.md §5).
+
+Runtime-safe: needs only ai-edge-litert and numpy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class TFLiteCheckError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TFLiteInfo:
+    prefill_lengths: dict[str, int]  # signature name -> tokens length
+    num_layers: int
+    kv_len: int
+    vocab_size: int
+    prefill_logits: bool
+
+    @property
+    def signatures(self) -> list[str]:
+        return [*self.prefill_lengths, "decode"]
+
+
+_PREFILL = re.compile(r"^prefill(_\d+)?$")
+
+
+def open_interpreter(path: str | Path, threads: int | None = None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = Path(path)
+    if not path.is_file():
+        raise TFLiteCheckError(f"{path}: no such file")
+    try:
+        return Interpreter(model_path=str(path), num_threads=threads or os_threads())
+    except Exception as e:
+        raise TFLiteCheckError(f"{path}: not a loadable .tflite model ({e})") from None
+
+
+def os_threads() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=None) -> TFLiteInfo:
+    """Raise TFLiteCheckError listing every problem; return what the runtime needs to know."""
+    it = interpreter or open_interpreter(path)
+    sigs = it.get_signature_list()
+    problems: list[str] = []
+    if "decode" not in sigs:
+        problems.append("no 'decode' signature")
+    prefills = sorted((s for s in sigs if _PREFILL.match(s)), key=lambda s: (len(s), s))
+    if not prefills:
+        problems.append("no 'prefill' or 'prefill_<N>' signature")
+    if problems:
+        raise TFLiteCheckError(f"{path}: {'; '.join(problems)} (signatures found: {sorted(sigs)})")
+
+    details = {}
+    for name in [*prefills, "decode"]:
+        runner = it.get_signature_runner(name)
+        details[name] = (runner.get_input_details(), runner.get_output_details())
+    layers = num_layers
+    if layers is None:
+        layers = sum(1 for k in details["decode"][0] if k.startswith("kv_cache_k_"))
+    if layers == 0:
+        raise TFLiteCheckError(f"{path}: no KV cache inputs (expected kv_cache_k_<i> / kv_cache_v_<i>)")
+
+    kv_len = vocab = None
+    lengths: dict[str, int] = {}
+    prefill_logits = True
+    for name, (inputs, outputs) in details.items():
+        where = f"signature {name!r}"
+        expected_in = {"tokens", "input_pos"} | {f"kv_cache_{kv}_{i}" for i in range(layers) for kv in "kv"}
+        missing = sorted(expected_in - set(inputs))
+        extra = sorted(set(inputs) - expected_in - {"mask"})
+        if missing:
+            problems.append(f"{where} lacks inputs {missing}")
+        if extra:
+            problems.append(f"{where} has unexpected inputs {extra} (positional names fail in LiteRT-LM)")
+        if "tokens" in inputs:
+            t = inputs["tokens"]
+            if t["dtype"] != np.int32 or len(t["shape"]) != 2:
+                problems.append(f"{where}: tokens must be int32 [1, T], found {t['dtype'].__name__} {list(t['shape'])}")
+            else:
+                lengths[name] = int(t["shape"][1])
+        if "input_pos" in inputs and inputs["input_pos"]["dtype"] != np.int32:
+            problems.append(f"{where}: input_pos must be int32")
+        for i in range(layers):
+            k, v = inputs.get(f"kv_cache_k_{i}"), inputs.get(f"kv_cache_v_{i}")
+            if k is None or v is None:
+                continue
+            ks, vs = list(k["shape"]), list(v["shape"])
+            if len(ks) != 4 or len(vs) != 4 or ks[1] != vs[1] or ks[2] != vs[3] or ks[3] != vs[2]:
+                problems.append(
+                    f"{where}: KV layer {i} must be K [1, heads, KV, head_dim] and V [1, heads, head_dim, KV]; "
+                    f"found K {ks}, V {vs}"
+                )
+                continue
+            if kv_len is None:
+                kv_len = ks[2]
+            elif ks[2] != kv_len:
+                problems.append(f"{where}: layer {i} has KV length {ks[2]}, others {kv_len}")
+            for kv in "kv":
+                if f"kv_cache_{kv}_{i}" not in outputs:
+                    problems.append(f"{where} lacks output kv_cache_{kv}_{i}")
+        if "logits" in outputs:
+            shape = list(outputs["logits"]["shape"])
+            vocab = shape[-1] if vocab is None else vocab
+        elif name == "decode":
+            problems.append("signature 'decode' lacks output 'logits'")
+        else:
+            prefill_logits = False
+    if lengths.get("decode") not in (None, 1):
+        problems.append(f"decode takes {lengths['decode']} tokens, expected 1")
+    if problems:
+        raise TFLiteCheckError(f"{path}: not a valid LiteRT-LM model:\n  " + "\n  ".join(problems))
+    return TFLiteInfo(
+        prefill_lengths={p: lengths[p] for p in prefills},
+        num_layers=layers,
+        kv_len=int(kv_len),
+        vocab_size=int(vocab),
+        prefill_logits=prefill_logits,
+    )
