@@ -1,0 +1,143 @@
+"""Compare our re-authored model with transformers' own implementation on the same weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from edge_models.layers import Decoder
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str
+    prompt_tokens: int
+    max_abs_diff: float
+    max_rel_diff: float  # max abs diff / max |reference logit|
+    greedy_match: int  # leading greedy tokens that agree
+    greedy_total: int
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance and self.greedy_match == self.greedy_total
+
+
+@dataclass
+class VerifyReport:
+    model: str
+    rows: list[Comparison] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(r.passed for r in self.rows)
+
+    def table(self) -> str:
+        lines = [f"verify {self.model} against transformers",
+                 f"{'prompt':<24} {'tokens':>6} {'max|Δ|':>10} {'rel':>9} {'tol':>9} {'greedy':>9}  result"]
+        for r in self.rows:
+            lines.append(
+                f"{r.label[:24]:<24} {r.prompt_tokens:>6} {r.max_abs_diff:>10.2e} {r.max_rel_diff:>9.1e} "
+                f"{r.tolerance:>9.1e} {r.greedy_match:>4}/{r.greedy_total:<4}  {'ok' if r.passed else 'FAIL'}"
+            )
+        lines.append("PASSED" if self.passed else "FAILED")
+        return "\n".join(lines)
+
+
+def greedy_with_cache(model: Decoder, ids: list[int], new_tokens: int, kv_len: int | None = None):
+    """Prefill `ids`, then greedy-decode; returns (prefill logits [T,V], decode logits [N,V], tokens)."""
+    kv_len = kv_len or len(ids) + new_tokens + 1
+    cache = model.empty_cache(kv_len)
+    with torch.no_grad():
+        logits, cache = model(torch.tensor([ids]), torch.arange(len(ids)), cache)
+        prefill = logits[0]
+        token = int(prefill[-1].argmax())
+        tokens, steps = [], []
+        for pos in range(len(ids), len(ids) + new_tokens):
+            tokens.append(token)
+            step, cache = model(torch.tensor([[token]]), torch.tensor([pos]), cache)
+            steps.append(step[0, 0])
+            token = int(step[0, 0].argmax())
+    return prefill, torch.stack(steps) if steps else prefill[:0], tokens
+
+
+def reference_greedy(reference, ids: list[int], new_tokens: int) -> list[int]:
+    import copy
+
+    config = copy.deepcopy(reference.generation_config)
+    config.eos_token_id = None  # compare a fixed number of tokens, never stop early
+    config.do_sample = False
+    config.max_new_tokens = new_tokens
+    config.min_new_tokens = None
+    config.pad_token_id = 0
+    with torch.no_grad():
+        out = reference.generate(torch.tensor([ids]), generation_config=config)
+    return out[0, len(ids):].tolist()
+
+
+def compare(model: Decoder, reference, ids: list[int], new_tokens: int, label: str = "",
+            atol: float | None = None) -> Comparison:
+    """Logits on the prompt and on every greedy decode step, and greedy tokens, vs `reference`."""
+    prefill, steps, ours = greedy_with_cache(model, ids, new_tokens)
+    ref_tokens = reference_greedy(reference, ids, new_tokens)
+    # Reference logits over prompt + our continuation line up with our prefill and decode steps.
+    seq = ids + ours
+    with torch.no_grad():
+        ref_logits = reference(torch.tensor([seq])).logits[0].float()
+    ours_all = torch.cat([prefill, steps[:-1]]) if new_tokens else prefill
+    ref_all = ref_logits[: len(seq) - 1] if new_tokens else ref_logits
+    diff = float((ours_all - ref_all).abs().max())
+    scale = float(ref_all.abs().max())
+    tolerance = atol if atol is not None else 1e-4 * max(1.0, scale)
+    match = 0
+    for a, b in zip(ours, ref_tokens):
+        if a != b:
+            break
+        match += 1
+    return Comparison(label or f"{len(ids)} ids", len(ids), diff, diff / max(scale, 1e-12), match, new_tokens, tolerance)
+
+
+def load_reference(spec, checkpoint: str | Path):
+    import transformers
+
+    cls = getattr(transformers, spec.reference_class)
+    path = Path(checkpoint)
+    kwargs = dict(dtype=torch.float32, local_files_only=True, attn_implementation="eager")
+    if path.suffix == ".gguf":
+        return cls.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs).eval()
+    directory = path if path.is_dir() else path.parent
+    return cls.from_pretrained(str(directory), **kwargs).eval()
+
+
+def _tokenizer_for(checkpoint: Path):
+    from transformers import AutoTokenizer
+
+    if checkpoint.suffix == ".gguf":
+        return AutoTokenizer.from_pretrained(str(checkpoint.parent), gguf_file=checkpoint.name, local_files_only=True)
+    directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+
+
+def verify_checkpoint(model_name: str, checkpoint: str | Path, prompts: list[str] | None = None,
+                      new_tokens: int = 32, atol: float | None = None) -> VerifyReport:
+    from edge_models.models import load_for_spec, resolve_spec
+
+    checkpoint = Path(checkpoint)
+    spec = resolve_spec(model_name, checkpoint)
+    ours = load_for_spec(spec, checkpoint)
+    reference = load_reference(spec, checkpoint)
+    report = VerifyReport(spec.name)
+    if prompts:
+        tok = _tokenizer_for(checkpoint)
+        inputs = [(p, tok(p)["input_ids"]) for p in prompts]
+    else:
+        # Without a tokenizer, fixed pseudo-random ids still exercise every weight.
+        gen = torch.Generator().manual_seed(0)
+        vocab = ours.config.vocab_size
+        inputs = [(f"random ids #{i}", torch.randint(0, vocab, (n,), generator=gen).tolist())
+                  for i, n in enumerate((8, 24))]
+    for label, ids in inputs:
+        report.rows.append(compare(ours, reference, ids, new_tokens, label, atol))
+    return report
