@@ -28,7 +28,7 @@ class PromptTemplate:
 
 @dataclass(frozen=True)
 class TokenizerDefaults:
-    start_token: str
+    start_token: str | None
     stop_tokens: tuple[str, ...]
     template: PromptTemplate = field(default_factory=PromptTemplate)
 
