@@ -72,8 +72,10 @@ def reference_greedy(reference, ids: list[int], new_tokens: int) -> list[int]:
     config.max_new_tokens = new_tokens
     config.min_new_tokens = None
     config.pad_token_id = 0
+    inputs = torch.tensor([ids])
     with torch.no_grad():
-        out = reference.generate(torch.tensor([ids]), generation_config=config)
+        # An explicit mask: generate() would otherwise mask prompt tokens equal to the pad id.
+        out = reference.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config)
     return out[0, len(ids):].tolist()
 
 

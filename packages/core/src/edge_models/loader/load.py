@@ -87,6 +87,9 @@ def load_weights(model: Decoder, source: TensorSource, names: TensorNames) -> De
         if not ok:
             problems.append(f"shape mismatch for {pick.name!r}: expected {want_desc}, found {list(found)}")
     used = {p.name for p in picks.values()}
+    if model.config.tie_embeddings and names.lm_head:
+        # Tied checkpoints often store the shared matrix a second time as the LM head.
+        used.add(f"{names.lm_head}.weight")
     for name in sorted(available - used):
         if not name.endswith(_IGNORED_SUFFIXES):
             problems.append(f"unexpected tensor {name!r} with shape {list(source.shape(name))}")
