@@ -1,0 +1,130 @@
+"""The `edge-models bundle` verb: write (default), `inspect` and `check` bundles."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from edge_models_bundler.validate import BundleError, Report
+
+
+def _errors_as_click(func):
+    """Our errors are the user's to fix: one clean message, exit code 1, no traceback."""
+    from edge_models.task_format import TaskFormatError
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except BundleError as e:
+            _print_warnings(e.warnings)
+            raise click.ClickException(str(e)) from None
+        except (TaskFormatError, LookupError, ValueError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+_TEMPLATE_OPTIONS = {
+    "prompt_prefix_user": "user_prefix",
+    "prompt_suffix_user": "user_suffix",
+    "prompt_prefix_model": "model_prefix",
+    "prompt_suffix_model": "model_suffix",
+    "prompt_prefix_system": "system_prefix",
+    "prompt_suffix_system": "system_suffix",
+}
+
+
+@click.group("bundle", invoke_without_command=True)
+@click.option("--tflite", type=click.Path(path_type=Path), help="converted model (.tflite with prefill/decode)")
+@click.option("--tokenizer", type=click.Path(path_type=Path), help="SentencePiece tokenizer.model (or tokenizer.json for .litertlm)")
+@click.option("--model", help="registered model whose start/stop tokens and chat template are the defaults")
+@click.option("--start-token", help="token that starts every sequence, e.g. '<bos>'")
+@click.option("--stop-token", "stop_tokens", multiple=True, help="token that ends generation (repeatable)")
+@click.option("--prompt-prefix-user", default=None, help="text before each user turn")
+@click.option("--prompt-suffix-user", default=None, help="text after each user turn")
+@click.option("--prompt-prefix-model", default=None, help="text before each model turn")
+@click.option("--prompt-suffix-model", default=None, help="text after each model turn")
+@click.option("--prompt-prefix-system", default=None, help="text before a system message")
+@click.option("--prompt-suffix-system", default=None, help="text after a system message")
+@click.option("--system-prompt", default=None, help="fixed text fed at the start of every session")
+@click.option("--user-role-token", default=None)
+@click.option("--system-role-token", default=None)
+@click.option("--model-role-token", default=None)
+@click.option("--end-role-token", default=None)
+@click.option("--bytes-to-unicode", is_flag=True, help="tokenizer pieces use GPT-2's byte-to-unicode mapping")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="model.task or model.litertlm")
+@click.pass_context
+@_errors_as_click
+def bundle(ctx: click.Context, tflite: Path | None, tokenizer: Path | None, model: str | None, output: Path | None,
+           start_token: str | None = None, stop_tokens: tuple[str, ...] = (), system_prompt: str | None = None,
+           user_role_token: str | None = None, system_role_token: str | None = None,
+           model_role_token: str | None = None, end_role_token: str | None = None,
+           bytes_to_unicode: bool = False, **template: str | None) -> None:
+    """Bundle a .tflite and its tokenizer into a MediaPipe .task (or LiteRT-LM .litertlm).
+
+    Every check runs before anything is written; a failure leaves no file behind.
+    Subcommands: `inspect FILE`, `check FILE`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    missing = [flag for flag, value in (("--tflite", tflite), ("--tokenizer", tokenizer), ("-o/--output", output))
+               if value is None]
+    if missing:
+        raise click.UsageError(f"bundle needs {', '.join(missing)} (or a subcommand: inspect, check)")
+    from edge_models_bundler.options import resolve_options
+
+    overrides = {field: template[opt] for opt, field in _TEMPLATE_OPTIONS.items() if template.get(opt) is not None}
+    options = resolve_options(
+        model,
+        start_token=start_token,
+        stop_tokens=stop_tokens,
+        template_overrides=overrides,
+        system_prompt=system_prompt,
+        user_role_token=user_role_token,
+        system_role_token=system_role_token,
+        model_role_token=model_role_token,
+        end_role_token=end_role_token,
+        bytes_to_unicode=bytes_to_unicode,
+    )
+    from edge_models_bundler import write_bundle
+
+    report = write_bundle(output, tflite, tokenizer, options)
+    _print_warnings(report.warnings)
+    size = output.stat().st_size
+    click.echo(f"wrote {output} ({size:,} bytes): start {options.start_token!r}, stop {list(options.stop_tokens)!r}")
+
+
+@bundle.command("inspect")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_errors_as_click
+def inspect_cmd(file: Path) -> None:
+    """Show a .task's entries, metadata, model signatures and tokenizer."""
+    from edge_models_bundler.inspect import describe_task
+
+    click.echo(describe_task(file))
+
+
+@bundle.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_errors_as_click
+def check_cmd(file: Path) -> None:
+    """Run every validation on an existing .task; exit 1 on a problem."""
+    from edge_models_bundler.check import check_bundle
+
+    report: Report = check_bundle(file)
+    _print_warnings(report.warnings)
+    if report.problems:
+        for p in report.problems:
+            click.echo(f"problem: {p}", err=True)
+        raise SystemExit(1)
+    info = report.tflite
+    click.echo(f"{file}: OK ({', '.join(info.signatures) if info else ''}; "
+               f"{report.tokenizer_pieces} pieces; KV {info.kv_len if info else '?'})")

@@ -1,0 +1,102 @@
+"""Write a LiteRT-LM `.litertlm` bundle through `litert-lm-builder`.
+
+Unlike `.task`, it also carries an HF `tokenizer.json`: the route for byte-level BPE models
+(Phi-2, SmolLM-style Llamas) whose tokenizer SentencePiece cannot represent.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from edge_models_bundler.atomic import write_atomically
+from edge_models_bundler.options import BundleOptions
+from edge_models_bundler.validate import (
+    BundleError,
+    Report,
+    check_model,
+    check_template,
+    check_tokens,
+    check_vocab,
+    load_sentencepiece,
+)
+
+
+def _load_tokenizer(tokenizer: Path, report: Report):
+    if not tokenizer.is_file():
+        report.problems.append(f"tokenizer {tokenizer}: no such file")
+        return None
+    if tokenizer.suffix == ".json":
+        from edge_models.runtime.tokenizer import HFTokenizer, TokenizerError
+
+        try:
+            tok = HFTokenizer(tokenizer)
+        except TokenizerError as e:
+            report.problems.append(str(e))
+            return None
+        report.tokenizer_pieces = tok.vocab_size
+        return tok
+    return load_sentencepiece(tokenizer.read_bytes(), str(tokenizer), report)
+
+
+def _metadata(options: BundleOptions, tok, kv_len: int | None) -> bytes:
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    meta = llm_metadata_pb2.LlmMetadata()
+    # Token ids, not strings: the runtime would tokenize a string like "<s>" as plain text.
+    meta.start_token.token_ids.ids.append(tok.piece_to_id(options.start_token))
+    for stop in options.stop_tokens:
+        meta.stop_tokens.add().token_ids.ids.append(tok.piece_to_id(stop))
+    t = options.template
+    for role, (prefix, suffix) in (
+        ("user", (t.user_prefix, t.user_suffix)),
+        ("model", (t.model_prefix, t.model_suffix)),
+        ("system", (t.system_prefix, t.system_suffix)),
+    ):
+        if prefix or suffix:
+            affixes = getattr(meta.prompt_templates, role)
+            affixes.prefix = prefix
+            affixes.suffix = suffix
+    if kv_len:
+        meta.max_num_tokens = kv_len
+    meta.llm_model_type.generic_model.SetInParent()
+    return meta.SerializeToString()
+
+
+def write_litertlm(
+    output: str | Path,
+    tflite: str | Path,
+    tokenizer: str | Path,
+    options: BundleOptions,
+) -> Report:
+    """Validate, then write `output` (.litertlm) atomically. `tokenizer` is a SentencePiece .model or tokenizer.json."""
+    output, tflite, tokenizer = Path(output), Path(tflite), Path(tokenizer)
+    report = Report()
+    tok = _load_tokenizer(tokenizer, report)
+    if tok is not None:
+        check_tokens(options, tok.piece_to_id, str(tokenizer), report)
+    check_template(options, tok.piece_to_id if tok is not None else None, report)
+    if options.system_prompt:
+        report.problems.append("--system-prompt has no field in .litertlm; use --prompt-prefix-system/-suffix-system")
+    check_model(tflite, report)
+    check_vocab(report.tokenizer_pieces, report.tflite, report)
+    if output.suffix != ".litertlm":
+        report.problems.append(f"output {output}: a LiteRT-LM bundle must be named *.litertlm")
+    if report.problems:
+        raise BundleError(report.problems, report.warnings)
+
+    import litert_lm_builder as lb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_path = Path(tmp) / "llm_metadata.pb"
+        meta_path.write_bytes(_metadata(options, tok, report.tflite.kv_len if report.tflite else None))
+        builder = lb.LitertLmFileBuilder()
+        builder.add_system_metadata(lb.Metadata(key="Authors", value="edge-models", dtype=lb.DType.STRING))
+        builder.add_tflite_model(str(tflite), lb.TfLiteModelType.PREFILL_DECODE)
+        if tokenizer.suffix == ".json":
+            builder.add_hf_tokenizer(str(tokenizer))
+        else:
+            builder.add_sentencepiece_tokenizer(str(tokenizer))
+        builder.add_llm_metadata(str(meta_path))
+        write_atomically(output, builder.build)
+    return report

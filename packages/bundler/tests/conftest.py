@@ -1,0 +1,56 @@
+"""Shared fixtures: one tiny tokenizer and one tiny converted model (converted once per session)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from spm_util import train_sentencepiece
+
+VOCAB = 256
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bundler")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(workdir) -> Path:
+    return train_sentencepiece(workdir / "tokenizer.model", VOCAB)
+
+
+@pytest.fixture(scope="session")
+def converted(workdir, tokenizer) -> tuple[Path, Path]:
+    """(tiny .tflite, .task) made in one go by `edge-models convert llama --tiny --bundle`.
+
+    The llama plugin's tiny config has a 256-entry vocabulary, the size of our tokenizer.
+    """
+    from click.testing import CliRunner
+    from edge_models.cli import _load_plugin_commands, cli
+    from edge_models.plugins import registry
+
+    assert registry().get("llama").tiny_config.vocab_size == VOCAB
+    _load_plugin_commands()
+    tflite, task = workdir / "tiny.tflite", workdir / "tiny.task"
+    result = CliRunner().invoke(cli, [
+        "convert", "llama", "--tiny", "-o", str(tflite), "--prefill", "8", "--kv-cache", "64",
+        "--bundle", str(task), "--tokenizer", str(tokenizer),
+    ])
+    assert result.exit_code == 0, result.output
+    assert tflite.is_file() and task.is_file()
+    return tflite, task
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(converted) -> Path:
+    return converted[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_task(converted) -> Path:
+    return converted[1]
