@@ -3,7 +3,7 @@
     /work/venv-mp/bin/python packages/bundler/tests/data/make_reference.py
 
 Writes mediapipe-0.10.35/metadata_cases.json (the METADATA bytes MediaPipe's bundler writes for
-each combination of template options) and mediapipe-0.10.35/full.task (a whole bundle made from
+each combination of template options) and mediapipe-0.10.35/full.task.bin (a whole bundle made from
 a stand-in model file and a tiny SentencePiece tokenizer; the test re-bundles its entries).
 """
 
@@ -61,8 +61,11 @@ def main() -> None:
                                                        output_filename=str(out), **case))
             results.append({"options": case, "metadata_hex": zipfile.ZipFile(out).read("METADATA").hex()})
         (OUT / "metadata_cases.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+        full = tmp / "full.task"
         bundler.create_bundle(bundler.BundleConfig(tflite_model=str(model), tokenizer_model=str(tok),
-                                                   output_filename=str(OUT / "full.task"), **FULL))
+                                                   output_filename=str(full), **FULL))
+        # Checked in under a name the repository's `*.task` ignore rule does not hide.
+        (OUT / "full.task.bin").write_bytes(full.read_bytes())
     print(f"{len(results)} cases written to {OUT}")
 
 

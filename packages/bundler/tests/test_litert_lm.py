@@ -1,0 +1,142 @@
+"""Conformance: our bundles load in the LiteRT-LM engine and its greedy output equals ours token for token.
+
+How LiteRT-LM 0.18 drives the model (read in its executor, llm_litert_compiled_model_executor.cc,
+and confirmed here): the session adds the start token, `prefill` runs on all prompt tokens but the
+last (zero-padded to the signature's length, input_pos zero-padded too), the last prompt token is
+held back and fed to the first `decode` call, whose logits give the first generated token. Our tiny
+model has no prefill logits at all, so an identical first token can only come from that decode.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+litert_lm = pytest.importorskip("litert_lm", reason="litert-lm-api is not installed (pip install litert-lm-api)")
+
+from edge_models.task_format import read_task
+
+from edge_models_bundler import BundleOptions, write_litertlm
+
+PROMPTS = ["kalo mine ruta", "ba"]
+NEW_TOKENS = 24
+OPTIONS = BundleOptions(start_token="<s>", stop_tokens=("</s>",))
+
+
+def greedy(tflite: bytes, ids: list[int], stop_ids: set[int], max_tokens: int) -> list[int]:
+    """The runtime's loop in miniature: prefill ids[:-1], then decode one token at a time from ids[-1]."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=tflite)
+    prefill = [s for s in it.get_signature_list() if s.startswith("prefill")]
+    runner = it.get_signature_runner(prefill[0])
+    decode = it.get_signature_runner("decode")
+    cache = {k: np.zeros(v["shape"], np.float32) for k, v in decode.get_input_details().items() if k.startswith("kv_")}
+    length = int(runner.get_input_details()["tokens"]["shape"][1])
+    head = ids[:-1]
+    assert len(head) <= length, "test prompts fit one prefill call"
+    if head:
+        tokens = np.zeros((1, length), np.int32)
+        tokens[0, : len(head)] = head
+        pos = np.zeros(length, np.int32)
+        pos[: len(head)] = np.arange(len(head))
+        out = runner(tokens=tokens, input_pos=pos, **cache)
+        cache = {k: out[k] for k in cache}
+    token, at, generated = ids[-1], len(ids) - 1, []
+    for _ in range(max_tokens):
+        out = decode(tokens=np.array([[token]], np.int32), input_pos=np.array([at], np.int32), **cache)
+        cache = {k: out[k] for k in cache}
+        token, at = int(np.argmax(out["logits"][0, -1])), at + 1
+        if token in stop_ids:
+            break
+        generated.append(token)
+    return generated
+
+
+def engine_generate(path: Path, prompt: str, max_tokens: int) -> tuple[str, object]:
+    engine = litert_lm.Engine(str(path), enable_benchmark=True)
+    try:
+        session = engine.create_session(apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1),
+                                         max_output_tokens=max_tokens)
+        session.run_prefill([prompt])
+        text = session.run_decode().texts[0]
+        info = session.get_benchmark_info()
+        session.close()
+        return text, info
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_task_in_litert_lm_matches_our_greedy_loop(tiny_task, prompt):
+    import sentencepiece as spm
+
+    bundle = read_task(tiny_task)
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(bundle.tokenizer_model)
+    ids = [sp.PieceToId(bundle.params.start_token), *sp.EncodeAsIds(prompt)]
+    ours = greedy(bundle.tflite, ids, {sp.PieceToId(t) for t in bundle.params.stop_tokens}, NEW_TOKENS)
+    text, info = engine_generate(tiny_task, prompt, NEW_TOKENS)
+    assert ours, "the tiny model generated nothing to compare"
+    assert text == sp.DecodeIds(ours)
+    # The engine adds the start token itself and counts the held-back last token as prefilled.
+    assert info.last_prefill_token_count == len(ids)
+    if len(ours) == NEW_TOKENS:
+        assert info.last_decode_token_count == NEW_TOKENS
+
+
+def test_task_in_litert_lm_matches_the_desktop_runtime(tiny_task):
+    runtime = pytest.importorskip("edge_models.runtime", reason="core's desktop runtime is not available")
+    if not hasattr(runtime, "Generator"):
+        pytest.skip("edge_models.runtime has no Generator yet")
+    gen = runtime.Generator.open(tiny_task)
+    ids = gen.encode(PROMPTS[0])
+    ours = list(gen.generate_ids(ids, NEW_TOKENS, runtime.SamplerConfig(temperature=0.0)))
+    text, _ = engine_generate(tiny_task, PROMPTS[0], NEW_TOKENS)
+    assert text == gen.tokenizer.decode(ours)
+
+
+def test_litertlm_with_sentencepiece(tmp_path, tiny_tflite, tokenizer):
+    import sentencepiece as spm
+
+    out = tmp_path / "tiny.litertlm"
+    write_litertlm(out, tiny_tflite, tokenizer, OPTIONS)
+    sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
+    ids = [sp.PieceToId("<s>"), *sp.EncodeAsIds(PROMPTS[0])]
+    ours = greedy(tiny_tflite.read_bytes(), ids, {sp.PieceToId("</s>")}, NEW_TOKENS)
+    text, info = engine_generate(out, PROMPTS[0], NEW_TOKENS)
+    assert text == sp.DecodeIds(ours) and info.last_prefill_token_count == len(ids)
+
+
+def test_litertlm_with_hf_tokenizer_json(tmp_path, tiny_tflite):
+    tokenizers = pytest.importorskip("tokenizers", reason="the tokenizer.json route needs `tokenizers`")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from spm_util import corpus
+
+    tk = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="<unk>"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace()
+    tk.decoder = tokenizers.decoders.Metaspace()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=256, special_tokens=["<unk>", "<s>", "</s>"],
+                                             show_progress=False)
+    tk.train_from_iterator(corpus(), trainer)
+    assert tk.get_vocab_size() == 256
+    path = tmp_path / "tokenizer.json"
+    tk.save(str(path))
+    out = tmp_path / "hf.litertlm"
+    write_litertlm(out, tiny_tflite, path, OPTIONS)
+    ids = [tk.token_to_id("<s>"), *tk.encode(PROMPTS[0], add_special_tokens=False).ids]
+    ours = greedy(tiny_tflite.read_bytes(), ids, {tk.token_to_id("</s>")}, NEW_TOKENS)
+    text, _ = engine_generate(out, PROMPTS[0], NEW_TOKENS)
+    assert ours and text == tk.decode(ours)
+
+
+def test_litertlm_validates_before_writing(tmp_path, tiny_tflite, tokenizer):
+    from edge_models_bundler import BundleError
+
+    out = tmp_path / "bad.litertlm"
+    with pytest.raises(BundleError, match="stop token '<eos>' is not a single piece"):
+        write_litertlm(out, tiny_tflite, tokenizer, OPTIONS.replace(stop_tokens=("<eos>",)))
+    assert not out.exists() and not list(tmp_path.glob(".bad.litertlm.*"))
