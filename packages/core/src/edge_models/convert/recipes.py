@@ -35,7 +35,8 @@ COMPONENTS: dict[str, str] = {
     "embedding": r"Embedding_embed_tokens",
     "attention": r"edge_models\.layers\.attention\.Attention_attn",
     "feedforward": r"edge_models\.layers\.mlp\.",
-    "lm_head": r"LMHead_lm_head",
+    # The head's op output takes the signature output's name when nothing follows it.
+    "lm_head": r"LMHead_lm_head|_logits_output$",
 }
 
 DEFAULT_RECIPE = "int8"

@@ -28,6 +28,23 @@ def _(cache, update, start, dim):
     return torch.empty_like(cache)
 
 
+def _save_for_backward(ctx, inputs, output) -> None:
+    cache, update, start, dim = inputs
+    ctx.dim, ctx.length = dim, update.shape[dim]
+    ctx.begin = int(start.reshape(-1)[0].clamp(0, cache.shape[dim] - update.shape[dim]))
+
+
+def _backward(ctx, grad):
+    # Gradients make the decoder trainable as written (tests train tiny models with it).
+    grad_cache = grad.clone()
+    grad_cache.narrow(ctx.dim, ctx.begin, ctx.length).zero_()
+    grad_update = grad.narrow(ctx.dim, ctx.begin, ctx.length).contiguous()
+    return grad_cache, grad_update, None, None
+
+
+dynamic_update_slice.register_autograd(_backward, setup_context=_save_for_backward)
+
+
 def cache_names(num_layers: int) -> list[str]:
     return [f"{kv}_{i}" for i in range(num_layers) for kv in ("k", "v")]
 
