@@ -7,28 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from edge_models.testing import build_reference, save_reference
 
-
-def build_reference(hf_config: dict, reference_class: str, seed: int = 0):
-    """A transformers model with random weights; every parameter is perturbed, norms included,
-    so that a wrong tensor mapping cannot go unnoticed."""
-    import transformers
-
-    fields = {k: v for k, v in hf_config.items() if k not in ("architectures", "model_type")}
-    config = transformers.AutoConfig.for_model(hf_config["model_type"], **fields)
-    config.architectures = list(hf_config.get("architectures", [reference_class]))
-    torch.manual_seed(seed)
-    model = getattr(transformers, reference_class)._from_config(config, attn_implementation="eager", dtype=torch.float32)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model.eval()
-
-
-def save_reference(model, directory: Path, **save_kwargs) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory, **save_kwargs)
-    return directory
+__all__ = ["build_reference", "save_reference"]
 
 
 def read_hf_config(directory: Path) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import build_reference, markov_text, read_hf_config, save_reference, trained_tiny_model
 from edge_models import registry
 from edge_models.convert import ExportSettings, all_schemes, convert
@@ -97,7 +96,9 @@ def recipe_model(tmp_path_factory):
 def test_every_recipe_converts_and_agrees_with_fp32(recipe, recipe_model):
     model, root = recipe_model
     settings = ExportSettings(prefill_lengths=(64,), kv_cache_len=128, prefill_logits=True)
-    result = convert(model, root / f"{recipe.replace('=', '-').replace(',', '_')}.tflite", settings, recipe, progress=None)
+    result = convert(
+        model, root / f"{recipe.replace('=', '-').replace(',', '_')}.tflite", settings, recipe, progress=None
+    )
     lite = LiteRTModel(result.path)
     out = lite._run("prefill_64", np.array([TEXT], np.int32), np.arange(64, dtype=np.int32))["logits"][0]
     expected, _ = _torch_logits(model, TEXT, cache=model.empty_cache(128))
@@ -114,7 +115,6 @@ def test_recipe_components_match_converted_tensor_names(converted):
     import re
 
     from ai_edge_litert.interpreter import Interpreter
-
     from edge_models.convert.recipes import COMPONENTS
 
     for name in CASES:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
 from edge_models.models import load_for_spec
@@ -26,8 +25,19 @@ for entry in SPECS:
 # Variants that exercise options the tiny presets do not: (spec, label, config overrides).
 VARIANTS = [
     ("llama", "mha-tied", {"num_key_value_heads": 4, "tie_word_embeddings": True}),
-    ("llama", "llama3-rope", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                                "high_freq_factor": 4.0, "original_max_position_embeddings": 16}}),
+    (
+        "llama",
+        "llama3-rope",
+        {
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            }
+        },
+    ),
     ("llama", "attention-bias", {"attention_bias": True, "mlp_bias": True}),
     ("llama", "head-dim", {"head_dim": 48}),
     ("phi-2", "qk-layernorm", {"qk_layernorm": True}),

@@ -54,7 +54,14 @@ _TEXTS = [
     "café" * 20,
 ]
 
-_USER_DEFINED = ["<start_of_turn>", "<end_of_turn>", "\n", "\u2581\u2581", "\u2581\u2581\u2581", "\u2581\u2581\u2581\u2581"]
+_USER_DEFINED = [
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "\n",
+    "\u2581\u2581",
+    "\u2581\u2581\u2581",
+    "\u2581\u2581\u2581\u2581",
+]
 
 
 def _train(dummy_prefix: bool) -> bytes:
@@ -73,8 +80,14 @@ def _train(dummy_prefix: bool) -> bytes:
         split_by_whitespace=False,
         user_defined_symbols=_USER_DEFINED,
         control_symbols=["<mask>"],
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3,
-        pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        pad_piece="<pad>",
+        eos_piece="<eos>",
+        bos_piece="<bos>",
+        unk_piece="<unk>",
         num_threads=1,
         minloglevel=2,
     )
@@ -136,8 +149,9 @@ def pair(request, tmp_path_factory):
     gemma = request.param == "gemma"
     model = _train(dummy_prefix=not gemma)
     # Gemma files say add_space_prefix=False; Llama files often omit the key (llama.cpp then assumes True).
-    path = _gguf_from_sentencepiece(model, tmp_path_factory.mktemp(request.param) / "tiny.gguf",
-                                    space_prefix_key=False if gemma else None)
+    path = _gguf_from_sentencepiece(
+        model, tmp_path_factory.mktemp(request.param) / "tiny.gguf", space_prefix_key=False if gemma else None
+    )
     return spm.SentencePieceProcessor(model_proto=model), path
 
 
@@ -148,7 +162,20 @@ def _rebuilt(path: Path, **kwargs):
 def _random_texts(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     alphabet = list("abcdefghijklmnopqrstuvwxyz ABC.,;:!?'\"()[]{}0123456789") + [
-        " ", " ", " ", "  ", "\n", "\t", "é", "ß", "漢", "🦙", "\u00a0", "<start_of_turn>", "<end_of_turn>", "<bos>",
+        " ",
+        " ",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "é",
+        "ß",
+        "漢",
+        "🦙",
+        "\u00a0",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<bos>",
     ]
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(n)]
 
@@ -237,18 +264,45 @@ def test_write_atomic_and_cli(pair, tmp_path):
 
 
 def test_metadata_reader_types(tmp_path):
-    path = _write_gguf(tmp_path / "kv.gguf", {
-        "t.u8": ("uint8", 200), "t.i8": ("int8", -5), "t.u16": ("uint16", 60000), "t.i16": ("int16", -30000),
-        "t.u32": ("uint32", 4_000_000_000), "t.i32": ("int32", -7), "t.f32": ("float32", 0.5),
-        "t.u64": ("uint64", 2**40), "t.i64": ("int64", -(2**40)), "t.f64": ("float64", 1.25),
-        "t.bool": ("bool", True), "t.str": ("string", "héllo ▁ 🦙"),
-        "t.ints": ("array", [1, 2, 3]), "t.floats": ("array", [0.25, -1.5]), "t.strs": ("array", ["a", "", " b"]),
-    })
+    path = _write_gguf(
+        tmp_path / "kv.gguf",
+        {
+            "t.u8": ("uint8", 200),
+            "t.i8": ("int8", -5),
+            "t.u16": ("uint16", 60000),
+            "t.i16": ("int16", -30000),
+            "t.u32": ("uint32", 4_000_000_000),
+            "t.i32": ("int32", -7),
+            "t.f32": ("float32", 0.5),
+            "t.u64": ("uint64", 2**40),
+            "t.i64": ("int64", -(2**40)),
+            "t.f64": ("float64", 1.25),
+            "t.bool": ("bool", True),
+            "t.str": ("string", "héllo ▁ 🦙"),
+            "t.ints": ("array", [1, 2, 3]),
+            "t.floats": ("array", [0.25, -1.5]),
+            "t.strs": ("array", ["a", "", " b"]),
+        },
+    )
     meta = read_gguf_metadata(path)
     assert meta["general.architecture"] == "llama"
-    expected = {"t.u8": 200, "t.i8": -5, "t.u16": 60000, "t.i16": -30000, "t.u32": 4_000_000_000, "t.i32": -7,
-                "t.f32": 0.5, "t.u64": 2**40, "t.i64": -(2**40), "t.f64": 1.25, "t.bool": True,
-                "t.str": "héllo ▁ 🦙", "t.ints": [1, 2, 3], "t.floats": [0.25, -1.5], "t.strs": ["a", "", " b"]}
+    expected = {
+        "t.u8": 200,
+        "t.i8": -5,
+        "t.u16": 60000,
+        "t.i16": -30000,
+        "t.u32": 4_000_000_000,
+        "t.i32": -7,
+        "t.f32": 0.5,
+        "t.u64": 2**40,
+        "t.i64": -(2**40),
+        "t.f64": 1.25,
+        "t.bool": True,
+        "t.str": "héllo ▁ 🦙",
+        "t.ints": [1, 2, 3],
+        "t.floats": [0.25, -1.5],
+        "t.strs": ["a", "", " b"],
+    }
     for key, value in expected.items():
         assert meta[key] == value, key
     assert set(read_gguf_metadata(path, ("t.s",))) == {"t.str", "t.strs"}
@@ -279,8 +333,12 @@ def test_minimal_llama_vocab_without_special_ids(tmp_path):
     ("kv", "message"),
     [
         ({"general.name": ("string", "no tokenizer here")}, r"no tokenizer in the GGUF metadata"),
-        (_tokenizer_kv(**{"tokenizer.ggml.model": ("string", "gpt2"),
-                          "tokenizer.ggml.merges": ("array", ["\u0120 a"])}), r"'gpt2' \(byte-level BPE"),
+        (
+            _tokenizer_kv(
+                **{"tokenizer.ggml.model": ("string", "gpt2"), "tokenizer.ggml.merges": ("array", ["\u0120 a"])}
+            ),
+            r"'gpt2' \(byte-level BPE",
+        ),
         (_tokenizer_kv(**{"tokenizer.ggml.model": ("string", "bert")}), r"'bert' \(WordPiece"),
         (_tokenizer_kv(**{"tokenizer.ggml.model": ("string", "t5")}), r"'t5' \(SentencePiece Unigram"),
         (_tokenizer_kv(**{"tokenizer.ggml.model": None}), r"no 'tokenizer.ggml.model' key"),
@@ -288,15 +346,35 @@ def test_minimal_llama_vocab_without_special_ids(tmp_path):
         (_tokenizer_kv(**{"tokenizer.ggml.scores": None}), r"without tokenizer.ggml.scores"),
         (_tokenizer_kv(**{"tokenizer.ggml.token_type": ("array", [2, 3, 3, 1])}), r"token_type' has 4 entries"),
         (_tokenizer_kv(**{"tokenizer.ggml.bos_token_id": ("uint32", 99)}), r"bos_token_id' = 99 is outside"),
-        (_tokenizer_kv(**{"tokenizer.ggml.tokens": ("array", ["<unk>", "<s>", "</s>", "a b", "a\u2581b"])}),
-         r"duplicate token"),
-        (_tokenizer_kv(**{"tokenizer.ggml.token_type": ("array", [1, 3, 3, 1, 1]),
-                          "tokenizer.ggml.tokens": ("array", ["x", "<s>", "</s>", "\u2581a", "b"])}),
-         r"no unknown token"),
+        (
+            _tokenizer_kv(**{"tokenizer.ggml.tokens": ("array", ["<unk>", "<s>", "</s>", "a b", "a\u2581b"])}),
+            r"duplicate token",
+        ),
+        (
+            _tokenizer_kv(
+                **{
+                    "tokenizer.ggml.token_type": ("array", [1, 3, 3, 1, 1]),
+                    "tokenizer.ggml.tokens": ("array", ["x", "<s>", "</s>", "\u2581a", "b"]),
+                }
+            ),
+            r"no unknown token",
+        ),
         (_tokenizer_kv(**{"tokenizer.ggml.token_type": ("array", [2, 3, 3, 6, 1])}), r"typed BYTE"),
     ],
-    ids=["no-tokenizer", "gpt2", "bert", "t5", "no-model-key", "no-tokens", "no-scores", "length-mismatch",
-         "bad-special-id", "duplicates", "no-unk", "bad-byte-token"],
+    ids=[
+        "no-tokenizer",
+        "gpt2",
+        "bert",
+        "t5",
+        "no-model-key",
+        "no-tokens",
+        "no-scores",
+        "length-mismatch",
+        "bad-special-id",
+        "duplicates",
+        "no-unk",
+        "bad-byte-token",
+    ],
 )
 def test_errors_name_the_file_and_the_problem(tmp_path, kv, message):
     path = _write_gguf(tmp_path / "bad.gguf", kv)

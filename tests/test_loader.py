@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from conftest import build_reference, save_reference
 from edge_models import registry
 from edge_models.loader import CheckpointError, load_model, open_checkpoint
 from edge_models.tensor_names import GGUF_NAMES
 from edge_models.verify import compare
+from safetensors.torch import load_file, save_file
 
 
 def _ids(n=12, vocab=256):
@@ -73,8 +72,21 @@ def _to_gguf_names(state: dict, spec) -> dict:
         if getattr(hf, field) and f"{getattr(hf, field)}.weight" in state:
             out[f"{getattr(gg, field)}.weight"] = state[f"{getattr(hf, field)}.weight"]
     for i in range(spec.tiny_config.num_layers):
-        for field in ("input_norm", "q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm", "pre_mlp_norm",
-                      "post_attn_norm", "post_mlp_norm", "gate_proj", "up_proj", "down_proj"):
+        for field in (
+            "input_norm",
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "q_norm",
+            "k_norm",
+            "pre_mlp_norm",
+            "post_attn_norm",
+            "post_mlp_norm",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ):
             src = getattr(hf, field)
             if src and f"{src.format(i)}.weight" in state:
                 out[f"{getattr(gg, field).format(i)}.weight"] = state[f"{src.format(i)}.weight"]

@@ -42,11 +42,17 @@ def cli() -> None:
 
 
 @cli.command("list")
-def list_models() -> None:
+@click.option("--names", is_flag=True, help="only the names, one per line (for scripts)")
+@_friendly
+def list_models(names: bool) -> None:
     """Show every registered model and the plugin that provides it."""
     from edge_models.plugins import registry
 
     entries = registry().entries()
+    if names:
+        for e in entries:
+            click.echo(e.spec.name)
+        return
     if not entries:
         click.echo("No models registered. Install a plugin, e.g. `pip install edge-models-gemma`.")
         return
@@ -74,7 +80,9 @@ def recipes() -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory, .safetensors, .bin/.pt or .gguf")
+@click.option(
+    "--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory, .safetensors, .bin/.pt or .gguf"
+)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="output .tflite [MODEL.tflite]")
 @click.option("--quantize", "recipe", default=None, help="recipe name or per-component mix (see `edge-models recipes`)")
 @click.option("--prefill", default="32,128", show_default=True, help="prefill signature lengths")
@@ -86,7 +94,8 @@ def recipes() -> None:
 @_friendly
 def convert(ctx, model, checkpoint, output, recipe, prefill, kv_len, tiny, bundle, tokenizer) -> None:
     """Convert MODEL (a registered name, or `auto`) to a .tflite."""
-    from edge_models.convert import ExportSettings, convert as run_convert, parse_recipe
+    from edge_models.convert import ExportSettings, parse_recipe
+    from edge_models.convert import convert as run_convert
     from edge_models.models import load_for_spec, random_model, resolve_spec
 
     spec = resolve_spec(model, checkpoint)
@@ -110,16 +119,27 @@ def convert(ctx, model, checkpoint, output, recipe, prefill, kv_len, tiny, bundl
 
 @cli.command()
 @click.argument("model")
-@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory or .gguf file")
+@click.option("--tiny", is_flag=True, help="verify on a tiny random checkpoint of MODEL (no download)")
 @click.option("--prompt", "prompts", multiple=True, help="prompt text (repeatable); needs a tokenizer")
 @click.option("--tokens", "new_tokens", default=32, show_default=True, help="greedy tokens compared per prompt")
 @click.option("--atol", default=None, type=float, help="max abs logit difference allowed [1e-4 x logit scale]")
 @_friendly
-def verify(model, checkpoint, prompts, new_tokens, atol) -> None:
+def verify(model, checkpoint, tiny, prompts, new_tokens, atol) -> None:
     """Compare our MODEL with transformers' reference on the same checkpoint."""
+    import tempfile
+
     from edge_models.verify import verify_checkpoint
 
-    report = verify_checkpoint(model, checkpoint, prompts=list(prompts), new_tokens=new_tokens, atol=atol)
+    if tiny == (checkpoint is not None):
+        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    with tempfile.TemporaryDirectory() as tmp:
+        if tiny:
+            from edge_models.plugins import registry
+            from edge_models.testing import tiny_checkpoint
+
+            checkpoint = tiny_checkpoint(registry().get(model), Path(tmp) / model)
+        report = verify_checkpoint(model, checkpoint, prompts=list(prompts), new_tokens=new_tokens, atol=atol)
     click.echo(report.table())
     if not report.passed:
         raise SystemExit(1)
@@ -127,7 +147,11 @@ def verify(model, checkpoint, prompts, new_tokens, atol) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer.model or tokenizer.json (not needed for .task)")
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, path_type=Path),
+    help="tokenizer.model or tokenizer.json (not needed for .task)",
+)
 @click.option("--model", "model_name", help="registered model for stop tokens and chat template")
 @click.option("--prompt", required=True)
 @click.option("--max-tokens", default=128, show_default=True)
@@ -140,14 +164,28 @@ def verify(model, checkpoint, prompts, new_tokens, atol) -> None:
 @click.option("--chat", is_flag=True, help="wrap the prompt in the model's chat template")
 @click.option("--stop-token", "stop_tokens", multiple=True, help="extra stop token (repeatable)")
 @_friendly
-def generate(file, tokenizer, model_name, prompt, max_tokens, temperature, top_k, top_p, min_p,
-             repetition_penalty, seed, chat, stop_tokens) -> None:
+def generate(
+    file,
+    tokenizer,
+    model_name,
+    prompt,
+    max_tokens,
+    temperature,
+    top_k,
+    top_p,
+    min_p,
+    repetition_penalty,
+    seed,
+    chat,
+    stop_tokens,
+) -> None:
     """Generate text from a .tflite or .task FILE, streamed to stdout."""
     from edge_models.runtime import Generator, SamplerConfig
 
     gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
-    sampler = SamplerConfig(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                            repetition_penalty=repetition_penalty, seed=seed)
+    sampler = SamplerConfig(
+        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed
+    )
     for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -159,7 +197,9 @@ def generate(file, tokenizer, model_name, prompt, max_tokens, temperature, top_k
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--decode-tokens", default=64, show_default=True)
 @click.option("--threads", default=None, type=int)
-@click.option("--compare-torch", "torch_model", default=None, help="registered model name: run PyTorch eager side by side")
+@click.option(
+    "--compare-torch", "torch_model", default=None, help="registered model name: run PyTorch eager side by side"
+)
 @click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="weights for --compare-torch")
 @_friendly
 def bench(file, decode_tokens, threads, torch_model, checkpoint) -> None:

@@ -84,9 +84,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         a = self.attention
         if a.num_heads % a.num_kv_heads:
-            raise ValueError(
-                f"num_heads ({a.num_heads}) must be a multiple of num_kv_heads ({a.num_kv_heads})"
-            )
+            raise ValueError(f"num_heads ({a.num_heads}) must be a multiple of num_kv_heads ({a.num_kv_heads})")
         if self.layer_types is not None:
             if len(self.layer_types) != self.num_layers:
                 raise ValueError(

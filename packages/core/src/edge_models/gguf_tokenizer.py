@@ -47,8 +47,14 @@ __all__ = [
 
 # Token types, shared by GGUF (llama.cpp's `llama_token_type`) and SentencePiece's ModelProto.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-_TYPE_NAMES = {NORMAL: "normal", UNKNOWN: "unknown", CONTROL: "control", USER_DEFINED: "user-defined",
-               UNUSED: "unused", BYTE: "byte"}
+_TYPE_NAMES = {
+    NORMAL: "normal",
+    UNKNOWN: "unknown",
+    CONTROL: "control",
+    USER_DEFINED: "user-defined",
+    UNUSED: "unused",
+    BYTE: "byte",
+}
 
 # Tokenizer models llama.cpp writes to `tokenizer.ggml.model`, and what they are, for error messages.
 _OTHER_TOKENIZERS = {
@@ -84,7 +90,7 @@ class _Cursor:
     def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.buf):
             raise GGUFTokenizerError(f"{self.path}: truncated GGUF metadata (needed {n} bytes at offset {self.pos})")
-        out = self.buf[self.pos:self.pos + n]
+        out = self.buf[self.pos : self.pos + n]
         self.pos += n
         return out
 

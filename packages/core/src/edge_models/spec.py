@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from edge_models.config import ModelConfig
 from edge_models.tensor_names import TensorNames

@@ -430,7 +430,9 @@ def read_task(path: str | Path, *, max_entry_bytes: int = 64 << 30) -> TaskBundl
             cd_start = _central_directory_start(zf, file_size)
             entries = _validate_entries(path, f, infos, cd_start, max_entry_bytes)
     except zipfile.BadZipFile as e:
-        raise TaskFormatError(f"{path}: not a .task bundle: not a readable zip archive ({e}); truncated download?") from None
+        raise TaskFormatError(
+            f"{path}: not a .task bundle: not a readable zip archive ({e}); truncated download?"
+        ) from None
     except (OSError, EOFError, struct.error) as e:
         raise TaskFormatError(f"{path}: not a .task bundle: unreadable zip structure ({e})") from None
     missing = [n for n in REQUIRED_ENTRIES if n not in entries]

@@ -35,8 +35,10 @@ class VerifyReport:
         return bool(self.rows) and all(r.passed for r in self.rows)
 
     def table(self) -> str:
-        lines = [f"verify {self.model} against transformers",
-                 f"{'prompt':<24} {'tokens':>6} {'max|Δ|':>10} {'rel':>9} {'tol':>9} {'greedy':>9}  result"]
+        lines = [
+            f"verify {self.model} against transformers",
+            f"{'prompt':<24} {'tokens':>6} {'max|Δ|':>10} {'rel':>9} {'tol':>9} {'greedy':>9}  result",
+        ]
         for r in self.rows:
             lines.append(
                 f"{r.label[:24]:<24} {r.prompt_tokens:>6} {r.max_abs_diff:>10.2e} {r.max_rel_diff:>9.1e} "
@@ -76,11 +78,12 @@ def reference_greedy(reference, ids: list[int], new_tokens: int) -> list[int]:
     with torch.no_grad():
         # An explicit mask: generate() would otherwise mask prompt tokens equal to the pad id.
         out = reference.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config)
-    return out[0, len(ids):].tolist()
+    return out[0, len(ids) :].tolist()
 
 
-def compare(model: Decoder, reference, ids: list[int], new_tokens: int, label: str = "",
-            atol: float | None = None) -> Comparison:
+def compare(
+    model: Decoder, reference, ids: list[int], new_tokens: int, label: str = "", atol: float | None = None
+) -> Comparison:
     """Logits on the prompt and on every greedy decode step, and greedy tokens, vs `reference`."""
     prefill, steps, ours = greedy_with_cache(model, ids, new_tokens)
     ref_tokens = reference_greedy(reference, ids, new_tokens)
@@ -98,7 +101,9 @@ def compare(model: Decoder, reference, ids: list[int], new_tokens: int, label: s
         if a != b:
             break
         match += 1
-    return Comparison(label or f"{len(ids)} ids", len(ids), diff, diff / max(scale, 1e-12), match, new_tokens, tolerance)
+    return Comparison(
+        label or f"{len(ids)} ids", len(ids), diff, diff / max(scale, 1e-12), match, new_tokens, tolerance
+    )
 
 
 def load_reference(spec, checkpoint: str | Path):
@@ -122,8 +127,13 @@ def _tokenizer_for(checkpoint: Path):
     return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
 
 
-def verify_checkpoint(model_name: str, checkpoint: str | Path, prompts: list[str] | None = None,
-                      new_tokens: int = 32, atol: float | None = None) -> VerifyReport:
+def verify_checkpoint(
+    model_name: str,
+    checkpoint: str | Path,
+    prompts: list[str] | None = None,
+    new_tokens: int = 32,
+    atol: float | None = None,
+) -> VerifyReport:
     from edge_models.models import load_for_spec, resolve_spec
 
     checkpoint = Path(checkpoint)
@@ -138,8 +148,9 @@ def verify_checkpoint(model_name: str, checkpoint: str | Path, prompts: list[str
         # Without a tokenizer, fixed pseudo-random ids still exercise every weight.
         gen = torch.Generator().manual_seed(0)
         vocab = ours.config.vocab_size
-        inputs = [(f"random ids #{i}", torch.randint(0, vocab, (n,), generator=gen).tolist())
-                  for i, n in enumerate((8, 24))]
+        inputs = [
+            (f"random ids #{i}", torch.randint(0, vocab, (n,), generator=gen).tolist()) for i, n in enumerate((8, 24))
+        ]
     for label, ids in inputs:
         report.rows.append(compare(ours, reference, ids, new_tokens, label, atol))
     return report

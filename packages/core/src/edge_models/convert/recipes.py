@@ -127,9 +127,7 @@ def quantize_flatbuffer(model: bytes, recipe: Recipe) -> bytes:
             regex=COMPONENTS[component],
             operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
             op_config=_op_config(qtyping, scheme),
-            algorithm_key=(
-                AlgorithmName.FLOAT_CASTING if scheme.bits == 16 else AlgorithmName.MIN_MAX_UNIFORM_QUANT
-            ),
+            algorithm_key=(AlgorithmName.FLOAT_CASTING if scheme.bits == 16 else AlgorithmName.MIN_MAX_UNIFORM_QUANT),
         )
     return bytes(qt.quantize().quantized_model)
 
@@ -144,9 +142,7 @@ def _op_config(qtyping, scheme: Scheme):
     }[scheme.block_size]
     if scheme.bits == 16:
         return qtyping.OpQuantizationConfig(
-            weight_tensor_config=qtyping.TensorQuantizationConfig(
-                num_bits=16, dtype=qtyping.TensorDataType.FLOAT
-            ),
+            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
             compute_precision=qtyping.ComputePrecision.FLOAT,
             explicit_dequantize=True,
         )

@@ -40,7 +40,7 @@ class Attention(nn.Module):
         base = rope.local_base if sliding and rope.local_base is not None else rope.base
         scaling = rope.local_scaling if sliding and rope.local_base is not None else rope.scaling
         self.rope = RotaryEmbedding(cfg.rotary_dim, base, scaling)
-        self.scale = a.query_scale if a.query_scale is not None else a.head_dim ** -0.5
+        self.scale = a.query_scale if a.query_scale is not None else a.head_dim**-0.5
 
     def forward(
         self,

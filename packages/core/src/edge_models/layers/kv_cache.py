@@ -49,8 +49,9 @@ def cache_names(num_layers: int) -> list[str]:
     return [f"{kv}_{i}" for i in range(num_layers) for kv in ("k", "v")]
 
 
-def empty_cache(num_layers: int, num_kv_heads: int, head_dim: int, kv_len: int,
-                dtype: torch.dtype = torch.float32) -> KVCache:
+def empty_cache(
+    num_layers: int, num_kv_heads: int, head_dim: int, kv_len: int, dtype: torch.dtype = torch.float32
+) -> KVCache:
     cache: KVCache = {}
     for i in range(num_layers):
         cache[f"k_{i}"] = torch.zeros(1, num_kv_heads, kv_len, head_dim, dtype=dtype)

@@ -21,9 +21,7 @@ def inverse_frequencies(rotary_dim: int, base: float, scaling: dict | None) -> t
         return inv_freq / float(scaling["factor"])
     if kind == "llama3":
         return _llama3_scaled(inv_freq, scaling)
-    raise ValueError(
-        f"unsupported rope_scaling type {kind!r}; supported: default, linear, llama3"
-    )
+    raise ValueError(f"unsupported rope_scaling type {kind!r}; supported: default, linear, llama3")
 
 
 def _llama3_scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:

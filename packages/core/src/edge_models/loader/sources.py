@@ -84,8 +84,7 @@ class SafetensorsSource:
         data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
         if 8 + header_len + data_end > size:
             raise CheckpointError(
-                f"{f}: truncated safetensors file: header promises {8 + header_len + data_end} bytes, "
-                f"file has {size}"
+                f"{f}: truncated safetensors file: header promises {8 + header_len + data_end} bytes, file has {size}"
             )
 
     def names(self) -> list[str]:
@@ -111,7 +110,9 @@ class TorchPickleSource:
             try:
                 state = torch.load(f, map_location="cpu", weights_only=True, mmap=True)
             except Exception as e:
-                raise CheckpointError(f"{f}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+                raise CheckpointError(
+                    f"{f}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: {e})"
+                ) from None
             if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
                 state = state["state_dict"]
             if not isinstance(state, dict):

