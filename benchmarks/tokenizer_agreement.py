@@ -37,22 +37,105 @@ DEFAULT_GGUF = Path("/work/models/gemma-3-270m-q4_k_m.gguf")
 # Python's `random` staying the same across versions.
 
 _NOUNS = (
-    "river", "engine", "teacher", "window", "garden", "signal", "market", "island", "pocket", "lantern",
-    "compiler", "tokenizer", "kernel", "bridge", "mountain", "library", "station", "orchard", "violin",
-    "harbor", "satellite", "notebook", "village", "glacier", "battery", "museum", "recipe", "tunnel",
-    "committee", "umbrella", "algorithm", "keyboard", "forest", "planet", "cathedral", "sandwich",
+    "river",
+    "engine",
+    "teacher",
+    "window",
+    "garden",
+    "signal",
+    "market",
+    "island",
+    "pocket",
+    "lantern",
+    "compiler",
+    "tokenizer",
+    "kernel",
+    "bridge",
+    "mountain",
+    "library",
+    "station",
+    "orchard",
+    "violin",
+    "harbor",
+    "satellite",
+    "notebook",
+    "village",
+    "glacier",
+    "battery",
+    "museum",
+    "recipe",
+    "tunnel",
+    "committee",
+    "umbrella",
+    "algorithm",
+    "keyboard",
+    "forest",
+    "planet",
+    "cathedral",
+    "sandwich",
 )
 _VERBS = (
-    "builds", "carries", "watches", "repairs", "measures", "paints", "follows", "borrows", "explains",
-    "compresses", "translates", "ignores", "remembers", "collects", "unlocks", "schedules", "questions",
+    "builds",
+    "carries",
+    "watches",
+    "repairs",
+    "measures",
+    "paints",
+    "follows",
+    "borrows",
+    "explains",
+    "compresses",
+    "translates",
+    "ignores",
+    "remembers",
+    "collects",
+    "unlocks",
+    "schedules",
+    "questions",
 )
 _ADJS = (
-    "quiet", "rusty", "enormous", "careful", "bright", "ancient", "tiny", "electric", "patient", "curious",
-    "unexpected", "green", "heavy", "narrow", "cheerful", "quantized", "distributed", "fragile",
+    "quiet",
+    "rusty",
+    "enormous",
+    "careful",
+    "bright",
+    "ancient",
+    "tiny",
+    "electric",
+    "patient",
+    "curious",
+    "unexpected",
+    "green",
+    "heavy",
+    "narrow",
+    "cheerful",
+    "quantized",
+    "distributed",
+    "fragile",
 )
 _ADVS = ("slowly", "again", "at dawn", "without a sound", "every Tuesday", "in secret", "twice", "by accident")
-_NAMES = ("Ada", "Bjørn", "Chiara", "Dmitri", "Émile", "Fatima", "Gustav", "Hiroshi", "Inés", "José", "Kofi",
-          "Léa", "Mårten", "Nadia", "O'Brien", "Priya", "Zoë", "Łukasz", "Søren", "Ngọc")
+_NAMES = (
+    "Ada",
+    "Bjørn",
+    "Chiara",
+    "Dmitri",
+    "Émile",
+    "Fatima",
+    "Gustav",
+    "Hiroshi",
+    "Inés",
+    "José",
+    "Kofi",
+    "Léa",
+    "Mårten",
+    "Nadia",
+    "O'Brien",
+    "Priya",
+    "Zoë",
+    "Łukasz",
+    "Søren",
+    "Ngọc",
+)
 
 _FOREIGN = (
     "Le petit chat dort sur le canapé pendant que la pluie tombe.",
@@ -91,27 +174,85 @@ _FOREIGN = (
 )
 
 _EMOJI = (
-    "😀", "😂", "🥲", "😍", "🤖", "🦙", "🐍", "🚀", "🔥", "✨", "🎉", "👍", "👍🏽", "👋🏿", "❤️", "🫠", "🧑‍💻",
-    "👩‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "🇯🇵", "🇧🇷", "🏴‍☠️", "☕", "🍕", "🌍", "⌛", "✅", "❌", "⚠️", "1️⃣", "🔟",
-    "🙇‍♀️", "🤷‍♂️", "🧪", "📦", "🪐", "🫶🏼",
+    "😀",
+    "😂",
+    "🥲",
+    "😍",
+    "🤖",
+    "🦙",
+    "🐍",
+    "🚀",
+    "🔥",
+    "✨",
+    "🎉",
+    "👍",
+    "👍🏽",
+    "👋🏿",
+    "❤️",
+    "🫠",
+    "🧑‍💻",
+    "👩‍👩‍👧‍👦",
+    "🏳️‍🌈",
+    "🇫🇷",
+    "🇯🇵",
+    "🇧🇷",
+    "🏴‍☠️",
+    "☕",
+    "🍕",
+    "🌍",
+    "⌛",
+    "✅",
+    "❌",
+    "⚠️",
+    "1️⃣",
+    "🔟",
+    "🙇‍♀️",
+    "🤷‍♂️",
+    "🧪",
+    "📦",
+    "🪐",
+    "🫶🏼",
 )
 
 _RARE = (
-    "∀x ∈ ℝ: x² ≥ 0", "∑ᵢ aᵢ · bᵢ ≤ ‖a‖‖b‖", "α + β = γ", "ℵ₀ < 2^ℵ₀", "f′(x) = lim_{h→0}", "√2 ≈ 1.41421356",
-    "e\u0301te\u0301 (combining acute)", "Z\u0335a\u0336l\u0337g\u0338o", "ﬁ ﬂ ﬀ ligatures",
+    "∀x ∈ ℝ: x² ≥ 0",
+    "∑ᵢ aᵢ · bᵢ ≤ ‖a‖‖b‖",
+    "α + β = γ",
+    "ℵ₀ < 2^ℵ₀",
+    "f′(x) = lim_{h→0}",
+    "√2 ≈ 1.41421356",
+    "e\u0301te\u0301 (combining acute)",
+    "Z\u0335a\u0336l\u0337g\u0338o",
+    "ﬁ ﬂ ﬀ ligatures",
     "Ｆｕｌｌｗｉｄｔｈ ＡＢＣ１２３",
-    "½ ¾ ⅓ ⅞", "№ ℃ ℉ ™ © ®", "«quotes» „Anführungszeichen“ 『括弧』", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕄𝕒𝕥𝕙", "𠀀𠀁𪚥 (CJK Ext B)",
-    "\ue000\ue001 private use", "soft\u00adhyphen", "zero\u200bwidth\u200cjoiner\u200dhere", "rtl \u202eevil\u202c",
-    "nbsp\u00a0between\u00a0words", "ideographic\u3000space", "line\u2028separator", "bell\x07 and del\x7f",
-    "ʻokina ʻŌlelo Hawaiʻi", "Ǆ ǅ ǆ digraphs", "ǃXóõ clicks", "ꙮ multiocular o", "▁ literal lower-one-eighth block",
+    "½ ¾ ⅓ ⅞",
+    "№ ℃ ℉ ™ © ®",
+    "«quotes» „Anführungszeichen“ 『括弧』",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕄𝕒𝕥𝕙",
+    "𠀀𠀁𪚥 (CJK Ext B)",
+    "\ue000\ue001 private use",
+    "soft\u00adhyphen",
+    "zero\u200bwidth\u200cjoiner\u200dhere",
+    "rtl \u202eevil\u202c",
+    "nbsp\u00a0between\u00a0words",
+    "ideographic\u3000space",
+    "line\u2028separator",
+    "bell\x07 and del\x7f",
+    "ʻokina ʻŌlelo Hawaiʻi",
+    "Ǆ ǅ ǆ digraphs",
+    "ǃXóõ clicks",
+    "ꙮ multiocular o",
+    "▁ literal lower-one-eighth block",
 )
 
 _WORDS_CODE = ("value", "count", "items", "result", "config", "buffer", "index", "token", "model", "cache")
 
 
 def _sentence(rng: random.Random) -> str:
-    s = (f"The {rng.choice(_ADJS)} {rng.choice(_NOUNS)} {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} "
-         f"{rng.choice(_ADVS)}")
+    s = (
+        f"The {rng.choice(_ADJS)} {rng.choice(_NOUNS)} {rng.choice(_VERBS)} the {rng.choice(_NOUNS)} "
+        f"{rng.choice(_ADVS)}"
+    )
     if rng.random() < 0.4:
         s += f", said {rng.choice(_NAMES)}"
     return s + rng.choice((".", ".", "!", "?", "...", ";", " —"))
@@ -137,15 +278,15 @@ def _code(rng: random.Random) -> str:
         f'{{"{a}": {n}, "{b}": [1, 2.5, -3e-4, null, true], "nested": {{"k": "v\\n"}}}}',
         f"SELECT {a}, COUNT(*) AS n FROM {b} WHERE id > {n} GROUP BY {a} ORDER BY n DESC;",
         f"$ pip install edge-models=={n % 10}.{n % 7}.0 && edge-models convert gemma3-270m -o /tmp/{a}.tflite",
-        f"#include <stdio.h>\nint main(void) {{ printf(\"%d\\n\", {n}); return 0; }}",
-        f"if {a} is not None and len({b}) >= {n}:\n{ind}raise ValueError(f\"bad {{{a}!r}}\")",
-        f"<div class=\"{a}\" id=\"{b}-{n}\">\n{ind}<span>{n}&nbsp;items</span>\n</div>",
+        f'#include <stdio.h>\nint main(void) {{ printf("%d\\n", {n}); return 0; }}',
+        f'if {a} is not None and len({b}) >= {n}:\n{ind}raise ValueError(f"bad {{{a}!r}}")',
+        f'<div class="{a}" id="{b}-{n}">\n{ind}<span>{n}&nbsp;items</span>\n</div>',
         f"fn {a}(x: &[f32]) -> f32 {{ x.iter().map(|v| v * {n}.0).sum() }}",
         f"  {a}:\n    - name: {b}\n      value: {n}\n      enabled: false",
         f"// TODO({rng.choice(_NAMES)}): handle {a} == {b}\n{ind}{ind}return -1;",
         f"x = torch.randn({n % 64 + 1}, {n % 17 + 1}); y = x @ x.T  # {a}",
         f"| {a} | {b} |\n|---|---:|\n| {n} | {n * 3.25:.2f} |",
-        f"git commit -m \"{a}: fix {b} off-by-one (#{n})\"",
+        f'git commit -m "{a}: fix {b} off-by-one (#{n})"',
     )
     return rng.choice(forms)
 
@@ -170,8 +311,18 @@ def _emoji(rng: random.Random) -> str:
 
 def _whitespace(rng: random.Random) -> str:
     words = [rng.choice(_NOUNS) for _ in range(rng.randint(2, 5))]
-    seps = (" " * rng.randint(1, 80), "\t" * rng.randint(1, 40), "\n" * rng.randint(1, 40), " \t ",
-            "\r\n", " \n ", "\t \t", "\n" + " " * rng.randint(1, 16), "  \u00a0 ", " " * rng.randint(2, 8) + "\t")
+    seps = (
+        " " * rng.randint(1, 80),
+        "\t" * rng.randint(1, 40),
+        "\n" * rng.randint(1, 40),
+        " \t ",
+        "\r\n",
+        " \n ",
+        "\t \t",
+        "\n" + " " * rng.randint(1, 16),
+        "  \u00a0 ",
+        " " * rng.randint(2, 8) + "\t",
+    )
     out = rng.choice(("", " ", "  ", "\t", "\n", " " * rng.randint(3, 40)))
     for i, w in enumerate(words):
         out += w
@@ -182,18 +333,22 @@ def _whitespace(rng: random.Random) -> str:
 
 def _numbers(rng: random.Random) -> str:
     forms = (
-        str(rng.randint(0, 10**rng.randint(1, 30))),
+        str(rng.randint(0, 10 ** rng.randint(1, 30))),
         f"{rng.uniform(-1e6, 1e6):.{rng.randint(0, 8)}f}",
         f"{rng.uniform(0, 1):.3e}",
-        (f"{rng.randint(1900, 2099)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-         f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"),
+        (
+            f"{rng.randint(1900, 2099)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
+        ),
         f"+{rng.randint(1, 99)} ({rng.randint(100, 999)}) {rng.randint(100, 999)}-{rng.randint(1000, 9999)}",
         f"0x{rng.getrandbits(64):016X}",
         f"{rng.randint(1, 999):,} {rng.choice(('km', 'kg', 'MB', '%', '°C', '€', '$', 'ms'))}",
         f"v{rng.randint(0, 9)}.{rng.randint(0, 99)}.{rng.randint(0, 999)}-rc{rng.randint(1, 5)}",
         " ".join(str(rng.randint(0, 9999)) for _ in range(rng.randint(2, 12))),
         f"{rng.randint(1, 9)}/{rng.randint(2, 9)} + {rng.randint(1, 9)}/{rng.randint(2, 9)} = ?",
-        "١٢٣٤٥ ٦٧٨٩٠ (Arabic-Indic digits)", "一二三 四五六 壹贰叁", "ⅠⅡⅢⅣ Roman numerals",
+        "١٢٣٤٥ ٦٧٨٩٠ (Arabic-Indic digits)",
+        "一二三 四五六 壹贰叁",
+        "ⅠⅡⅢⅣ Roman numerals",
         f"ISBN 978-{rng.randint(0, 9)}-{rng.randint(100, 999)}-{rng.randint(10000, 99999)}-{rng.randint(0, 9)}",
     )
     return rng.choice(forms)
@@ -207,8 +362,8 @@ def _markup(rng: random.Random) -> str:
         f"<p>{a} &amp; {b} &lt;3 &#x1F600;</p>",
         f"\\begin{{equation}} \\frac{{{a}}}{{{b}}} = \\sum_{{i=0}}^n x_i \\end{{equation}}",
         f"> quoted {a}\n>> nested {b}",
-        f"{a.upper()}_{b.upper()}=\"{rng.randint(0, 99)}\" # env",
-        f"</div></span></li><br/><img src=\"{a}.png\" alt=\"{b}\"/>",
+        f'{a.upper()}_{b.upper()}="{rng.randint(0, 99)}" # env',
+        f'</div></span></li><br/><img src="{a}.png" alt="{b}"/>',
         f"@@ -{rng.randint(1, 99)},7 +{rng.randint(1, 99)},8 @@\n-old {a}\n+new {b}",
     )
     return rng.choice(forms)
@@ -257,8 +412,27 @@ def write_corpus(path: Path = CORPUS, seed: int = 20260101) -> int:
                 seen.add(text)
                 records.append({"kind": kind, "text": text})
     # A few fixed edge cases.
-    for text in ("", " ", "  ", "\n", "\t", "a", " a", "a ", "  leading", "trailing  ", " " * 31, " " * 32,
-                 " " * 100, "\n" * 31, "\n" * 32, "\t" * 31, "\t" * 40, "x" * 200, "🦙" * 20):
+    for text in (
+        "",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "a",
+        " a",
+        "a ",
+        "  leading",
+        "trailing  ",
+        " " * 31,
+        " " * 32,
+        " " * 100,
+        "\n" * 31,
+        "\n" * 32,
+        "\t" * 31,
+        "\t" * 40,
+        "x" * 200,
+        "🦙" * 20,
+    ):
         records.append({"kind": "edge", "text": text})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -292,13 +466,16 @@ def _fold_spaces(ids: list[int], piece: Callable[[int], str]) -> list[object]:
     return out
 
 
-def _explain(text: str, ours: list[int], theirs: list[int], control_texts: tuple[str, ...],
-             piece: Callable[[int], str]) -> str:
+def _explain(
+    text: str, ours: list[int], theirs: list[int], control_texts: tuple[str, ...], piece: Callable[[int], str]
+) -> str:
     if any(t in text for t in control_texts):
         return "literal control token in text (transformers matches it; SentencePiece treats it as text)"
     if " " * 32 in text and _fold_spaces(ours, piece) == _fold_spaces(theirs, piece):
-        return ("same text, but a run of 32+ spaces is cut differently (ours: longest space token first, like "
-                "SentencePiece and llama.cpp; transformers: pairwise merges)")
+        return (
+            "same text, but a run of 32+ spaces is cut differently (ours: longest space token first, like "
+            "SentencePiece and llama.cpp; transformers: pairwise merges)"
+        )
     return "other"
 
 
@@ -308,8 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--write-corpus", action="store_true", help="regenerate the corpus and exit")
     ap.add_argument("--show", type=int, default=3, help="mismatches to print per class")
-    ap.add_argument("--verbatim-types", action="store_true",
-                    help="keep every GGUF CONTROL token CONTROL (control_as_user_defined=False) to see what it costs")
+    ap.add_argument(
+        "--verbatim-types",
+        action="store_true",
+        help="keep every GGUF CONTROL token CONTROL (control_as_user_defined=False) to see what it costs",
+    )
     args = ap.parse_args(argv)
 
     if args.write_corpus:

@@ -37,10 +37,24 @@ def converted(workdir, tokenizer) -> tuple[Path, Path]:
     assert registry().get("llama").tiny_config.vocab_size == VOCAB
     _load_plugin_commands()
     tflite, task = workdir / "tiny.tflite", workdir / "tiny.task"
-    result = CliRunner().invoke(cli, [
-        "convert", "llama", "--tiny", "-o", str(tflite), "--prefill", "8", "--kv-cache", "64",
-        "--bundle", str(task), "--tokenizer", str(tokenizer),
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "convert",
+            "llama",
+            "--tiny",
+            "-o",
+            str(tflite),
+            "--prefill",
+            "8",
+            "--kv-cache",
+            "64",
+            "--bundle",
+            str(task),
+            "--tokenizer",
+            str(tokenizer),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert tflite.is_file() and task.is_file()
     return tflite, task

@@ -15,8 +15,10 @@ from spm_util import train_sentencepiece
 from edge_models_bundler import BundleError, BundleOptions, check_bundle, resolve_options, write_bundle, write_task
 
 GEMMA_STYLE = PromptTemplate(
-    user_prefix="<start_of_turn>user\n", user_suffix="<end_of_turn>\n",
-    model_prefix="<start_of_turn>model\n", model_suffix="<end_of_turn>\n",
+    user_prefix="<start_of_turn>user\n",
+    user_suffix="<end_of_turn>\n",
+    model_prefix="<start_of_turn>model\n",
+    model_suffix="<end_of_turn>\n",
 )
 OPTIONS = BundleOptions(start_token="<s>", stop_tokens=("</s>", "<end_of_turn>"), template=GEMMA_STYLE)
 
@@ -59,17 +61,45 @@ def test_write_task_and_read_it_back(tmp_path, tiny_tflite, tokenizer):
 
 def test_cli_bundle_inspect_check(tmp_path, tiny_tflite, tokenizer):
     out = tmp_path / "cli.task"
-    r = _run("bundle", "--tflite", str(tiny_tflite), "--tokenizer", str(tokenizer), "--start-token", "<s>",
-             "--stop-token", "</s>", "--stop-token", "<end_of_turn>",
-             "--prompt-prefix-user", "<start_of_turn>user\n", "--prompt-suffix-user", "<end_of_turn>\n",
-             "--prompt-prefix-model", "<start_of_turn>model\n", "--prompt-suffix-model", "<end_of_turn>\n",
-             "--system-prompt", "Be brief.", "-o", str(out))
+    r = _run(
+        "bundle",
+        "--tflite",
+        str(tiny_tflite),
+        "--tokenizer",
+        str(tokenizer),
+        "--start-token",
+        "<s>",
+        "--stop-token",
+        "</s>",
+        "--stop-token",
+        "<end_of_turn>",
+        "--prompt-prefix-user",
+        "<start_of_turn>user\n",
+        "--prompt-suffix-user",
+        "<end_of_turn>\n",
+        "--prompt-prefix-model",
+        "<start_of_turn>model\n",
+        "--prompt-suffix-model",
+        "<end_of_turn>\n",
+        "--system-prompt",
+        "Be brief.",
+        "-o",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     assert read_task(out).params.system_prompt == "Be brief."
     r = _run("bundle", "inspect", str(out))
     assert r.exit_code == 0, r.output
-    for text in ("TF_LITE_PREFILL_DECODE", "METADATA", "'<end_of_turn>'", "signature prefill_8", "kv_cache_v_1",
-                 "256 pieces", "'Be brief.'", "[1, 2, 32, 64]"):
+    for text in (
+        "TF_LITE_PREFILL_DECODE",
+        "METADATA",
+        "'<end_of_turn>'",
+        "signature prefill_8",
+        "kv_cache_v_1",
+        "256 pieces",
+        "'Be brief.'",
+        "[1, 2, 32, 64]",
+    ):
         assert text in r.output
     r = _run("bundle", "check", str(out))
     assert r.exit_code == 0 and "OK" in r.output
@@ -77,8 +107,19 @@ def test_cli_bundle_inspect_check(tmp_path, tiny_tflite, tokenizer):
 
 def test_cli_model_defaults_and_overrides(tmp_path, tiny_tflite, tokenizer):
     out = tmp_path / "defaults.task"
-    r = _run("bundle", "--tflite", str(tiny_tflite), "--tokenizer", str(tokenizer), "--model", "llama",
-             "--prompt-prefix-user", "U:", "-o", str(out))
+    r = _run(
+        "bundle",
+        "--tflite",
+        str(tiny_tflite),
+        "--tokenizer",
+        str(tokenizer),
+        "--model",
+        "llama",
+        "--prompt-prefix-user",
+        "U:",
+        "-o",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     p = read_task(out).params
     assert (p.start_token, p.stop_tokens, p.prompt_template.user_prefix) == ("<s>", ("</s>",), "U:")
@@ -127,12 +168,18 @@ CASES = {
     "tokenizer not sentencepiece": ({"tokenizer": "bad"}, "must load as SentencePiece"),
     "tokenizer.json in a .task": ({"tokenizer": "json"}, "carries only a SentencePiece"),
     "tokenizer missing": ({"tokenizer": "missing"}, "no such file"),
-    "start token not in vocab": ({"options": OPTIONS.replace(start_token="<bos>")},
-                                 "start token '<bos>' is not a single piece"),
-    "stop token not in vocab": ({"options": OPTIONS.replace(stop_tokens=("</s>", "<eos>"))},
-                                "stop token '<eos>' is not a single piece"),
-    "stop token of two pieces": ({"options": OPTIONS.replace(stop_tokens=("kalo mine",))},
-                                 "stop token 'kalo mine' is not a single piece"),
+    "start token not in vocab": (
+        {"options": OPTIONS.replace(start_token="<bos>")},
+        "start token '<bos>' is not a single piece",
+    ),
+    "stop token not in vocab": (
+        {"options": OPTIONS.replace(stop_tokens=("</s>", "<eos>"))},
+        "stop token '<eos>' is not a single piece",
+    ),
+    "stop token of two pieces": (
+        {"options": OPTIONS.replace(stop_tokens=("kalo mine",))},
+        "stop token 'kalo mine' is not a single piece",
+    ),
     "no stop token": ({"options": OPTIONS.replace(stop_tokens=())}, "no stop token"),
     "more pieces than logits": ({"tokenizer": "big"}, "the tokenizer has 300 pieces but the model's logits have 256"),
     "no decode signature": ({"tflite": (b"decode", b"decodX")}, "no 'decode' signature"),
@@ -140,13 +187,18 @@ CASES = {
     "wrong tensor name": ({"tflite": (b"kv_cache_v_1", b"kv_cache_w_1")}, "lacks inputs ['kv_cache_v_1']"),
     "tflite not a model": ({"tflite": "garbage"}, "not a loadable .tflite model"),
     "tflite missing": ({"tflite": "missing"}, "no such file"),
-    "placeholder in template": ({"options": OPTIONS.replace(template=PromptTemplate(user_prefix="Q: {prompt}"))},
-                                "--prompt-prefix-user contains the placeholder '{prompt}'"),
-    "jinja in template": ({"options": OPTIONS.replace(template=PromptTemplate(model_prefix="{{ bos }}"))},
-                          "--prompt-prefix-model contains the placeholder"),
+    "placeholder in template": (
+        {"options": OPTIONS.replace(template=PromptTemplate(user_prefix="Q: {prompt}"))},
+        "--prompt-prefix-user contains the placeholder '{prompt}'",
+    ),
+    "jinja in template": (
+        {"options": OPTIONS.replace(template=PromptTemplate(model_prefix="{{ bos }}"))},
+        "--prompt-prefix-model contains the placeholder",
+    ),
     "system prompt and system affixes": (
         {"options": OPTIONS.replace(system_prompt="hi", template=PromptTemplate(system_prefix="S:"))},
-        "mutually exclusive"),
+        "mutually exclusive",
+    ),
     "wrong output suffix": ({"output": "model.zip"}, "must be named *.task"),
 }
 
@@ -155,7 +207,8 @@ CASES = {
 def test_validation_rejects_and_writes_nothing(case, tmp_path, tiny_tflite, tokenizer, bad_tokenizer, big_tokenizer):
     changes, message = CASES[case]
     tok = {"bad": bad_tokenizer, "big": big_tokenizer, "missing": tmp_path / "nope.model"}.get(
-        changes.get("tokenizer"), tokenizer)
+        changes.get("tokenizer"), tokenizer
+    )
     if changes.get("tokenizer") == "json":
         tok = tmp_path / "tokenizer.json"
         tok.write_text("{}")
@@ -176,8 +229,9 @@ def test_validation_rejects_and_writes_nothing(case, tmp_path, tiny_tflite, toke
 
 def test_cli_reports_problem_and_writes_nothing(tmp_path, tiny_tflite, tokenizer):
     out = tmp_path / "cli.task"
-    r = _run("bundle", "--tflite", str(tiny_tflite), "--tokenizer", str(tokenizer), "--start-token", "<s>",
-             "-o", str(out))
+    r = _run(
+        "bundle", "--tflite", str(tiny_tflite), "--tokenizer", str(tokenizer), "--start-token", "<s>", "-o", str(out)
+    )
     assert r.exit_code == 1 and "no stop token" in r.output
     _nothing_written(out)
 

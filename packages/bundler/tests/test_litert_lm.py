@@ -59,8 +59,9 @@ def greedy(tflite: bytes, ids: list[int], stop_ids: set[int], max_tokens: int) -
 def engine_generate(path: Path, prompt: str, max_tokens: int) -> tuple[str, object]:
     engine = litert_lm.Engine(str(path), enable_benchmark=True)
     try:
-        session = engine.create_session(apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1),
-                                         max_output_tokens=max_tokens)
+        session = engine.create_session(
+            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
+        )
         session.run_prefill([prompt])
         text = session.run_decode().texts[0]
         info = session.get_benchmark_info()
@@ -119,8 +120,9 @@ def test_litertlm_with_hf_tokenizer_json(tmp_path, tiny_tflite):
     tk = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="<unk>"))
     tk.pre_tokenizer = tokenizers.pre_tokenizers.Metaspace()
     tk.decoder = tokenizers.decoders.Metaspace()
-    trainer = tokenizers.trainers.BpeTrainer(vocab_size=256, special_tokens=["<unk>", "<s>", "</s>"],
-                                             show_progress=False)
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=256, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
+    )
     tk.train_from_iterator(corpus(), trainer)
     assert tk.get_vocab_size() == 256
     path = tmp_path / "tokenizer.json"

@@ -26,9 +26,12 @@ from edge_models_bundler.zipwriter import Source, write_aligned_zip
 
 DATA = Path(__file__).parent / "data" / "mediapipe-0.10.35"
 _TEMPLATE = {
-    "prompt_prefix_user": "user_prefix", "prompt_suffix_user": "user_suffix",
-    "prompt_prefix_model": "model_prefix", "prompt_suffix_model": "model_suffix",
-    "prompt_prefix_system": "system_prefix", "prompt_suffix_system": "system_suffix",
+    "prompt_prefix_user": "user_prefix",
+    "prompt_suffix_user": "user_suffix",
+    "prompt_prefix_model": "model_prefix",
+    "prompt_suffix_model": "model_suffix",
+    "prompt_prefix_system": "system_prefix",
+    "prompt_suffix_system": "system_suffix",
 }
 
 
@@ -81,8 +84,12 @@ def _reference_python() -> str | None:
     python = os.environ.get("EDGE_MODELS_MEDIAPIPE_PYTHON", "/work/venv-mp/bin/python")
     if not Path(python).is_file():
         return None
-    probe = subprocess.run([python, "-c", "from mediapipe.tasks.python.genai import bundler"],
-                           capture_output=True, timeout=120, check=False)
+    probe = subprocess.run(
+        [python, "-c", "from mediapipe.tasks.python.genai import bundler"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     return python if probe.returncode == 0 else None
 
 
@@ -98,14 +105,26 @@ bundler.create_bundle(bundler.BundleConfig(tflite_model=sys.argv[1], tokenizer_m
 def test_live_reference_on_the_converted_model(tmp_path, tiny_tflite, tokenizer):
     python = _reference_python()
     if python is None:
-        pytest.skip("mediapipe==0.10.35's bundler is not installed (it needs jax, torch and sentencepiece in a "
-                    "separate environment: set EDGE_MODELS_MEDIAPIPE_PYTHON); the checked-in references above apply")
-    cfg = {"start_token": "<s>", "stop_tokens": ["</s>", "<end_of_turn>"], "system_prompt": "Be brief.",
-           "prompt_prefix_user": "<start_of_turn>user\n", "prompt_suffix_user": "<end_of_turn>\n",
-           "prompt_prefix_model": "<start_of_turn>model\n", "prompt_suffix_model": "<end_of_turn>\n"}
+        pytest.skip(
+            "mediapipe==0.10.35's bundler is not installed (it needs jax, torch and sentencepiece in a "
+            "separate environment: set EDGE_MODELS_MEDIAPIPE_PYTHON); the checked-in references above apply"
+        )
+    cfg = {
+        "start_token": "<s>",
+        "stop_tokens": ["</s>", "<end_of_turn>"],
+        "system_prompt": "Be brief.",
+        "prompt_prefix_user": "<start_of_turn>user\n",
+        "prompt_suffix_user": "<end_of_turn>\n",
+        "prompt_prefix_model": "<start_of_turn>model\n",
+        "prompt_suffix_model": "<end_of_turn>\n",
+    }
     ref = tmp_path / "ref.task"
-    subprocess.run([python, "-c", LIVE_SCRIPT, str(tiny_tflite), str(tokenizer), str(ref), json.dumps(cfg)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [python, "-c", LIVE_SCRIPT, str(tiny_tflite), str(tokenizer), str(ref), json.dumps(cfg)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     with zipfile.ZipFile(ref) as zf:
         date_time = zf.infolist()[0].date_time
     ours = tmp_path / "ours.task"

@@ -39,10 +39,16 @@ def _good_entries() -> list[tuple[str, bytes]]:
 
 def test_codec_round_trip_every_field():
     p = LlmParams(
-        start_token="<bos>", stop_tokens=("<eos>", "<end_of_turn>"), vocab_size=262144,
-        input_output_normalizations=(1,), system_prompt="sys",
+        start_token="<bos>",
+        stop_tokens=("<eos>", "<end_of_turn>"),
+        vocab_size=262144,
+        input_output_normalizations=(1,),
+        system_prompt="sys",
         prompt_template=PromptTemplate("U", "u", "M", "m", "S", "s"),
-        user_role_token="user", system_role_token="", model_role_token="model", end_role_token="end",
+        user_role_token="user",
+        system_role_token="",
+        model_role_token="model",
+        end_role_token="end",
     )
     assert decode_llm_params(encode_llm_params(p)) == p
 
@@ -78,13 +84,16 @@ def test_legacy_only_template_is_read_as_the_user_template():
     assert p.system_prompt == "SP" and p.prompt_template.user_prefix == "Pu"
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"\x2a\x10abc", "runs past the end"),
-    (b"\x10", "truncated varint"),
-    (b"\x2a\x02\xff\xfe", "not valid UTF-8"),
-    (b"\x0b", "wire type 3"),
-    (b"\x10" + b"\xff" * 11, "longer than 10 bytes"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"\x2a\x10abc", "runs past the end"),
+        (b"\x10", "truncated varint"),
+        (b"\x2a\x02\xff\xfe", "not valid UTF-8"),
+        (b"\x0b", "wire type 3"),
+        (b"\x10" + b"\xff" * 11, "longer than 10 bytes"),
+    ],
+)
 def test_malformed_metadata_is_a_clear_error(data, message):
     with pytest.raises(TaskFormatError, match=message):
         decode_llm_params(data)
@@ -131,8 +140,11 @@ def test_path_traversal_names_are_rejected(tmp_path, name):
 
 def test_compressed_entries_are_rejected(tmp_path):
     # A deflated entry could be a decompression bomb; MediaPipe cannot memory-map it either.
-    path = _zip(tmp_path / "bomb.task", _good_entries()[:2] + [(METADATA_ENTRY, META + b"\0" * 10_000_000)],
-                compress=zipfile.ZIP_DEFLATED)
+    path = _zip(
+        tmp_path / "bomb.task",
+        _good_entries()[:2] + [(METADATA_ENTRY, META + b"\0" * 10_000_000)],
+        compress=zipfile.ZIP_DEFLATED,
+    )
     assert path.stat().st_size < 100_000
     with pytest.raises(TaskFormatError, match="compressed"):
         read_task(path)

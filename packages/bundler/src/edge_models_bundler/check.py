@@ -39,8 +39,10 @@ def check_bundle(path: str | Path) -> Report:
 def check_task(bundle: TaskBundle, report: Report) -> None:
     for entry in bundle.entries.values():
         if not entry.aligned:
-            report.problems.append(f"entry {entry.name} starts at offset {entry.offset}, not 4-byte aligned: "
-                                   "MediaPipe memory-maps entries and needs aligned data")
+            report.problems.append(
+                f"entry {entry.name} starts at offset {entry.offset}, not 4-byte aligned: "
+                "MediaPipe memory-maps entries and needs aligned data"
+            )
         if entry.name not in KNOWN_ENTRIES:
             report.warnings.append(f"entry {entry.name!r} is not one MediaPipe reads")
     params = bundle.params

@@ -44,7 +44,11 @@ _TEMPLATE_OPTIONS = {
 
 @click.group("bundle", invoke_without_command=True)
 @click.option("--tflite", type=click.Path(path_type=Path), help="converted model (.tflite with prefill/decode)")
-@click.option("--tokenizer", type=click.Path(path_type=Path), help="SentencePiece tokenizer.model (or tokenizer.json for .litertlm)")
+@click.option(
+    "--tokenizer",
+    type=click.Path(path_type=Path),
+    help="SentencePiece tokenizer.model (or tokenizer.json for .litertlm)",
+)
 @click.option("--model", help="registered model whose start/stop tokens and chat template are the defaults")
 @click.option("--start-token", help="token that starts every sequence, e.g. '<bos>'")
 @click.option("--stop-token", "stop_tokens", multiple=True, help="token that ends generation (repeatable)")
@@ -63,11 +67,22 @@ _TEMPLATE_OPTIONS = {
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="model.task or model.litertlm")
 @click.pass_context
 @_errors_as_click
-def bundle(ctx: click.Context, tflite: Path | None, tokenizer: Path | None, model: str | None, output: Path | None,
-           start_token: str | None = None, stop_tokens: tuple[str, ...] = (), system_prompt: str | None = None,
-           user_role_token: str | None = None, system_role_token: str | None = None,
-           model_role_token: str | None = None, end_role_token: str | None = None,
-           bytes_to_unicode: bool = False, **template: str | None) -> None:
+def bundle(
+    ctx: click.Context,
+    tflite: Path | None,
+    tokenizer: Path | None,
+    model: str | None,
+    output: Path | None,
+    start_token: str | None = None,
+    stop_tokens: tuple[str, ...] = (),
+    system_prompt: str | None = None,
+    user_role_token: str | None = None,
+    system_role_token: str | None = None,
+    model_role_token: str | None = None,
+    end_role_token: str | None = None,
+    bytes_to_unicode: bool = False,
+    **template: str | None,
+) -> None:
     """Bundle a .tflite and its tokenizer into a MediaPipe .task (or LiteRT-LM .litertlm).
 
     Every check runs before anything is written; a failure leaves no file behind.
@@ -75,8 +90,11 @@ def bundle(ctx: click.Context, tflite: Path | None, tokenizer: Path | None, mode
     """
     if ctx.invoked_subcommand is not None:
         return
-    missing = [flag for flag, value in (("--tflite", tflite), ("--tokenizer", tokenizer), ("-o/--output", output))
-               if value is None]
+    missing = [
+        flag
+        for flag, value in (("--tflite", tflite), ("--tokenizer", tokenizer), ("-o/--output", output))
+        if value is None
+    ]
     if missing:
         raise click.UsageError(f"bundle needs {', '.join(missing)} (or a subcommand: inspect, check)")
     from edge_models_bundler.options import resolve_options
@@ -126,5 +144,7 @@ def check_cmd(file: Path) -> None:
             click.echo(f"problem: {p}", err=True)
         raise SystemExit(1)
     info = report.tflite
-    click.echo(f"{file}: OK ({', '.join(info.signatures) if info else ''}; "
-               f"{report.tokenizer_pieces} pieces; KV {info.kv_len if info else '?'})")
+    click.echo(
+        f"{file}: OK ({', '.join(info.signatures) if info else ''}; "
+        f"{report.tokenizer_pieces} pieces; KV {info.kv_len if info else '?'})"
+    )

@@ -33,8 +33,9 @@ def describe_task(path: str | Path) -> str:
     if p.vocab_size:
         lines.append(f"  vocab_size         {p.vocab_size}")
     if p.input_output_normalizations:
-        names = ["BYTES_TO_UNICODE" if n == NORMALIZATION_BYTES_TO_UNICODE else str(n)
-                 for n in p.input_output_normalizations]
+        names = [
+            "BYTES_TO_UNICODE" if n == NORMALIZATION_BYTES_TO_UNICODE else str(n) for n in p.input_output_normalizations
+        ]
         lines.append(f"  normalizations     {names}")
     if p.system_prompt:
         lines.append(f"  system_prompt      {p.system_prompt!r}")
@@ -70,8 +71,11 @@ def describe_task(path: str | Path) -> str:
         sp = spm.SentencePieceProcessor()
         sp.LoadFromSerializedProto(bundle.tokenizer_model)
         lines.append(f"  SentencePiece, {sp.GetPieceSize()} pieces")
-        special = [(i, sp.IdToPiece(i)) for i in range(sp.GetPieceSize())
-                   if sp.IsControl(i) or sp.IsUnknown(i) or sp.IsUnused(i) or _user_defined(sp, i)]
+        special = [
+            (i, sp.IdToPiece(i))
+            for i in range(sp.GetPieceSize())
+            if sp.IsControl(i) or sp.IsUnknown(i) or sp.IsUnused(i) or _user_defined(sp, i)
+        ]
         shown = ", ".join(f"{i}={piece!r}" for i, piece in special[:20])
         more = f" (+{len(special) - 20} more)" if len(special) > 20 else ""
         lines.append(f"  special pieces: {shown}{more}")

@@ -18,8 +18,11 @@ class BundleError(ValueError):
     def __init__(self, problems: list[str], warnings: list[str] | None = None) -> None:
         self.problems = list(problems)
         self.warnings = list(warnings or [])
-        super().__init__("\n".join(self.problems) if len(self.problems) == 1 else
-                         f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems))
+        super().__init__(
+            "\n".join(self.problems)
+            if len(self.problems) == 1
+            else f"{len(self.problems)} problems:\n  " + "\n  ".join(self.problems)
+        )
 
 
 @dataclass

@@ -76,8 +76,11 @@ def _local_header(name: bytes, crc: int, size: int, zip64: bool, dostime: int, d
         version = _VERSION64
     else:
         size32 = size
-    return _LOCAL.pack(b"PK\x03\x04", version, 0, 0, 0, dostime, dosdate, crc, size32, size32, len(name), len(extra)) \
-        + name + extra
+    return (
+        _LOCAL.pack(b"PK\x03\x04", version, 0, 0, 0, dostime, dosdate, crc, size32, size32, len(name), len(extra))
+        + name
+        + extra
+    )
 
 
 def write_aligned_zip(out: BinaryIO, sources: list[Source], date_time: tuple[int, ...] = DEFAULT_DATE_TIME) -> None:
@@ -123,9 +126,29 @@ def _central_directory(out: BinaryIO, written: list[_Written], dostime: int, dos
         extra = struct.pack(f"<HH{len(fields)}Q", 1, 8 * len(fields), *fields) if fields else b""
         version = _VERSION64 if (fields or w.zip64) else _VERSION
         out.write(
-            _CENTRAL.pack(b"PK\x01\x02", version, _UNIX, version, 0, 0, 0, dostime, dosdate, w.crc,
-                          size32, size32, len(w.name), len(extra), 0, 0, 0, _MODE_RW, offset32)
-            + w.name + extra
+            _CENTRAL.pack(
+                b"PK\x01\x02",
+                version,
+                _UNIX,
+                version,
+                0,
+                0,
+                0,
+                dostime,
+                dosdate,
+                w.crc,
+                size32,
+                size32,
+                len(w.name),
+                len(extra),
+                0,
+                0,
+                0,
+                _MODE_RW,
+                offset32,
+            )
+            + w.name
+            + extra
         )
     end = out.tell()
     count, cd_size = len(written), end - start

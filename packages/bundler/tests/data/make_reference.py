@@ -21,13 +21,26 @@ from mediapipe.tasks.python.genai import bundler
 from spm_util import train_sentencepiece
 
 OUT = HERE / "mediapipe-0.10.35"
-AFFIXES = ["prompt_prefix_user", "prompt_suffix_user", "prompt_prefix_model", "prompt_suffix_model",
-           "prompt_prefix_system", "prompt_suffix_system"]
+AFFIXES = [
+    "prompt_prefix_user",
+    "prompt_suffix_user",
+    "prompt_prefix_model",
+    "prompt_suffix_model",
+    "prompt_prefix_system",
+    "prompt_suffix_system",
+]
 FULL = {
-    "start_token": "<s>", "stop_tokens": ["</s>", "<end_of_turn>"], "system_prompt": "Be brief.",
-    "prompt_prefix_user": "<start_of_turn>user\n", "prompt_suffix_user": "<end_of_turn>\n",
-    "prompt_prefix_model": "<start_of_turn>model\n", "prompt_suffix_model": "<end_of_turn>\n",
-    "user_role_token": "user", "system_role_token": "system", "model_role_token": "model", "end_role_token": "<end_of_turn>",
+    "start_token": "<s>",
+    "stop_tokens": ["</s>", "<end_of_turn>"],
+    "system_prompt": "Be brief.",
+    "prompt_prefix_user": "<start_of_turn>user\n",
+    "prompt_suffix_user": "<end_of_turn>\n",
+    "prompt_prefix_model": "<start_of_turn>model\n",
+    "prompt_suffix_model": "<end_of_turn>\n",
+    "user_role_token": "user",
+    "system_role_token": "system",
+    "model_role_token": "model",
+    "end_role_token": "<end_of_turn>",
     "enable_bytes_to_unicode_mapping": True,
 }
 
@@ -57,13 +70,17 @@ def main() -> None:
         results = []
         for case in cases():
             out = tmp / "out.task"
-            bundler.create_bundle(bundler.BundleConfig(tflite_model=str(model), tokenizer_model=str(tok),
-                                                       output_filename=str(out), **case))
+            bundler.create_bundle(
+                bundler.BundleConfig(
+                    tflite_model=str(model), tokenizer_model=str(tok), output_filename=str(out), **case
+                )
+            )
             results.append({"options": case, "metadata_hex": zipfile.ZipFile(out).read("METADATA").hex()})
         (OUT / "metadata_cases.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
         full = tmp / "full.task"
-        bundler.create_bundle(bundler.BundleConfig(tflite_model=str(model), tokenizer_model=str(tok),
-                                                   output_filename=str(full), **FULL))
+        bundler.create_bundle(
+            bundler.BundleConfig(tflite_model=str(model), tokenizer_model=str(tok), output_filename=str(full), **FULL)
+        )
         # Checked in under a name the repository's `*.task` ignore rule does not hide.
         (OUT / "full.task.bin").write_bytes(full.read_bytes())
     print(f"{len(results)} cases written to {OUT}")

