@@ -501,8 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import sentencepiece as spm
-    from edge_models.gguf_tokenizer import read_gguf_vocab, sentencepiece_from_gguf
     from transformers import AutoTokenizer
+
+    from edge_models.gguf_tokenizer import read_gguf_vocab, sentencepiece_from_gguf
 
     t0 = time.perf_counter()
     sp = spm.SentencePieceProcessor()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from edge_models.testing import build_reference, save_reference
 
 __all__ = ["build_reference", "save_reference"]

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from edge_models import cli as cli_module
-from edge_models.testing import train_sentencepiece, tiny_checkpoint
+from edge_models.testing import tiny_checkpoint, train_sentencepiece
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,15 @@ def test_recipes_lists_every_name(run):
 
 def test_bad_inputs_give_one_line_errors(run, tmp_path):
     _fails_cleanly(run("convert", "gemma9", "--tiny"), "unknown model 'gemma9'", "gemma3-270m")
-    _fails_cleanly(run("convert", "llama", "--tiny", "--quantize", "int3"), "unknown quantization recipe 'int3'",
-                   "int4-block32")
+    _fails_cleanly(
+        run("convert", "llama", "--tiny", "--quantize", "int3"), "unknown quantization recipe 'int3'", "int4-block32"
+    )
     _fails_cleanly(run("convert", "llama", "--tiny", "--quantize", "mlp=int8"), "unknown component 'mlp'")
     _fails_cleanly(run("convert", "llama"), "--checkpoint")
-    _fails_cleanly(run("convert", "llama", "--tiny", "--prefill", "128", "--kv-cache", "64"),
-                   "prefill lengths [128] exceed the KV cache length 64")
+    _fails_cleanly(
+        run("convert", "llama", "--tiny", "--prefill", "128", "--kv-cache", "64"),
+        "prefill lengths [128] exceed the KV cache length 64",
+    )
     _fails_cleanly(run("verify", "llama"), "exactly one of --checkpoint PATH and --tiny")
 
 
@@ -68,8 +71,22 @@ def test_convert_auto_then_generate(run, tmp_path):
     result = run("convert", "auto", "--checkpoint", ckpt, "-o", out, "--prefill", "8", "--kv-cache", "64")
     assert result.exit_code == 0, result.output
     assert out.exists() and not list(tmp_path.glob("*.partial"))
-    gen = run("generate", out, "--tokenizer", ckpt / "tokenizer.model", "--model", "llama", "--prompt", "kalo mine",
-              "--max-tokens", "6", "--temperature", "0.8", "--seed", "3")
+    gen = run(
+        "generate",
+        out,
+        "--tokenizer",
+        ckpt / "tokenizer.model",
+        "--model",
+        "llama",
+        "--prompt",
+        "kalo mine",
+        "--max-tokens",
+        "6",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+    )
     assert gen.exit_code == 0, gen.output
     assert "prompt tokens" in gen.output  # the stats line (stderr is mixed into output here)
 
@@ -86,8 +103,9 @@ def test_phi2_tokenizer_json_stops_at_endoftext(run, tmp_path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(corpus(), trainer)
     tok.save(str(tmp_path / "tokenizer.json"))
     eos = tok.token_to_id("<|endoftext|>")
@@ -96,10 +114,21 @@ def test_phi2_tokenizer_json_stops_at_endoftext(run, tmp_path):
     model = random_model(spec.tiny_config.replace(vocab_size=320))
     with torch.no_grad():
         model.lm_head.bias[eos] = 100.0  # the model "wants" to stop right away
-    path = convert(model, tmp_path / "phi.tflite", ExportSettings(prefill_lengths=(8,), kv_cache_len=64), "fp32",
-                   progress=None).path
-    result = run("generate", path, "--tokenizer", tmp_path / "tokenizer.json", "--model", "phi-2",
-                 "--prompt", "kalo mine", "--max-tokens", "20")
+    path = convert(
+        model, tmp_path / "phi.tflite", ExportSettings(prefill_lengths=(8,), kv_cache_len=64), "fp32", progress=None
+    ).path
+    result = run(
+        "generate",
+        path,
+        "--tokenizer",
+        tmp_path / "tokenizer.json",
+        "--model",
+        "phi-2",
+        "--prompt",
+        "kalo mine",
+        "--max-tokens",
+        "20",
+    )
     assert result.exit_code == 0, result.output
     assert "0 generated (stop token)" in result.output
     # The padded logits (300 tokens, 320 logits) are reported, not silently accepted.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from conftest import build_reference, markov_text, read_hf_config, save_reference, trained_tiny_model
 from edge_models import registry
 from edge_models.convert import ExportSettings, all_schemes, convert
@@ -115,6 +116,7 @@ def test_recipe_components_match_converted_tensor_names(converted):
     import re
 
     from ai_edge_litert.interpreter import Interpreter
+
     from edge_models.convert.recipes import COMPONENTS
 
     for name in CASES:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
 from edge_models.models import load_for_spec

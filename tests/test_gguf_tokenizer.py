@@ -15,6 +15,8 @@ import gguf
 import pytest
 import sentencepiece as spm
 from click.testing import CliRunner
+from sentencepiece import sentencepiece_model_pb2 as pb  # needs protobuf, like edge_models.gguf_tokenizer
+
 from edge_models.cli_tokenizer import tokenizer_group
 from edge_models.gguf_tokenizer import (
     GGUFTokenizerError,
@@ -23,7 +25,6 @@ from edge_models.gguf_tokenizer import (
     sentencepiece_from_gguf,
     write_sentencepiece_from_gguf,
 )
-from sentencepiece import sentencepiece_model_pb2 as pb  # needs protobuf, like edge_models.gguf_tokenizer
 
 _TRAIN = [
     "The quick brown fox jumps over the lazy dog.",

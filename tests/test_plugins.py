@@ -83,8 +83,9 @@ def test_example_plugin_installs_and_registers():
         line = next(line for line in out.splitlines() if line.startswith("example-tiny"))
         assert "edge-models-example 0.1.0" in line
         # ...and works with the verbs: verified against transformers on its tiny config.
-        verify = subprocess.run([*EDGE_MODELS, "verify", "example-tiny", "--tiny", "--tokens", "4"],
-                                capture_output=True, text=True)
+        verify = subprocess.run(
+            [*EDGE_MODELS, "verify", "example-tiny", "--tiny", "--tokens", "4"], capture_output=True, text=True
+        )
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert "PASSED" in verify.stdout
     finally:

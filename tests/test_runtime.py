@@ -66,8 +66,9 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("runtime")
     tok_path = train_sentencepiece(root / "tokenizer.model", vocab_size=256)
     model = random_model(registry().get("llama").tiny_config, seed=2, std=0.08)
-    path = convert(model, root / "tiny.tflite", ExportSettings(prefill_lengths=(4, 16), kv_cache_len=KV), "fp32",
-                   progress=None).path
+    path = convert(
+        model, root / "tiny.tflite", ExportSettings(prefill_lengths=(4, 16), kv_cache_len=KV), "fp32", progress=None
+    ).path
     return model, path, tok_path
 
 
