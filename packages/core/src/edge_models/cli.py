@@ -201,14 +201,19 @@ def generate(
     "--compare-torch", "torch_model", default=None, help="registered model name: run PyTorch eager side by side"
 )
 @click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="weights for --compare-torch")
+@click.option("--tiny", is_flag=True, help="--compare-torch on the model's tiny config (random weights)")
 @_friendly
-def bench(file, decode_tokens, threads, torch_model, checkpoint) -> None:
-    """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite."""
+def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny) -> None:
+    """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite or .task.
+
+    Without --checkpoint, --compare-torch runs the model's published shape with random weights."""
     from edge_models.bench import bench_tflite, bench_torch, format_table
 
     rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads)]
     if torch_model:
-        rows.append(bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads))
+        rows.append(
+            bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
+        )
     click.echo(format_table(rows))
 
 
