@@ -127,3 +127,16 @@ def test_recipe_components_match_converted_tensor_names(converted):
         names = [tensors[i]["name"] for op in it._get_ops_details() for i in op["outputs"]]
         for component, pattern in COMPONENTS.items():
             assert any(re.search(pattern, n) for n in names), f"{component} ({pattern}) matches nothing in {name}"
+
+
+def test_block_size_that_does_not_divide_is_refused_before_converting(tmp_path):
+    from edge_models.convert import RecipeError
+    from edge_models.models import random_model
+
+    config = registry().get("llama").tiny_config.replace(hidden_size=96)
+    model = random_model(config)
+    with pytest.raises(RecipeError, match=r"block size does not divide .*input dimension 96"):
+        convert(model, tmp_path / "x.tflite", SETTINGS, "int4-block128", progress=None)
+    with pytest.raises(RecipeError, match=r"lm_head \(input dimension 96\)"):
+        convert(model, tmp_path / "x.tflite", SETTINGS, "lm_head=int4-block128,default=int8", progress=None)
+    assert not list(tmp_path.iterdir())

@@ -41,6 +41,9 @@ COMPONENTS: dict[str, str] = {
 
 DEFAULT_RECIPE = "int8"
 
+# Which of our module paths belong to each component (for checks made before conversion).
+_MODULE_MARKERS = {"embedding": "embed_tokens", "attention": ".attn.", "feedforward": ".mlp.", "lm_head": "lm_head"}
+
 
 class RecipeError(ValueError):
     pass
@@ -55,7 +58,40 @@ class Recipe:
 
     @property
     def is_float32(self) -> bool:
-        return all(SCHEMES[s].bits == 32 for _, s in self.parts)
+        return all(all_schemes()[s].bits == 32 for _, s in self.parts)
+
+    def scheme_for(self, module_path: str) -> Scheme:
+        """The scheme applied to one of our modules (paths as in `Decoder.named_modules()`)."""
+        parts = dict(self.parts)
+        component = next(
+            (c for c, marker in _MODULE_MARKERS.items() if c in parts and marker in module_path), "default"
+        )
+        return all_schemes()[parts[component]]
+
+    def check_block_sizes(self, model) -> None:
+        """Blockwise schemes need every quantized input dimension to be a multiple of the block size;
+        say which layers are not before spending minutes on a conversion that would fail."""
+        from torch import nn
+
+        from edge_models.layers.decoder import LMHead
+
+        bad = []
+        for path, module in model.named_modules():
+            if isinstance(module, nn.Linear):
+                dim = module.in_features
+            elif isinstance(module, (nn.Embedding, LMHead)):
+                dim = model.config.hidden_size
+            else:
+                continue
+            block = self.scheme_for(path).block_size
+            if block and dim % block:
+                bad.append(f"{path} (input dimension {dim})")
+        if bad:
+            shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+            raise RecipeError(
+                f"recipe {self.text!r}: block size does not divide {shown}; use a smaller block "
+                "(int4-block32), per-channel int8, or a per-component mix"
+            )
 
 
 _extra_schemes: dict[str, Scheme] = {}

