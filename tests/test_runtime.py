@@ -85,15 +85,17 @@ def _torch_greedy(model, ids, n):
     return out
 
 
-def _generator(path, tok_path, stops=("</s>",)):
-    return Generator(LiteRTModel(path), SentencePieceTokenizer.from_file(tok_path), stops, start_token="<s>")
+def _generator(path, tok_path, stops=("</s>",), engine="compiled"):
+    tok = SentencePieceTokenizer.from_file(tok_path)
+    return Generator(LiteRTModel(path, engine=engine), tok, stops, start_token="<s>")
 
 
+@pytest.mark.parametrize("engine", ["compiled", "interpreter"])
 @pytest.mark.parametrize("prompt_tokens", [1, 3, 10, 40])
-def test_greedy_generation_matches_torch(tiny, prompt_tokens):
+def test_greedy_generation_matches_torch(tiny, prompt_tokens, engine):
     """1 token: decode only; 3: one padded prefill_4; 10: prefill_16; 40: chunked over prefill_16."""
     model, path, tok_path = tiny
-    gen = _generator(path, tok_path, stops=("<end_of_turn>",))
+    gen = _generator(path, tok_path, stops=("<end_of_turn>",), engine=engine)
     ids = list(np.random.default_rng(prompt_tokens).integers(3, 256, prompt_tokens))
     expected = _torch_greedy(model, ids, 12)
     (stop_id,) = gen.stop_ids

@@ -1,4 +1,10 @@
-"""A converted model run through ai-edge-litert: prefill and decode over a KV cache it owns."""
+"""A converted model run through ai-edge-litert: prefill and decode over a KV cache it owns.
+
+Two engines. `compiled` (the default) uses LiteRT's CompiledModel with each layer's cache bound as
+both input and output buffer of every signature, so the cache is updated in place and never
+crosses into Python. `interpreter` is the plain signature-runner loop, which copies the whole cache
+in and out through numpy at every step; it stays as the baseline the benchmarks compare against.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +12,59 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_models.tflite_check import TFLiteInfo, check_tflite
+from edge_models.tflite_check import TFLiteCheckError, TFLiteInfo, check_tflite, os_threads
+
+ENGINES = ("compiled", "interpreter")
 
 
 class LiteRTModel:
-    def __init__(self, model: str | Path | bytes, threads: int | None = None) -> None:
+    def __init__(self, model: str | Path | bytes, threads: int | None = None, engine: str = "compiled") -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        from edge_models.tflite_check import TFLiteCheckError, os_threads
-
-        threads = threads or os_threads()
-        label = "<bytes>" if isinstance(model, (bytes, bytearray)) else str(model)
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+        self.engine = engine
+        self.threads = threads or os_threads()
+        in_memory = isinstance(model, (bytes, bytearray))
+        label = "<bytes>" if in_memory else str(model)
         try:
-            if isinstance(model, (bytes, bytearray)):
-                self._it = Interpreter(model_content=bytes(model), num_threads=threads)
+            if in_memory:
+                it = Interpreter(model_content=bytes(model), num_threads=self.threads)
             else:
-                self._it = Interpreter(model_path=str(model), num_threads=threads)
+                it = Interpreter(model_path=str(model), num_threads=self.threads)
         except Exception as e:
             raise TFLiteCheckError(f"{label}: not a loadable .tflite model ({e})") from None
-        self.info: TFLiteInfo = check_tflite(label, interpreter=self._it)
-        self._runners = {name: self._it.get_signature_runner(name) for name in self.info.signatures}
-        decode_inputs = self._runners["decode"].get_input_details()
+        self.info: TFLiteInfo = check_tflite(label, interpreter=it)
+        decode_inputs = it.get_signature_runner("decode").get_input_details()
         self._cache_spec = {
             name: (tuple(d["shape"]), d["dtype"]) for name, d in decode_inputs.items() if name.startswith("kv_cache_")
         }
+        self._logit_signatures = {"decode"} | ({*self.info.prefill_lengths} if self.info.prefill_logits else set())
+        if engine == "interpreter":
+            self._runners = {name: it.get_signature_runner(name) for name in self.info.signatures}
+        else:
+            del it  # the compiled model keeps its own copy
+            self._compile(model if in_memory else str(model))
         self.reset()
+
+    def _compile(self, model: str | bytes) -> None:
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.options import Options
+
+        options = Options()
+        options.cpu_options.num_threads = self.threads
+        make = CompiledModel.from_buffer if isinstance(model, bytes) else CompiledModel.from_file
+        self._cm = make(bytes(model) if isinstance(model, bytes) else model, options=options)
+        self._kv_buffers = {name: self._cm.create_input_buffer_by_name("decode", name) for name in self._cache_spec}
+        self._io = {}
+        for sig in self.info.signatures:
+            inputs = {n: self._cm.create_input_buffer_by_name(sig, n) for n in ("tokens", "input_pos")}
+            outputs = (
+                {"logits": self._cm.create_output_buffer_by_name(sig, "logits")}
+                if sig in self._logit_signatures
+                else {}
+            )
+            self._io[sig] = (inputs, outputs)
 
     @property
     def kv_len(self) -> int:
@@ -41,13 +75,30 @@ class LiteRTModel:
         return self.info.vocab_size
 
     def reset(self) -> None:
-        self.cache = {name: np.zeros(shape, dtype) for name, (shape, dtype) in self._cache_spec.items()}
+        """An empty cache. Not needed for correctness (unwritten slots are masked), but keeps runs identical."""
+        zeros = {name: np.zeros(shape, dtype) for name, (shape, dtype) in self._cache_spec.items()}
+        if self.engine == "interpreter":
+            self.cache = zeros
+        else:
+            for name, buffer in self._kv_buffers.items():
+                buffer.write(zeros[name])
 
-    def _run(self, signature: str, tokens: np.ndarray, positions: np.ndarray) -> dict:
-        out = self._runners[signature](tokens=tokens, input_pos=positions, **self.cache)
-        for name in self.cache:
-            self.cache[name] = out[name]
-        return out
+    def _run(self, signature: str, tokens: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one signature; returns its logits (when it has them) as {"logits": [1, T, vocab]}."""
+        if self.engine == "interpreter":
+            out = self._runners[signature](tokens=tokens, input_pos=positions, **self.cache)
+            for name in self.cache:
+                self.cache[name] = out[name]
+            return {"logits": out["logits"]} if "logits" in out else {}
+        inputs, outputs = self._io[signature]
+        inputs["tokens"].write(tokens)
+        inputs["input_pos"].write(positions)
+        self._cm.run_by_name(signature, {**inputs, **self._kv_buffers}, {**outputs, **self._kv_buffers})
+        if not outputs:
+            return {}
+        t = tokens.shape[1]
+        logits = outputs["logits"].read(t * self.vocab_size, np.float32)
+        return {"logits": np.asarray(logits).reshape(1, t, self.vocab_size)}
 
     def _pick_prefill(self, remaining: int, start: int) -> tuple[str, int] | None:
         """Smallest signature that takes all remaining tokens, else the largest full chunk.
