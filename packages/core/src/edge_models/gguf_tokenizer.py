@@ -31,10 +31,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from edge_models.fileio import write_atomically
 
 __all__ = [
     "GGUFTokenizerError",
@@ -388,16 +389,5 @@ def write_sentencepiece_from_gguf(
 ) -> Path:
     """Rebuild the SentencePiece model of ``gguf`` and write it to ``out_path`` atomically (temp file + rename)."""
     data = sentencepiece_from_gguf(gguf, control_as_user_defined=control_as_user_defined)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = write_atomically(out_path, lambda f: f.write(data))
     return out

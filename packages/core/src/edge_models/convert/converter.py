@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ import torch
 
 from edge_models.convert.export import ExportSettings, Signature, register_lowerings, sample_inputs
 from edge_models.convert.recipes import Recipe, parse_recipe, quantize_flatbuffer
+from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
 from edge_models.tflite_check import check_tflite
 
@@ -40,13 +39,6 @@ class ConvertResult:
             f"signatures: {', '.join(self.signatures)}; "
             f"{self.seconds:.1f} s; peak RSS {self.peak_rss_bytes / 2**30:.2f} GiB"
         )
-
-
-def _make_readable(path: str) -> None:
-    # mkstemp creates 0600 files; the result should get the usual umask-based mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def peak_rss_bytes() -> int:
@@ -88,18 +80,7 @@ def convert(
         flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
 
     say(f"writing and checking {output}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(flatbuffer)
-        _make_readable(tmp)
-        del flatbuffer
-        check_tflite(tmp, num_layers=model.config.num_layers)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(output, lambda f: f.write(flatbuffer), lambda tmp: check_tflite(tmp, model.config.num_layers))
     result = ConvertResult(
         path=output,
         size_bytes=output.stat().st_size,
