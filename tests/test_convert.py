@@ -12,7 +12,7 @@ from edge_models.convert import ExportSettings, all_schemes, convert
 from edge_models.models import load_for_spec
 from edge_models.runtime import LiteRTModel
 from edge_models.verify import reference_greedy
-from test_families import CASES
+from test_families import CASES, VARIANTS
 
 KV = 64
 SETTINGS = ExportSettings(prefill_lengths=(8, 16), kv_cache_len=KV, prefill_logits=True)
@@ -24,15 +24,16 @@ def converted(tmp_path_factory):
     out = {}
     root = tmp_path_factory.mktemp("families")
 
-    def get(name):
-        if name not in out:
+    def get(name, label="", overrides=None):
+        key = f"{name}-{label}" if label else name
+        if key not in out:
             spec = registry().get(name)
-            ref = build_reference(spec.tiny_hf_config, spec.reference_class)
-            ckpt = save_reference(ref, root / name)
+            ref = build_reference({**spec.tiny_hf_config, **(overrides or {})}, spec.reference_class)
+            ckpt = save_reference(ref, root / key)
             ours = load_for_spec(spec, ckpt, spec.config_from_hf(read_hf_config(ckpt)))
-            path = convert(ours, root / f"{name}.tflite", SETTINGS, "fp32", progress=None).path
-            out[name] = (ours, ref, path)
-        return out[name]
+            path = convert(ours, root / f"{key}.tflite", SETTINGS, "fp32", progress=None).path
+            out[key] = (ours, ref, path)
+        return out[key]
 
     return get
 
@@ -63,9 +64,11 @@ def test_fp32_tflite_matches_torch(name, converted):
         token = int(want[0].argmax())
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_tflite_greedy_equals_transformers_generate(name, converted):
-    _, ref, path = converted(name)
+@pytest.mark.parametrize(
+    "name,label,overrides", [(n, "", None) for n in CASES] + VARIANTS, ids=CASES + [f"{v[0]}-{v[1]}" for v in VARIANTS]
+)
+def test_tflite_greedy_equals_transformers_generate(name, label, overrides, converted):
+    _, ref, path = converted(name, label, overrides)
     lite = LiteRTModel(path)
     ids = torch.randint(0, 256, (11,), generator=torch.Generator().manual_seed(7)).tolist()
     # The runtime's own schedule: prefill all but the last prompt token, decode from it.

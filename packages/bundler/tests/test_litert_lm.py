@@ -89,15 +89,44 @@ def test_task_in_litert_lm_matches_our_greedy_loop(tiny_task, prompt):
         assert info.last_decode_token_count == NEW_TOKENS
 
 
-def test_task_in_litert_lm_matches_the_desktop_runtime(tiny_task):
-    runtime = pytest.importorskip("edge_models.runtime", reason="core's desktop runtime is not available")
-    if not hasattr(runtime, "Generator"):
-        pytest.skip("edge_models.runtime has no Generator yet")
-    gen = runtime.Generator.open(tiny_task)
+def _runtime_matches_engine(task: Path) -> list[int]:
+    from edge_models.runtime import Generator
+
+    gen = Generator.open(task)
     ids = gen.encode(PROMPTS[0])
-    ours = list(gen.generate_ids(ids, NEW_TOKENS, runtime.SamplerConfig(temperature=0.0)))
-    text, _ = engine_generate(tiny_task, PROMPTS[0], NEW_TOKENS)
+    ours = list(gen.generate_ids(ids, NEW_TOKENS))
+    text, _ = engine_generate(task, PROMPTS[0], NEW_TOKENS)
     assert text == gen.tokenizer.decode(ours)
+    return ours
+
+
+def test_task_in_litert_lm_matches_the_desktop_runtime(tiny_task):
+    _runtime_matches_engine(tiny_task)
+
+
+def _one_spec_per_architecture() -> list[str]:
+    from edge_models import registry
+
+    chosen: dict[str, str] = {}
+    for entry in registry().entries():
+        chosen.setdefault(entry.spec.reference_class, entry.spec.name)
+    return sorted(chosen.values())
+
+
+@pytest.mark.parametrize("name", _one_spec_per_architecture())
+def test_every_family_runs_in_litert_lm_like_on_the_desktop(name, tmp_path, tokenizer):
+    """A bundle of each architecture's tiny model (sliding windows, soft-capping, parallel blocks...)."""
+    from edge_models import registry
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.models import random_model
+
+    from edge_models_bundler import write_task
+
+    model = random_model(registry().get(name).tiny_config, seed=4)
+    tflite = convert(model, tmp_path / "m.tflite", ExportSettings((8,), 64), "fp32", progress=None).path
+    task = tmp_path / "m.task"
+    write_task(task, tflite, tokenizer, OPTIONS)
+    _runtime_matches_engine(task)
 
 
 def test_litertlm_with_sentencepiece(tmp_path, tiny_tflite, tokenizer):
