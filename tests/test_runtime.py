@@ -153,6 +153,10 @@ def test_runtime_errors(tiny, tmp_path):
         LiteRTModel(bogus)
     with pytest.raises(TokenizerError, match="not a SentencePiece model"):
         SentencePieceTokenizer.from_file(bogus)
+    no_decode = tmp_path / "no_decode.tflite"
+    no_decode.write_bytes(path.read_bytes().replace(b"decode", b"decodX"))
+    with pytest.raises(TFLiteCheckError, match="no 'decode' signature"):
+        LiteRTModel(no_decode)
 
 
 def test_smaller_tokenizer_warns_and_masks_padded_ids(tiny, tmp_path, capsys):

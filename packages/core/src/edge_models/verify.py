@@ -118,13 +118,23 @@ def load_reference(spec, checkpoint: str | Path):
     return cls.from_pretrained(str(directory), **kwargs).eval()
 
 
-def _tokenizer_for(checkpoint: Path):
-    from transformers import AutoTokenizer
-
-    if checkpoint.suffix == ".gguf":
-        return AutoTokenizer.from_pretrained(str(checkpoint.parent), gguf_file=checkpoint.name, local_files_only=True)
+def encode_prompts(spec, checkpoint: Path, prompts: list[str]) -> list[list[int]]:
+    """Prompt ids as the reference would see them: transformers' own tokenizer where the checkpoint
+    has one (GGUF metadata, tokenizer.json), else the SentencePiece model beside it plus the start token."""
     directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    if checkpoint.suffix == ".gguf" or (directory / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        extra = {"gguf_file": checkpoint.name} if checkpoint.suffix == ".gguf" else {}
+        tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, **extra)
+        return [tok(p)["input_ids"] for p in prompts]
+    if (directory / "tokenizer.model").exists():
+        from edge_models.runtime.tokenizer import SentencePieceTokenizer
+
+        tok = SentencePieceTokenizer.from_file(directory / "tokenizer.model")
+        start = tok.piece_to_id(spec.tokenizer.start_token) if spec.tokenizer.start_token else None
+        return [([start] if start is not None else []) + tok.encode(p) for p in prompts]
+    raise FileNotFoundError(f"prompts need a tokenizer: none found for {checkpoint} (tokenizer.json / tokenizer.model)")
 
 
 def verify_checkpoint(
@@ -142,8 +152,7 @@ def verify_checkpoint(
     reference = load_reference(spec, checkpoint)
     report = VerifyReport(spec.name)
     if prompts:
-        tok = _tokenizer_for(checkpoint)
-        inputs = [(p, tok(p)["input_ids"]) for p in prompts]
+        inputs = list(zip(prompts, encode_prompts(spec, checkpoint, prompts)))
     else:
         # Without a tokenizer, fixed pseudo-random ids still exercise every weight.
         gen = torch.Generator().manual_seed(0)

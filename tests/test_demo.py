@@ -1,0 +1,40 @@
+"""The main job's code path (python -m edge_models.demo / nox -s demo) on a tiny checkpoint."""
+
+from __future__ import annotations
+
+from edge_models import demo, registry
+from edge_models.testing import tiny_checkpoint, train_sentencepiece
+
+
+def test_demo_runs_end_to_end_and_reuses_its_artifacts(tmp_path, capsys):
+    ckpt = tiny_checkpoint(registry().get("llama"), tmp_path / "ckpt")
+    train_sentencepiece(ckpt / "tokenizer.model", vocab_size=256)
+    args = [
+        "--model",
+        "llama",
+        "--checkpoint",
+        str(ckpt),
+        "--artifacts",
+        str(tmp_path / "artifacts"),
+        "--prefill",
+        "8",
+        "--kv-cache",
+        "64",
+        "--verify-tokens",
+        "4",
+        "--max-tokens",
+        "6",
+        "--prompt",
+        "kalo",
+    ]
+    assert demo.main(args) == 0
+    first = capsys.readouterr().out
+    out = tmp_path / "artifacts" / "llama"
+    assert {"model_int8.tflite", "model.task", "summary.txt", "stages.json"} <= {p.name for p in out.iterdir()}
+    assert "PASSED" in first and "decode tokens/s" in first
+
+    assert demo.main(args) == 0
+    second = capsys.readouterr().out
+    for stage in ("verifying", "converting", "bundling"):
+        assert f"{stage}" in second
+    assert second.count("reused") >= 3, second
