@@ -40,8 +40,8 @@ def convert_one(recipe: str, out: str) -> int:
     return convert(model_135m(), out, ExportSettings(PREFILL, KV), recipe, progress=None).size_bytes
 
 
-def bench_one(path: str, decode_tokens: int, threads: int) -> BenchRow:
-    return bench_tflite(path, decode_tokens=decode_tokens, threads=threads)
+def bench_one(path: str, decode_tokens: int, threads: int, engine: str = "compiled") -> BenchRow:
+    return bench_tflite(path, decode_tokens=decode_tokens, threads=threads, engine=engine)
 
 
 def bench_eager(decode_tokens: int, threads: int) -> BenchRow:
@@ -76,6 +76,11 @@ def main() -> int:
             row, _, _ = run_measured(bench_one, path, args.decode_tokens, args.threads)
             row.label = f"{recipe} (convert {conv_s:.0f} s, {conv_rss / 2**30:.1f} GiB)"
             rows.append(row)
+            if recipe == "int8":
+                # The naive loop (signature runner, cache copied through numpy every step), for comparison.
+                naive, _, _ = run_measured(bench_one, path, args.decode_tokens, args.threads, "interpreter")
+                naive.label = "int8, naive signature-runner loop"
+                rows.append(naive)
             Path(path).unlink()
         eager, _, _ = run_measured(bench_eager, args.decode_tokens, args.threads)
         rows.append(eager)

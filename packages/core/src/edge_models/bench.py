@@ -55,17 +55,19 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def bench_tflite(path: str | Path, decode_tokens: int = 64, threads: int | None = None, repeats: int = 3) -> BenchRow:
+def bench_tflite(
+    path: str | Path, decode_tokens: int = 64, threads: int | None = None, repeats: int = 3, engine: str = "compiled"
+) -> BenchRow:
     from edge_models.runtime import LiteRTModel
 
     path = Path(path)
     if path.suffix == ".task":
         from edge_models.task_format import read_task
 
-        model = LiteRTModel(read_task(path).tflite, threads)
+        model = LiteRTModel(read_task(path).tflite, threads, engine)
     else:
-        model = LiteRTModel(path, threads)
-    row = BenchRow(f"edge-models {path.name}", path.stat().st_size)
+        model = LiteRTModel(path, threads, engine)
+    row = BenchRow(f"edge-models {path.name} ({engine})", path.stat().st_size)
     rng = np.random.default_rng(0)
     for length in sorted(model.info.prefill_lengths.values()):
         ids = rng.integers(0, model.vocab_size, length).tolist()

@@ -202,14 +202,22 @@ def generate(
 )
 @click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="weights for --compare-torch")
 @click.option("--tiny", is_flag=True, help="--compare-torch on the model's tiny config (random weights)")
+@click.option(
+    "--engine",
+    type=click.Choice(["compiled", "interpreter", "both"]),
+    default="compiled",
+    show_default=True,
+    help="LiteRT CompiledModel with in-place KV buffers, or the plain signature-runner loop",
+)
 @_friendly
-def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny) -> None:
+def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, engine) -> None:
     """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite or .task.
 
     Without --checkpoint, --compare-torch runs the model's published shape with random weights."""
     from edge_models.bench import bench_tflite, bench_torch, format_table
 
-    rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads)]
+    engines = ["compiled", "interpreter"] if engine == "both" else [engine]
+    rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e) for e in engines]
     if torch_model:
         rows.append(
             bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
