@@ -51,8 +51,8 @@ class ModelSpec:
     description: str = ""
     # Names inside GGUF files when llama.cpp's standard names do not fit this family.
     gguf_names: TensorNames | None = None
-    # (config, length, kv_len) -> sample inputs of one signature; None uses core's default.
-    example_inputs: Callable | None = None
+    # The published model's config.json, when the plugin knows it (benchmarks build full-size shapes from it).
+    published_hf_config: dict | None = None
 
     @property
     def tiny_config(self) -> ModelConfig:

@@ -284,6 +284,7 @@ def _spec(name: str, published: dict, tiny: dict, from_hf, names: TensorNames, d
         architectures=tuple(published["architectures"]),
         config_from_hf=from_hf,
         config=from_hf(published),
+        published_hf_config=published,
         tiny_hf_config=tiny,
         tensor_names=names,
         tokenizer=GEMMA_TOKENS,

@@ -116,6 +116,7 @@ def register_models(register):
             architectures=("PhiForCausalLM",),
             config_from_hf=phi_config_from_hf,
             config=phi_config_from_hf(PHI2_HF_CONFIG),
+            published_hf_config=PHI2_HF_CONFIG,
             tiny_hf_config=TINY_PHI_HF_CONFIG,
             tensor_names=PHI_NAMES,
             tokenizer=PHI2_TOKENS,
