@@ -196,3 +196,27 @@ def test_missing_shard_is_named(tiny_llama, tmp_path):
     victim.unlink()
     with pytest.raises(CheckpointError, match=f"missing: .*{victim.name}"):
         open_checkpoint(ckpt)
+
+
+def test_fused_qkv_checkpoint(tiny_llama, tmp_path):
+    """Checkpoints that stack q, k and v in one tensor (Phi-3 style, GGUF attn_qkv) load through `qkv_proj`."""
+    import dataclasses
+
+    ref, ckpt, spec = tiny_llama
+    state = load_file(ckpt / "model.safetensors")
+    for i in range(spec.tiny_config.num_layers):
+        parts = [state.pop(f"model.layers.{i}.self_attn.{p}_proj.weight") for p in "qkv"]
+        state[f"model.layers.{i}.self_attn.qkv_proj.weight"] = torch.cat(parts)
+    path = tmp_path / "fused.safetensors"
+    save_file(state, path)
+    names = dataclasses.replace(
+        spec.tensor_names, q_proj=None, k_proj=None, v_proj=None, qkv_proj="model.layers.{}.self_attn.qkv_proj"
+    )
+    _assert_matches(load_model(spec.tiny_config, path, names), ref)
+    state["model.layers.0.self_attn.qkv_proj.weight"] = state["model.layers.0.self_attn.qkv_proj.weight"][:-1]
+    save_file(state, path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"1 problem\(s\)\):\n.*qkv_proj.weight': expected \[256, 128\] \(q, k and v stacked\), found \[255, 128\]$",
+    ):
+        load_model(spec.tiny_config, path, names)

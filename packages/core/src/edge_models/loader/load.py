@@ -19,10 +19,12 @@ _IGNORED_SUFFIXES = ("rotary_emb.inv_freq", ".masked_bias", ".attn.bias")
 
 @dataclass(frozen=True)
 class Pick:
-    """Our parameter comes from `rows` of checkpoint tensor `name` (all rows when None)."""
+    """Our parameter comes from `rows` of checkpoint tensor `name` (all rows when None), a tensor
+    that then has `total_rows` rows (q, k and v stacked)."""
 
     name: str
     rows: tuple[int, int] | None = None
+    total_rows: int | None = None
 
 
 def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
@@ -49,8 +51,7 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
         elif module.startswith("layers."):
             _, index, slot = module.split(".", 2)
             if names.qkv_proj is not None and slot in fused:
-                rows = fused[slot]
-                picks[param] = Pick(f"{names.qkv_proj.format(index)}.{kind}", rows)
+                picks[param] = Pick(f"{names.qkv_proj.format(index)}.{kind}", fused[slot], q_rows + 2 * kv_rows)
                 continue
             template = getattr(names, LAYER_SLOTS[slot])
             if template is None:
@@ -71,16 +72,20 @@ def load_weights(model: Decoder, source: TensorSource, names: TensorNames) -> De
     expected = model.state_dict()
     available = set(source.names())
     problems: list[str] = []
+    checked: set[str] = set()
     for param, pick in picks.items():
+        if pick.name in checked:  # q, k and v share one fused tensor: report it once
+            continue
+        checked.add(pick.name)
         want = tuple(expected[param].shape)
         if pick.name not in available:
             problems.append(f"missing tensor {pick.name!r} (for {param}, expected shape {list(want)})")
             continue
         found = source.shape(pick.name)
         if pick.rows is not None:
-            lo, hi = pick.rows
-            ok = len(found) == len(want) and found[0] >= hi and tuple(found[1:]) == want[1:]
-            want_desc = f"rows {lo}:{hi} of a tensor shaped [>= {hi}, {', '.join(map(str, want[1:]))}]"
+            total = [pick.total_rows, *want[1:]]
+            ok = list(found) == total
+            want_desc = f"{total} (q, k and v stacked)"
         else:
             ok = found == want
             want_desc = str(list(want))
