@@ -143,3 +143,17 @@ def test_block_size_that_does_not_divide_is_refused_before_converting(tmp_path):
     with pytest.raises(RecipeError, match=r"lm_head \(input dimension 96\)"):
         convert(model, tmp_path / "x.tflite", SETTINGS, "lm_head=int4-block128,default=int8", progress=None)
     assert not list(tmp_path.iterdir())
+
+
+def test_tied_embedding_needs_one_scheme_and_mixed_recipes_shrink_it(tmp_path):
+    from edge_models.convert import RecipeError
+    from edge_models.models import random_model
+
+    model = random_model(registry().get("gemma3-270m").tiny_config)  # tied embeddings
+    with pytest.raises(RecipeError, match=r"ties its embedding and LM head .*embedding=int8, lm_head=fp32"):
+        convert(model, tmp_path / "x.tflite", SETTINGS, "embedding=int8,lm_head=fp32", progress=None)
+    assert not list(tmp_path.iterdir())
+    int8 = convert(model, tmp_path / "int8.tflite", SETTINGS, "int8", progress=None).size_bytes
+    # int4 feed-forward, the rest (by default) int8: must come out smaller than all-int8, not bigger.
+    size = convert(model, tmp_path / "mixed.tflite", SETTINGS, "feedforward=int4-block32", progress=None).size_bytes
+    assert size < int8, (size, int8)

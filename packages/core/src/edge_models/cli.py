@@ -73,7 +73,8 @@ def recipes() -> None:
     for name, scheme in all_schemes().items():
         click.echo(f"{name:<14} {scheme.description}")
     click.echo(
-        f"\nDefault: {DEFAULT_RECIPE}. Mix per component ({', '.join(COMPONENTS)}), e.g.\n"
+        f"\nDefault: {DEFAULT_RECIPE}. Mix per component ({', '.join(COMPONENTS)}); components not named\n"
+        f"get {DEFAULT_RECIPE}. E.g.\n"
         "  --quantize attention=int4-block32,feedforward=int4-block128,default=int8"
     )
 

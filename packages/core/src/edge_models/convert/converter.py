@@ -57,7 +57,7 @@ def convert(
     recipe = recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
     output = Path(output)
     say = progress or (lambda _msg: None)
-    recipe.check_block_sizes(model)
+    recipe.check_model(model)
     started = time.perf_counter()
 
     say("loading litert-torch")
