@@ -17,12 +17,28 @@ from pathlib import Path
 from edge_models.bench import BenchRow, bench_tflite, format_table, run_measured
 
 SHAPE_135M = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
-    "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
-    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 2048, "tie_word_embeddings": True,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": True,
 }
-RECIPES = ["fp32", "fp16", "int8-weight", "int8", "int4-block32", "int4-block128",
-           "attention=int4-block32,feedforward=int4-block32,default=int8"]
+RECIPES = [
+    "fp32",
+    "fp16",
+    "int8-weight",
+    "int8",
+    "int4-block32",
+    "int4-block128",
+    "attention=int4-block32,feedforward=int4-block32,default=int8",
+]
 PREFILL = (32, 128)
 KV = 1024
 
@@ -86,9 +102,11 @@ def main() -> int:
         rows.append(eager)
 
     table = format_table(rows, baseline=rows[-1])
-    header = (f"135M Llama shape (SmolLM-135M), KV cache {KV}, {args.threads} threads, {args.decode_tokens} decode "
-              f"tokens; {platform.processor() or platform.machine()}, Python {platform.python_version()}.\n"
-              f"Command: `python benchmarks/bench_recipes.py --threads {args.threads}`\n")
+    header = (
+        f"135M Llama shape (SmolLM-135M), KV cache {KV}, {args.threads} threads, {args.decode_tokens} decode "
+        f"tokens; {platform.processor() or platform.machine()}, Python {platform.python_version()}.\n"
+        f"Command: `python benchmarks/bench_recipes.py --threads {args.threads}`\n"
+    )
     text = header + "\n" + table + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -71,8 +71,10 @@ def main() -> int:
     ours, _, ours_s = run_measured(runtime_text, args.task, args.prompt, args.max_tokens, args.threads)
     same = engine["text"] == ours["text"]
     if not same:
-        common = next((i for i, (a, b) in enumerate(zip(engine["text"], ours["text"])) if a != b),
-                      min(len(engine["text"]), len(ours["text"])))
+        common = next(
+            (i for i, (a, b) in enumerate(zip(engine["text"], ours["text"])) if a != b),
+            min(len(engine["text"]), len(ours["text"])),
+        )
         verdict = f"**DIFFERENT** (texts agree on their first {common} characters)"
     else:
         verdict = "**IDENTICAL**"

@@ -265,28 +265,36 @@ def cpu_name() -> str:
 
 def table(rows: dict[str, dict], n_tokens: int, n_greedy: int) -> str:
     base = rows.get("pytorch fp32", {})
-    head = ["variant", "perplexity", "top-1 = PyTorch fp32", "greedy = transformers", "size MB", "decode tok/s",
-            "convert s / peak GiB", "note"]
+    head = [
+        "variant",
+        "perplexity",
+        "top-1 = PyTorch fp32",
+        "greedy = transformers",
+        "size MB",
+        "decode tok/s",
+        "convert s / peak GiB",
+        "note",
+    ]
     lines = [head]
     for name, r in rows.items():
         if "nll" not in r:
             lines.append([f"`{name}`", "-", "-", "-", "-", "-", "-", r.get("note", "")])
             continue
         ppl = float(np.exp(np.mean(r["nll"])))
-        top1 = (
-            f"{100 * np.mean(np.array(r['top1']) == np.array(base['top1'])):.2f} %" if "top1" in base else "-"
-        )
+        top1 = f"{100 * np.mean(np.array(r['top1']) == np.array(base['top1'])):.2f} %" if "top1" in base else "-"
         greedy = sum(leading_matches(a, b) for a, b in zip(r["greedy"], rows["transformers fp32"]["greedy"]))
-        lines.append([
-            f"`{name}`",
-            f"{ppl:.3f}",
-            top1,
-            f"{greedy}/{n_greedy}",
-            f"{r['size'] / 1e6:.1f}" if r.get("size") else "-",
-            f"{r['decode_tok_s']:.1f}" if r.get("decode_tok_s") else "-",
-            f"{r['convert_s']:.0f} / {r['convert_rss'] / 2**30:.1f}" if r.get("convert_s") else "-",
-            r.get("note", ""),
-        ])
+        lines.append(
+            [
+                f"`{name}`",
+                f"{ppl:.3f}",
+                top1,
+                f"{greedy}/{n_greedy}",
+                f"{r['size'] / 1e6:.1f}" if r.get("size") else "-",
+                f"{r['decode_tok_s']:.1f}" if r.get("decode_tok_s") else "-",
+                f"{r['convert_s']:.0f} / {r['convert_rss'] / 2**30:.1f}" if r.get("convert_s") else "-",
+                r.get("note", ""),
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -314,8 +322,19 @@ def main() -> int:
     tokens = sp.encode(TEXT.read_text(encoding="utf-8"))
     prompt_ids = [[bos, *sp.encode(p)] for p in prompts()]
     st = args.gguf.stat()
-    common = [tokens, prompt_ids, KV, STRIDE, CHUNK, GREEDY_TOKENS, DECODE_TOKENS, args.threads,
-              str(args.gguf.resolve()), st.st_size, st.st_mtime_ns]
+    common = [
+        tokens,
+        prompt_ids,
+        KV,
+        STRIDE,
+        CHUNK,
+        GREEDY_TOKENS,
+        DECODE_TOKENS,
+        args.threads,
+        str(args.gguf.resolve()),
+        st.st_size,
+        st.st_mtime_ns,
+    ]
 
     def key(name: str) -> str:
         return hashlib.sha256(json.dumps([name, *common]).encode()).hexdigest()
@@ -326,16 +345,28 @@ def main() -> int:
         result, rss, seconds = run_measured(job, str(args.gguf), tokens, bos, prompt_ids, args.threads)
         return {**result, "eval_s": seconds, "eval_rss": rss}
 
-    rows["transformers fp32"] = cached(args.work, "transformers fp32", key("transformers fp32"), args.fresh,
-                                       lambda: measured(job_transformers))
-    rows["pytorch fp32"] = cached(args.work, "pytorch fp32", key("pytorch fp32"), args.fresh,
-                                  lambda: measured(job_pytorch))
-    speed = cached(args.work, "pytorch fp32 speed", key("pytorch fp32 speed"), args.fresh,
-                   lambda: {"decode_tok_s": run_measured(job_pytorch_speed, str(args.gguf), args.threads)[0]})
+    rows["transformers fp32"] = cached(
+        args.work, "transformers fp32", key("transformers fp32"), args.fresh, lambda: measured(job_transformers)
+    )
+    rows["pytorch fp32"] = cached(
+        args.work, "pytorch fp32", key("pytorch fp32"), args.fresh, lambda: measured(job_pytorch)
+    )
+    speed = cached(
+        args.work,
+        "pytorch fp32 speed",
+        key("pytorch fp32 speed"),
+        args.fresh,
+        lambda: {"decode_tok_s": run_measured(job_pytorch_speed, str(args.gguf), args.threads)[0]},
+    )
     rows["pytorch fp32"] = {**rows["pytorch fp32"], **speed}
     for recipe in args.recipes.split(";"):
-        rows[recipe] = cached(args.work, recipe, key(recipe), args.fresh,
-                              lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids))
+        rows[recipe] = cached(
+            args.work,
+            recipe,
+            key(recipe),
+            args.fresh,
+            lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids),
+        )
 
     n_greedy = GREEDY_TOKENS * len(prompt_ids)
     n_windows = len(windows(len(tokens)))
@@ -351,7 +382,7 @@ Command (from the repository root; {time.perf_counter() - started:.0f} s for the
 python benchmarks/quality_gemma3.py --gguf {args.gguf} --threads {args.threads}
 ```
 
-Machine: {cpu_name()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Linux {platform.release()},
+Machine: {cpu_name()}, {len(__import__("os").sched_getaffinity(0))} CPUs, Linux {platform.release()},
 Python {platform.python_version()}; {versions()}.
 
 {table(rows, len(tokens), n_greedy)}
