@@ -68,7 +68,7 @@ def convert(
     converter = None
     for name in settings.signature_names():
         length = 1 if name == "decode" else int(name.split("_")[1])
-        wrapper = Signature(model, with_logits=name == "decode" or settings.prefill_logits)
+        wrapper = Signature(model, with_logits=name == "decode" or settings.prefill_logits).eval()
         kwargs = sample_inputs(model, length, settings.kv_cache_len)
         target = litert_torch if converter is None else converter
         converter = target.signature(name, wrapper, sample_kwargs=kwargs)
