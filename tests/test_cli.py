@@ -49,6 +49,12 @@ def test_bad_inputs_give_one_line_errors(run, tmp_path):
         "prefill lengths [128] exceed the KV cache length 64",
     )
     _fails_cleanly(run("verify", "llama"), "exactly one of --checkpoint PATH and --tiny")
+    # Checked before the conversion, so nothing is written.
+    _fails_cleanly(
+        run("convert", "llama", "--tiny", "-o", tmp_path / "m.tflite", "--bundle", tmp_path / "m.task"),
+        "--bundle needs --tokenizer",
+    )
+    assert not list(tmp_path.iterdir())
 
 
 def test_unsupported_config_field_is_named(run, tmp_path):

@@ -113,9 +113,26 @@ def convert(ctx, model, checkpoint, output, recipe, prefill, kv_len, tiny, bundl
         click.echo(f"loading {checkpoint} as {spec.name}", err=True)
         net = load_for_spec(spec, checkpoint)
     output = output or Path(f"{spec.name}.tflite")
+    if bundle_cmd is not None:
+        # Settle the tokenizer before minutes of conversion, not after.
+        tokenizer = tokenizer or _bundle_tokenizer(checkpoint, bundle)
     run_convert(net, output, settings, recipe_obj)
     if bundle_cmd is not None:
         ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, model=spec.name, output=bundle)
+
+
+def _bundle_tokenizer(checkpoint: Path | None, bundle: Path) -> Path:
+    """The tokenizer beside the checkpoint, or one rebuilt from a GGUF's metadata."""
+    if checkpoint is not None and checkpoint.suffix == ".gguf":
+        from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
+
+        out = bundle.with_name(f"{bundle.stem}.tokenizer.model")
+        click.echo(f"rebuilding the tokenizer from {checkpoint.name} into {out}", err=True)
+        return write_sentencepiece_from_gguf(checkpoint, out)
+    directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    if directory is not None and (directory / "tokenizer.model").exists():
+        return directory / "tokenizer.model"
+    raise UserError("--bundle needs --tokenizer (no tokenizer.model beside the checkpoint)")
 
 
 @cli.command()
