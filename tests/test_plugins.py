@@ -90,3 +90,18 @@ def test_example_plugin_installs_and_registers():
         assert "PASSED" in verify.stdout
     finally:
         subprocess.run([*pip, "uninstall", "-y", "edge-models-example"], check=True)
+
+
+def test_plugins_can_add_quantization_recipes(monkeypatch):
+    from edge_models.convert import recipes
+
+    @hookimpl
+    def register_quant_recipes(register):
+        register("int8-block64", "int8 in blocks of 64", recipes.Scheme("", 8, "dynamic", 64))
+
+    plugin = types.SimpleNamespace(register_quant_recipes=register_quant_recipes)
+    monkeypatch.setattr("edge_models.plugins.plugin_manager", lambda: _pm(("recipe-plugin", plugin)))
+    monkeypatch.setattr(recipes, "_plugins_asked", False)
+    monkeypatch.setattr(recipes, "_extra_schemes", {})
+    assert recipes.all_schemes()["int8-block64"].description == "int8 in blocks of 64"
+    assert recipes.parse_recipe("attention=int8-block64").parts == (("default", "int8"), ("attention", "int8-block64"))

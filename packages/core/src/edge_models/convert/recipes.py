@@ -120,7 +120,17 @@ def register_scheme(name: str, description: str, scheme: Scheme) -> None:
     _extra_schemes[name] = Scheme(description, scheme.bits, scheme.mode, scheme.block_size)
 
 
+_plugins_asked = False
+
+
 def all_schemes() -> dict[str, Scheme]:
+    """Built-in schemes plus those plugins add through the `register_quant_recipes` hook."""
+    global _plugins_asked
+    if not _plugins_asked:
+        _plugins_asked = True
+        from edge_models.plugins import plugin_manager
+
+        plugin_manager().hook.register_quant_recipes(register=register_scheme)
     return {**SCHEMES, **_extra_schemes}
 
 

@@ -45,10 +45,6 @@ def _backward(ctx, grad):
 dynamic_update_slice.register_autograd(_backward, setup_context=_save_for_backward)
 
 
-def cache_names(num_layers: int) -> list[str]:
-    return [f"{kv}_{i}" for i in range(num_layers) for kv in ("k", "v")]
-
-
 def empty_cache(
     num_layers: int, num_kv_heads: int, head_dim: int, kv_len: int, dtype: torch.dtype = torch.float32
 ) -> KVCache:
