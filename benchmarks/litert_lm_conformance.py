@@ -83,8 +83,7 @@ def main() -> int:
 
 Command: `python benchmarks/litert_lm_conformance.py --task {args.task} --max-tokens {args.max_tokens}`
 
-Bundle: `{args.task}` ({size / 1e6:.1f} MB, made by `python -m edge_models.demo`: int8 recipe, prefill 32/128,
-KV 1024). litert-lm-api {metadata.version("litert-lm-api")}, ai-edge-litert {metadata.version("ai-edge-litert")},
+Bundle: `{args.task}` ({size / 1e6:.1f} MB). litert-lm-api {metadata.version("litert-lm-api")}, ai-edge-litert {metadata.version("ai-edge-litert")},
 {platform.machine()}, {args.threads} threads.
 
 Prompt: `{args.prompt}` (no chat template); greedy (LiteRT-LM `SamplerConfig(top_k=1)`, ours temperature 0);
