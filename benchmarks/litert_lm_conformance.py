@@ -83,7 +83,8 @@ def main() -> int:
 
 Command: `python benchmarks/litert_lm_conformance.py --task {args.task} --max-tokens {args.max_tokens}`
 
-Bundle: `{args.task}` ({size / 1e6:.1f} MB). litert-lm-api {metadata.version("litert-lm-api")}, ai-edge-litert {metadata.version("ai-edge-litert")},
+Bundle: `{args.task}` ({size / 1e6:.1f} MB).
+litert-lm-api {metadata.version("litert-lm-api")}, ai-edge-litert {metadata.version("ai-edge-litert")},
 {platform.machine()}, {args.threads} threads.
 
 Prompt: `{args.prompt}` (no chat template); greedy (LiteRT-LM `SamplerConfig(top_k=1)`, ours temperature 0);
