@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from edge_models.bench import BenchRow, bench_tflite, format_table, run_measured
+from edge_models.convert.recipes import SCHEMES
 
 SHAPE_135M = {
     "architectures": ["LlamaForCausalLM"],
@@ -30,15 +31,8 @@ SHAPE_135M = {
     "max_position_embeddings": 2048,
     "tie_word_embeddings": True,
 }
-RECIPES = [
-    "fp32",
-    "fp16",
-    "int8-weight",
-    "int8",
-    "int4-block32",
-    "int4-block128",
-    "attention=int4-block32,feedforward=int4-block32,default=int8",
-]
+# Every built-in recipe, plus one per-component mix.
+RECIPES = [*SCHEMES, "attention=int4-block32,feedforward=int4-block32,default=int8"]
 PREFILL = (32, 128)
 KV = 1024
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_models.bench import run_measured
+from edge_models.convert.recipes import SCHEMES
 
 MODEL = "gemma3-270m"
 KV = 1024  # window length in positions (BOS included) = the KV cache of the exported files
@@ -30,15 +31,8 @@ STRIDE = 512  # windows start this many text tokens apart; each token is scored 
 CHUNK = 128  # prefill signature length; the .tflite and our PyTorch model both run windows in chunks of this
 GREEDY_TOKENS = 32
 DECODE_TOKENS = 64
-RECIPES = [
-    "fp32",
-    "fp16",
-    "int8-weight",
-    "int8",
-    "int4-block32",
-    "int4-block128",
-    "attention=int8,feedforward=int4-block32,embedding=int8,lm_head=int8",
-]
+# Every built-in recipe, plus one per-component mix.
+RECIPES = [*SCHEMES, "attention=int8,feedforward=int4-block32,embedding=int8,lm_head=int8"]
 HERE = Path(__file__).resolve().parent
 TEXT = HERE / "data" / "eval_text.txt"
 OUT = HERE / "results" / "quality_gemma3_270m.md"

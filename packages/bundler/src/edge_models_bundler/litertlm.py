@@ -9,7 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from edge_models_bundler.atomic import write_atomically
+from edge_models.fileio import write_atomically
+
 from edge_models_bundler.options import BundleOptions
 from edge_models_bundler.validate import (
     BundleError,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_models.fileio import write_atomically
 from edge_models.task_format import (
     EMBEDDER_ENTRY,
     METADATA_ENTRY,
@@ -15,7 +16,6 @@ from edge_models.task_format import (
     encode_llm_params,
 )
 
-from edge_models_bundler.atomic import write_atomically
 from edge_models_bundler.options import BundleOptions
 from edge_models_bundler.validate import BundleError, Report, validate_inputs
 from edge_models_bundler.zipwriter import DEFAULT_DATE_TIME, Source, write_aligned_zip
