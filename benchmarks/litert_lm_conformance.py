@@ -16,48 +16,9 @@ from importlib import metadata
 from pathlib import Path
 
 from edge_models.bench import run_measured
+from edge_models.demo import GENERATE_PROMPT, VERIFY_PROMPTS, litert_lm_greedy, runtime_greedy
 
 OUT = Path(__file__).resolve().parent / "results" / "litert_lm_conformance_gemma3_270m.md"
-
-
-def prompts() -> list[str]:
-    from edge_models.demo import GENERATE_PROMPT, VERIFY_PROMPTS
-
-    return [GENERATE_PROMPT, *VERIFY_PROMPTS]
-
-
-def engine_texts(task: str, prompts: list[str], max_tokens: int, threads: int) -> list[dict]:
-    import litert_lm
-
-    engine = litert_lm.Engine(task, backend=litert_lm.Backend.CPU(thread_count=threads), enable_benchmark=True)
-    results = []
-    try:
-        for prompt in prompts:
-            session = engine.create_session(
-                apply_prompt_template=False,
-                sampler_config=litert_lm.SamplerConfig(top_k=1),
-                max_output_tokens=max_tokens,
-            )
-            session.run_prefill([prompt])
-            text = session.run_decode().texts[0]
-            info = session.get_benchmark_info()
-            session.close()
-            results.append({"text": text, "tokens_in": info.last_prefill_token_count})
-    finally:
-        engine.close()
-    return results
-
-
-def runtime_texts(task: str, prompts: list[str], max_tokens: int, threads: int) -> list[dict]:
-    from edge_models.runtime import Generator, SamplerConfig
-
-    gen = Generator.open(task, threads=threads)
-    results = []
-    for prompt in prompts:
-        ids = gen.encode(prompt)
-        generated = list(gen.generate_ids(ids, max_tokens, SamplerConfig(temperature=0.0)))
-        results.append({"text": gen.tokenizer.decode(generated), "tokens_in": len(ids)})
-    return results
 
 
 def first_difference(a: str, b: str) -> int | None:
@@ -74,20 +35,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    chosen = args.prompt or prompts()
+    chosen = args.prompt or [GENERATE_PROMPT, *VERIFY_PROMPTS]
 
     # Separate processes: neither engine's memory or threads affect the other.
-    engine, _, engine_s = run_measured(engine_texts, args.task, chosen, args.max_tokens, args.threads)
-    ours, _, ours_s = run_measured(runtime_texts, args.task, chosen, args.max_tokens, args.threads)
+    engine, _, engine_s = run_measured(litert_lm_greedy, args.task, chosen, args.max_tokens, args.threads)
+    if engine is None:
+        raise SystemExit("needs `pip install litert-lm-api`")
+    ours, _, ours_s = run_measured(runtime_greedy, args.task, chosen, args.max_tokens, args.threads)
     rows, details, same = [], [], 0
     for prompt, theirs, mine in zip(chosen, engine, ours):
-        diff = first_difference(theirs["text"], mine["text"])
+        diff = first_difference(theirs, mine)
         same += diff is None
         verdict = "identical" if diff is None else f"**differs** after {diff} characters"
-        rows.append(f"| `{prompt}` | {theirs['tokens_in']} / {mine['tokens_in']} | {verdict} |")
-        details.append(f"`{prompt}`\n\n```\n{theirs['text']}\n```\n")
+        rows.append(f"| `{prompt}` | {verdict} |")
+        details.append(f"`{prompt}`\n\n```\n{theirs}\n```\n")
         if diff is not None:
-            details.append(f"edge-models runtime:\n\n```\n{mine['text']}\n```\n")
+            details.append(f"edge-models runtime:\n\n```\n{mine}\n```\n")
     size = Path(args.task).stat().st_size
     report = f"""# LiteRT-LM conformance: `{Path(args.task).name}`
 
@@ -99,8 +62,8 @@ litert-lm-api {metadata.version("litert-lm-api")}, ai-edge-litert {metadata.vers
 no chat template, at most {args.max_tokens} tokens; each engine in its own process, LiteRT-LM {engine_s:.1f} s,
 ours {ours_s:.1f} s for all prompts including load.
 
-| prompt | tokens in (LiteRT-LM / ours) | text |
-|---|---|---|
+| prompt | greedy text |
+|---|---|
 {chr(10).join(rows)}
 
 Result: **{same} / {len(chosen)} identical**.

@@ -82,6 +82,52 @@ def bench(path: str) -> dict:
     return {"prefill": row.prefill_tok_s, "decode": row.decode_tok_s, "first_token_ms": row.first_token_ms}
 
 
+def litert_lm_greedy(task: str, prompts: list[str], max_tokens: int, threads: int = 2) -> list[str] | None:
+    """Greedy continuations of `prompts` as the LiteRT-LM engine (MediaPipe's) generates them; None if not installed."""
+    import tempfile
+
+    try:
+        import litert_lm
+    except ImportError:
+        return None
+    texts = []
+    # LiteRT-LM writes an XNNPACK weight cache (about the model's size) beside the model unless told where.
+    with tempfile.TemporaryDirectory() as cache:
+        engine = litert_lm.Engine(task, backend=litert_lm.Backend.CPU(thread_count=threads), cache_dir=cache)
+        try:
+            for prompt in prompts:
+                session = engine.create_session(
+                    apply_prompt_template=False,
+                    sampler_config=litert_lm.SamplerConfig(top_k=1),
+                    max_output_tokens=max_tokens,
+                )
+                session.run_prefill([prompt])
+                texts.append(session.run_decode().texts[0])
+                session.close()
+        finally:
+            engine.close()
+    return texts
+
+
+def runtime_greedy(task: str, prompts: list[str], max_tokens: int, threads: int = 2) -> list[str]:
+    """The same continuations from our runtime."""
+    from edge_models.runtime import Generator, SamplerConfig
+
+    gen = Generator.open(task, threads=threads)
+    return [
+        gen.tokenizer.decode(list(gen.generate_ids(gen.encode(p), max_tokens, SamplerConfig(temperature=0.0))))
+        for p in prompts
+    ]
+
+
+def litert_lm_check(task: str, prompts: list[str], max_tokens: int) -> dict:
+    theirs = litert_lm_greedy(task, prompts, max_tokens)
+    if theirs is None:
+        return {"checked": False}
+    ours = runtime_greedy(task, prompts, max_tokens)
+    return {"checked": True, "identical": sum(a == b for a, b in zip(theirs, ours)), "prompts": len(prompts)}
+
+
 # --- orchestration ---------------------------------------------------------------------------------
 
 
@@ -244,6 +290,18 @@ def main(argv: list[str] | None = None) -> int:
     stats = gen.last_stats
     print(stats.summary())
 
+    conformance_prompts = [args.prompt, *VERIFY_PROMPTS]
+    conformance = run_stage(
+        stamps,
+        "litert-lm",
+        f"running {task.name} in the LiteRT-LM engine: greedy text vs ours, {len(conformance_prompts)} prompts",
+        (task, conformance_prompts, args.max_tokens),
+        [],
+        litert_lm_check,
+        str(task),
+        conformance_prompts,
+        args.max_tokens,
+    )["result"]
     measured = run_stage(stamps, "bench", f"benchmarking {task.name}", (task,), [], bench, str(task))
 
     v, c, b = verified["result"], converted, measured["result"]
@@ -259,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
             f"peak RSS {c['peak_rss'] / 2**30:.2f} GiB",
         ),
         (f"{task.name}", f"{task.stat().st_size / 1e6:.1f} MB"),
+        (
+            "LiteRT-LM engine, greedy",
+            f"same text as ours on {conformance['identical']}/{conformance['prompts']} prompts "
+            f"x {args.max_tokens} tokens"
+            if conformance["checked"]
+            else "not checked (pip install litert-lm-api)",
+        ),
         ("prefill tokens/s", ", ".join(f"{n}: {t:.0f}" for n, t in b["prefill"].items())),
         ("decode tokens/s", f"{b['decode']:.1f}"),
         ("time to first token", f"{b['first_token_ms']:.0f} ms (smallest prefill signature)"),
@@ -269,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     say("summary")
     print(summary)
     (out / "summary.txt").write_text(summary + "\n")
-    return 0 if v["passed"] else 1
+    conformant = not conformance["checked"] or conformance["identical"] == conformance["prompts"]
+    return 0 if v["passed"] and conformant else 1
 
 
 if __name__ == "__main__":
