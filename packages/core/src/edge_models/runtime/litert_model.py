@@ -16,14 +16,18 @@ from edge_models.tflite_check import TFLiteCheckError, TFLiteInfo, check_tflite,
 
 ENGINES = ("compiled", "interpreter")
 
-# XNNPACK delegate flags (tensorflow/lite/delegates/xnnpack/xnnpack_delegate.h): QS8 | QU8 are LiteRT's defaults;
-# DYNAMIC_FULLY_CONNECTED also lets XNNPACK take the int8 dynamic-range fully-connected layers, which otherwise
-# fall back to the builtin kernels. LiteRT-LM runs with it on: without it the int8 Gemma 3 270M decodes ~30% slower
-# and its greedy text drifts from LiteRT-LM's at the first near-tie (benchmarks/results/litert_lm_conformance*).
+# XNNPACK delegate flags as LiteRT-LM 0.18 sets them for its CPU backend (its default 0x3 | 0x48; values from
+# tensorflow/lite/delegates/xnnpack/xnnpack_delegate.h). DYNAMIC_FULLY_CONNECTED is the one that matters: attention's
+# products with the KV cache are fully-connected ops whose filter is not a constant, and without it they fall back
+# to the builtin kernels: the int8 Gemma 3 270M decodes ~30% slower and its greedy text leaves LiteRT-LM's at the
+# first near-tie (benchmarks/results/litert_lm_conformance_gemma3_270m.md).
 XNNPACK_FLAG_QS8 = 0x1
 XNNPACK_FLAG_QU8 = 0x2
 XNNPACK_FLAG_DYNAMIC_FULLY_CONNECTED = 0x8
-XNNPACK_FLAGS = XNNPACK_FLAG_QS8 | XNNPACK_FLAG_QU8 | XNNPACK_FLAG_DYNAMIC_FULLY_CONNECTED
+XNNPACK_FLAG_ENABLE_LATEST_OPERATORS = 0x40
+XNNPACK_FLAGS = (
+    XNNPACK_FLAG_QS8 | XNNPACK_FLAG_QU8 | XNNPACK_FLAG_DYNAMIC_FULLY_CONNECTED | XNNPACK_FLAG_ENABLE_LATEST_OPERATORS
+)
 
 
 class LiteRTModel:
