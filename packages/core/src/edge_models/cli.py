@@ -105,18 +105,20 @@ def convert(ctx, model, checkpoint, output, recipe, prefill, kv_len, tiny, bundl
     bundle_cmd = cli.commands.get("bundle") if bundle else None
     if bundle and bundle_cmd is None:
         raise UserError("--bundle needs the bundler plugin: pip install edge-models-bundler")
+    weights = None
     if tiny:
         net = random_model(spec.tiny_config)
     elif checkpoint is None:
         raise UserError("give --checkpoint PATH, or --tiny for a random tiny model")
     else:
         click.echo(f"loading {checkpoint} as {spec.name}", err=True)
-        net = load_for_spec(spec, checkpoint)
+        # The large weights are read one at a time while the file is written, not all up front.
+        net, weights = load_for_spec(spec, checkpoint, deferred=True)
     output = output or Path(f"{spec.name}.tflite")
     if bundle_cmd is not None:
         # Settle the tokenizer before minutes of conversion, not after.
         tokenizer = tokenizer or _bundle_tokenizer(checkpoint, bundle)
-    run_convert(net, output, settings, recipe_obj)
+    run_convert(net, output, settings, recipe_obj, weights=weights)
     if bundle_cmd is not None:
         ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, model=spec.name, output=bundle)
 

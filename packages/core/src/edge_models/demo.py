@@ -70,8 +70,8 @@ def convert(model: str, checkpoint: str, out: str, recipe: str, prefill: tuple[i
     from edge_models.convert import convert as run_convert
     from edge_models.models import load_for_spec, resolve_spec
 
-    net = load_for_spec(resolve_spec(model, checkpoint), checkpoint)
-    result = run_convert(net, out, ExportSettings(prefill_lengths=prefill, kv_cache_len=kv), recipe)
+    net, weights = load_for_spec(resolve_spec(model, checkpoint), checkpoint, deferred=True)
+    result = run_convert(net, out, ExportSettings(prefill_lengths=prefill, kv_cache_len=kv), recipe, weights=weights)
     return {"size": result.size_bytes, "signatures": result.signatures}
 
 

@@ -35,8 +35,10 @@ def resolve_config(spec: ModelSpec, checkpoint: str | Path | None) -> ModelConfi
     return spec.config
 
 
-def load_for_spec(spec: ModelSpec, checkpoint: str | Path, config: ModelConfig | None = None):
-    from edge_models.loader import load_model, open_checkpoint
+def load_for_spec(spec: ModelSpec, checkpoint: str | Path, config: ModelConfig | None = None, deferred: bool = False):
+    """The model of `spec` filled from `checkpoint`. With `deferred`, returns (model, read): the 2-D weights stay
+    unallocated and `read(param)` fetches one, for `convert(..., weights=read)` to stream them."""
+    from edge_models.loader import load_model, load_model_deferred, open_checkpoint
 
     source = open_checkpoint(checkpoint)
     names = spec.tensor_names
@@ -44,7 +46,8 @@ def load_for_spec(spec: ModelSpec, checkpoint: str | Path, config: ModelConfig |
         from edge_models.tensor_names import GGUF_NAMES
 
         names = spec.gguf_names or GGUF_NAMES
-    return load_model(config or resolve_config(spec, checkpoint), source, names)
+    load = load_model_deferred if deferred else load_model
+    return load(config or resolve_config(spec, checkpoint), source, names)
 
 
 def random_model(config: ModelConfig, seed: int = 0, std: float = 0.05):

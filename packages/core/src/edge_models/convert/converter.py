@@ -7,8 +7,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edge_models.convert.export import ExportSettings, Signature, register_lowerings, sample_inputs
@@ -51,8 +53,19 @@ def convert(
     settings: ExportSettings | None = None,
     recipe: Recipe | str | None = None,
     progress: Progress | None = _stderr,
+    *,
+    weights: Callable[[str], np.ndarray] | None = None,
+    low_memory: bool = True,
 ) -> ConvertResult:
-    """Convert `model` and write `output` atomically; the file is checked before it is renamed into place."""
+    """Convert `model` and write `output` atomically; the file is checked before it is renamed into place.
+
+    With `low_memory` (the default) and a recipe of fp32/int8 parts, the graph is exported without its 2-D
+    weights and they are written one at a time (`edge_models.convert.streaming`); `weights(param)` supplies them
+    when the model was loaded with `load_for_spec(..., deferred=True)`. Other recipes, or `low_memory=False`, go
+    through litert-torch's float flatbuffer and ai-edge-quantizer, which hold several copies of the weights.
+    """
+    from edge_models.convert import streaming
+
     settings = settings or ExportSettings()
     recipe = recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
     output = Path(output)
@@ -61,10 +74,41 @@ def convert(
     started = time.perf_counter()
 
     say("loading litert-torch")
-    import litert_torch
-
     register_lowerings()
     model = model.eval()
+    check = partial(_check, layers=model.config.num_layers)
+    if low_memory and streaming.can_stream(model, recipe):
+        streaming.convert_streaming(model, output, settings, recipe, weights, say, check)
+    else:
+        if weights is not None:
+            say("this recipe needs every weight in memory: reading them all")
+            _materialize(model, weights)
+        flatbuffer = _lower(model, settings, say)
+        if not recipe.is_float32:
+            say(f"quantizing with recipe {recipe.text}")
+            flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
+        say(f"writing and checking {output}")
+        write_atomically(output, lambda f: f.write(flatbuffer), check)
+    result = ConvertResult(
+        path=output,
+        size_bytes=output.stat().st_size,
+        signatures=settings.signature_names(),
+        seconds=time.perf_counter() - started,
+        peak_rss_bytes=peak_rss_bytes(),
+        recipe=recipe.text,
+    )
+    say(result.summary())
+    return result
+
+
+def _check(path: Path, layers: int) -> None:
+    check_tflite(path, layers)
+
+
+def _lower(model: Decoder, settings: ExportSettings, say: Progress, lightweight: bool = True) -> bytes:
+    """litert-torch's own path: every weight lowered into the graph, one float flatbuffer."""
+    import litert_torch
+
     converter = None
     for name in settings.signature_names():
         length = 1 if name == "decode" else int(name.split("_")[1])
@@ -76,20 +120,12 @@ def convert(
     with torch.no_grad():
         # Lightweight mode keeps constants lazy: measured 2.5 GiB instead of 3.5 GiB peak RSS on a
         # 135M-parameter Llama (fp32), same size and numbers (tests compare every family).
-        flatbuffer = converter.convert(lightweight_conversion=True).model_content()
-    if not recipe.is_float32:
-        say(f"quantizing with recipe {recipe.text}")
-        flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
+        return converter.convert(lightweight_conversion=lightweight).model_content()
 
-    say(f"writing and checking {output}")
-    write_atomically(output, lambda f: f.write(flatbuffer), lambda tmp: check_tflite(tmp, model.config.num_layers))
-    result = ConvertResult(
-        path=output,
-        size_bytes=output.stat().st_size,
-        signatures=settings.signature_names(),
-        seconds=time.perf_counter() - started,
-        peak_rss_bytes=peak_rss_bytes(),
-        recipe=recipe.text,
-    )
-    say(result.summary())
-    return result
+
+def _materialize(model: Decoder, weights: Callable[[str], np.ndarray]) -> None:
+    for name, param in list(model.named_parameters()):
+        if param.is_meta:
+            module_name, _, attr = name.rpartition(".")
+            tensor = torch.from_numpy(weights(name))
+            setattr(model.get_submodule(module_name), attr, torch.nn.Parameter(tensor, requires_grad=False))

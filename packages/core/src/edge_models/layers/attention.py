@@ -69,8 +69,11 @@ class Attention(nn.Module):
         # batched matmul per KV head serves the whole group without repeating K/V.
         kv_len = k_cache.shape[2]
         q = q.view(b, t, a.num_kv_heads, group, a.head_dim).permute(0, 2, 3, 1, 4)
-        q = q.reshape(b, a.num_kv_heads, group * t, a.head_dim) * self.scale
-        scores = torch.matmul(q, k_cache.transpose(-1, -2))  # [B, KVH, G*T, KV]
+        q = q.reshape(b * a.num_kv_heads, group * t, a.head_dim) * self.scale
+        # 3-D batched matmuls with the transpose last: the converter folds it into the matmul's adjoint flag,
+        # so the cache is read in place instead of being transposed (copied) every step.
+        keys = k_cache.reshape(b * a.num_kv_heads, kv_len, a.head_dim)
+        scores = torch.bmm(q, keys.transpose(1, 2))  # [B*KVH, G*T, KV]
         if a.logit_softcap is not None:
             scores = torch.tanh(scores / a.logit_softcap) * a.logit_softcap
         scores = scores.view(b, a.num_kv_heads, group, t, kv_len)
@@ -80,8 +83,9 @@ class Attention(nn.Module):
         else:
             scores = scores + mask.view(1, 1, 1, t, kv_len)
         probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-        probs = probs.view(b, a.num_kv_heads, group * t, kv_len)
-        out = torch.matmul(probs, v_cache.transpose(-1, -2))  # [B, KVH, G*T, D]
+        probs = probs.reshape(b * a.num_kv_heads, group * t, kv_len)
+        values = v_cache.reshape(b * a.num_kv_heads, a.head_dim, kv_len)
+        out = torch.bmm(probs, values.transpose(1, 2))  # [B*KVH, G*T, D]
         out = out.view(b, a.num_kv_heads, group, t, a.head_dim).permute(0, 3, 1, 2, 4)
         out = out.reshape(b, t, a.num_heads * a.head_dim)
         return self.o_proj(out), k_cache, v_cache

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edge_models.config import ModelConfig
@@ -62,7 +64,9 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
     return picks
 
 
-def load_weights(model: Decoder, source: TensorSource, names: TensorNames) -> Decoder:
+def load_weights(
+    model: Decoder, source: TensorSource, names: TensorNames, skip: Callable[[str], bool] = lambda _param: False
+) -> Decoder:
     """Copy every tensor into `model` after checking the whole checkpoint against it.
 
     All problems are collected first and raised as one error, so a user fixing a
@@ -107,15 +111,38 @@ def load_weights(model: Decoder, source: TensorSource, names: TensorNames) -> De
     params = dict(model.named_parameters())
     with torch.no_grad():
         for param, pick in picks.items():
-            tensor = source.get(pick.name)
-            if pick.rows is not None:
-                tensor = tensor[pick.rows[0] : pick.rows[1]]
+            if param not in params or skip(param):
+                continue
+            tensor = _fetch(source, pick)
             target = params[param]
             if target.is_meta:
                 _assign(model, param, tensor.to(torch.float32))
             else:
                 target.copy_(tensor)
     return model
+
+
+def _fetch(source: TensorSource, pick: Pick) -> torch.Tensor:
+    tensor = source.get(pick.name)
+    return tensor if pick.rows is None else tensor[pick.rows[0] : pick.rows[1]]
+
+
+def load_model_deferred(
+    config: ModelConfig, checkpoint: str | Path | TensorSource, names: TensorNames
+) -> tuple[Decoder, Callable[[str], np.ndarray]]:
+    """Like `load_model`, but the 2-D weights (nearly all the bytes) stay unallocated on the meta device;
+    the returned reader gives one of them as float32 when asked, so a converter can stream them."""
+    source = checkpoint if hasattr(checkpoint, "get") else open_checkpoint(checkpoint)
+    with torch.device("meta"):
+        model = Decoder(config)
+    deferred = {name for name, p in model.named_parameters() if p.dim() == 2}
+    picks = plan(model, names)
+    load_weights(model, source, names, skip=deferred.__contains__)
+
+    def read(param: str) -> np.ndarray:
+        return _fetch(source, picks[param]).to(torch.float32).contiguous().numpy()
+
+    return model.eval(), read
 
 
 def _assign(model: torch.nn.Module, param: str, tensor: torch.Tensor) -> None:

@@ -1,0 +1,87 @@
+"""The low-memory converter (graph exported without its weights, weights streamed in) against litert-torch's own
+path (every weight lowered, then ai-edge-quantizer): the same numbers, from a fraction of the memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import build_reference, read_hf_config, save_reference
+from edge_models import registry
+from edge_models.convert import ExportSettings, convert
+from edge_models.convert.recipes import parse_recipe
+from edge_models.convert.streaming import can_stream, export_skeleton, streamed_weights
+from edge_models.models import load_for_spec, random_model
+from edge_models.runtime import LiteRTModel
+
+SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, prefill_logits=True)
+PROMPT = [3, 17, 42, 7, 99, 5, 61, 12]
+
+
+def _logits(path) -> np.ndarray:
+    """Prefill logits for PROMPT, then 6 greedy decode steps: [14, vocab]."""
+    lite = LiteRTModel(path)
+    prefill = lite._run("prefill_8", np.array([PROMPT], np.int32), np.arange(8, dtype=np.int32))["logits"][0]
+    rows, token = [prefill], int(prefill[-1].argmax())
+    for pos in range(8, 14):
+        rows.append(lite.decode(token, pos)[None])
+        token = int(rows[-1][0].argmax())
+    return np.concatenate(rows)
+
+
+def _both(model, tmp_path, recipe: str, **kwargs):
+    low = convert(model, tmp_path / f"low-{recipe}.tflite", SETTINGS, recipe, progress=None, **kwargs).path
+    full = convert(model, tmp_path / f"full-{recipe}.tflite", SETTINGS, recipe, progress=None, low_memory=False).path
+    return _logits(low), _logits(full)
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3-270m"])
+def test_int8_is_bit_identical_to_the_quantizer_path(name, tmp_path):
+    # Same graph, same int8 bytes and scales (ai-edge-quantizer's arithmetic), so the same logits to the bit.
+    model = random_model(registry().get(name).tiny_config, seed=1)
+    low, full = _both(model, tmp_path, "int8")
+    assert np.array_equal(low, full), float(np.abs(low - full).max())
+
+
+@pytest.mark.parametrize("name", ["phi-2", "gemma2-2b"])
+def test_fp32_matches_the_litert_torch_path_where_folding_differs(name, tmp_path):
+    # With constant weights litert-torch folds Phi-2's LayerNorm shift into the next layer's bias and Gemma 2's
+    # final soft-cap divisor into the LM head; with weights as inputs those stay separate ops. Same maths, so
+    # fp32 agrees to rounding (int8 then quantizes slightly different numbers, a legitimate difference).
+    model = random_model(registry().get(name).tiny_config, seed=1)
+    low, full = _both(model, tmp_path, "fp32")
+    scale = max(1.0, float(np.abs(full).max()))
+    assert np.abs(low - full).max() <= 1e-5 * scale
+
+
+def test_deferred_checkpoint_streams_the_same_file_as_a_loaded_model(tmp_path):
+    spec = registry().get("llama")
+    ckpt = save_reference(build_reference(spec.tiny_hf_config, spec.reference_class), tmp_path / "ckpt")
+    config = spec.config_from_hf(read_hf_config(ckpt))
+    loaded = load_for_spec(spec, ckpt, config)
+    deferred, read = load_for_spec(spec, ckpt, config, deferred=True)
+    assert all(p.is_meta for n, p in deferred.named_parameters() if p.dim() == 2)
+    a = convert(loaded, tmp_path / "a.tflite", SETTINGS, "int8", progress=None).path
+    b = convert(deferred, tmp_path / "b.tflite", SETTINGS, "int8", progress=None, weights=read).path
+    assert np.array_equal(_logits(a), _logits(b))
+    # A recipe the streaming writer does not emit reads every weight into the model first.
+    fp16 = convert(deferred, tmp_path / "c.tflite", SETTINGS, "fp16", progress=None, weights=read).path
+    assert np.abs(_logits(fp16) - _logits(a)).max() < 0.5
+
+
+def test_the_skeleton_holds_the_graph_but_not_the_weights():
+    model = random_model(registry().get("llama").tiny_config)
+    shapes = streamed_weights(model)
+    weight_bytes = 4 * sum(int(np.prod(s)) for s in shapes.values())
+    skeleton = export_skeleton(model, SETTINGS, shapes)
+    assert len(skeleton) < 0.1 * weight_bytes, (len(skeleton), weight_bytes)
+    # The model's own parameters are put back after the export.
+    assert all(p.shape == shapes[n] for n, p in model.named_parameters() if n in shapes)
+
+
+def test_which_recipes_stream():
+    model = random_model(registry().get("llama").tiny_config)
+    assert can_stream(model, parse_recipe("int8")) and can_stream(model, parse_recipe("fp32"))
+    assert can_stream(model, parse_recipe("attention=fp32,default=int8"))
+    assert not can_stream(model, parse_recipe("fp16"))
+    assert not can_stream(model, parse_recipe("feedforward=int4-block32"))
