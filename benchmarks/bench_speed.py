@@ -137,7 +137,18 @@ def quantize_gguf(source: str, target: str, kind: str) -> None:
 def bench_llama_cpp(path: str, label: str, decode_tokens: int, threads: int, repeats: int = 3) -> BenchRow:
     """Same measurements as `bench_tflite`: prefill at each length from an empty cache, then decode steps."""
     import llama_cpp
+    import llama_cpp.llama as llama_module
 
+    defaults = llama_cpp.llama_model_default_params
+
+    def without_extra_buffers():
+        # llama-cpp-python 0.3.36 built for this CPU segfaults on its first quantized matmul here when weights are
+        # repacked into its extra buffer types (AMX / interleaved); plain ggml buffers work.
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
     llm = llama_cpp.Llama(
         model_path=path, n_ctx=KV, n_batch=max(PREFILL), n_threads=threads, n_threads_batch=threads, verbose=False
     )

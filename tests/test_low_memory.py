@@ -85,3 +85,22 @@ def test_which_recipes_stream():
     assert can_stream(model, parse_recipe("attention=fp32,default=int8"))
     assert not can_stream(model, parse_recipe("fp16"))
     assert not can_stream(model, parse_recipe("feedforward=int4-block32"))
+
+
+def test_safetensors_read_copy_equals_the_mapped_read(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from edge_models.loader import open_checkpoint
+
+    tensors = {
+        "a": torch.randn(5, 7),
+        "b": torch.randn(3, 4).to(torch.bfloat16),
+        "c": torch.randn(6).to(torch.float16),
+        "d": torch.arange(4, dtype=torch.int64),
+    }
+    save_file(tensors, tmp_path / "model.safetensors")
+    source = open_checkpoint(tmp_path / "model.safetensors")
+    for name, tensor in tensors.items():
+        got = source.read_copy(name)
+        assert got.dtype == tensor.dtype and torch.equal(got, tensor), name

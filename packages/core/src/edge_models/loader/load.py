@@ -139,8 +139,14 @@ def load_model_deferred(
     picks = plan(model, names)
     load_weights(model, source, names, skip=deferred.__contains__)
 
+    # Sources that can read a tensor without mapping the file keep memory at one tensor while streaming.
+    get = getattr(source, "read_copy", source.get)
+
     def read(param: str) -> np.ndarray:
-        return _fetch(source, picks[param]).to(torch.float32).contiguous().numpy()
+        pick = picks[param]
+        tensor = get(pick.name)
+        tensor = tensor if pick.rows is None else tensor[pick.rows[0] : pick.rows[1]]
+        return tensor.to(torch.float32).contiguous().numpy()
 
     return model.eval(), read
 

@@ -7,6 +7,7 @@ full copy of the weights. Safetensors and GGUF are memory-mapped.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,9 @@ class TensorSource(Protocol):
     def get(self, name: str) -> torch.Tensor: ...
 
 
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
 class SafetensorsSource:
     """One `.safetensors` file, or a sharded directory with `model.safetensors.index.json`."""
 
@@ -36,8 +40,12 @@ class SafetensorsSource:
         files = self._files(path)
         self._handles = {}
         self._where: dict[str, Path] = {}
+        self._entries: dict[str, tuple[Path, int, dict]] = {}  # name -> (file, data start, header entry)
         for f in files:
-            self._check_header(f)
+            header_len, header = self._check_header(f)
+            for name, entry in header.items():
+                if name != "__metadata__":
+                    self._entries[name] = (f, 8 + header_len, entry)
             try:
                 handle = safe_open(str(f), framework="pt")
             except Exception as e:  # safetensors raises its own untyped errors
@@ -67,7 +75,7 @@ class SafetensorsSource:
         return files
 
     @staticmethod
-    def _check_header(f: Path) -> None:
+    def _check_header(f: Path) -> tuple[int, dict]:
         # A truncated file otherwise fails later, deep in a read, with no file name.
         size = f.stat().st_size
         with open(f, "rb") as fh:
@@ -86,6 +94,7 @@ class SafetensorsSource:
             raise CheckpointError(
                 f"{f}: truncated safetensors file: header promises {8 + header_len + data_end} bytes, file has {size}"
             )
+        return header_len, header
 
     def names(self) -> list[str]:
         return list(self._where)
@@ -95,6 +104,27 @@ class SafetensorsSource:
 
     def get(self, name: str) -> torch.Tensor:
         return self._handles[self._where[name]].get_tensor(name)
+
+    def read_copy(self, name: str) -> torch.Tensor:
+        """The tensor read into memory of its own with pread: no mapping keeps its pages resident afterwards, so
+        reading every weight once costs one tensor of memory, not the whole file."""
+        f, data_start, entry = self._entries[name]
+        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            return self.get(name).clone()
+        begin, end = entry["data_offsets"]
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            data = bytearray(end - begin)
+            view, done = memoryview(data), 0
+            while done < len(data):
+                n = os.preadv(fd, [view[done:]], data_start + begin + done)
+                if n <= 0:
+                    raise CheckpointError(f"{f}: tensor {name!r} is cut short")
+                done += n
+        finally:
+            os.close(fd)
+        return torch.frombuffer(data, dtype=dtype).reshape(entry["shape"])
 
 
 class TorchPickleSource:

@@ -1,0 +1,216 @@
+"""Conversion side by side: plain litert-torch (+ ai-edge-quantizer) against `edge-models convert`, same checkpoint.
+
+    python benchmarks/bench_convert.py --model llama-135m --model tinyllama-1.1b [--recipe int8] [--limit-gib 22]
+    python benchmarks/bench_convert.py --model phi-2 --only edge-models
+
+Hubs are unreachable, so each checkpoint is the published shape with random weights, saved by `transformers` in the
+HF safetensors layout once under --workdir (0.5 GB for the 135M shape, 4.4 GB TinyLlama, 11 GB Phi-2).
+
+- **litert-torch**: the model loaded into memory, `litert_torch.signature(...).convert()` with its defaults (every
+  weight lowered into the graph, one float flatbuffer), then ai-edge-quantizer with the same recipe.
+- **edge-models**: what `edge-models convert` runs: the graph exported without its weights, each weight then read
+  from the checkpoint, quantized and written, one at a time.
+
+Each runs in a child process that a watchdog samples (RSS of it and its children, every 0.2 s) and stops at
+--limit-gib, so an out-of-memory run ends with a record instead of the kernel's OOM killer picking a victim. When
+both finish, a third process runs both files on the same tokens and reports the largest logit difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+from bench_recipes import SHAPE_135M
+
+PREFILL, KV = (32, 128), 1024
+CONVERTERS = ("litert-torch", "edge-models")
+
+
+def shape_of(model: str) -> tuple[str, dict]:
+    """(registered model used to load it, published config.json) for a --model name."""
+    from edge_models import registry
+
+    if model == "llama-135m":
+        return "llama", SHAPE_135M
+    spec = registry().get(model)
+    if spec.published_hf_config is None:
+        raise SystemExit(f"the {spec.name} plugin does not publish its config.json shape")
+    return spec.name, spec.published_hf_config
+
+
+def write_checkpoint(model: str, directory: Path) -> None:
+    """The published config with random weights, saved by transformers in the HF layout."""
+    import torch
+
+    from edge_models import registry
+    from edge_models.testing import build_reference
+
+    name, config = shape_of(model)
+    reference = build_reference(config, registry().get(name).reference_class, noise=0.0)
+    reference.to(torch.float32).save_pretrained(directory)
+
+
+def convert_child(converter: str, model: str, checkpoint: str, output: str, recipe: str, events) -> None:
+    from edge_models import registry
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.models import load_for_spec
+
+    def progress(message: str) -> None:
+        events.put(("stage", message))
+        print(f"[{converter}] {message}", flush=True)
+
+    spec = registry().get(shape_of(model)[0])
+    settings = ExportSettings(prefill_lengths=PREFILL, kv_cache_len=KV)
+    progress("loading checkpoint")
+    if converter == "edge-models":
+        net, weights = load_for_spec(spec, checkpoint, deferred=True)
+        convert(net, output, settings, recipe, progress, weights=weights)
+    else:
+        from edge_models.convert.converter import _lower
+        from edge_models.convert.recipes import parse_recipe, quantize_flatbuffer
+        from edge_models.fileio import write_atomically
+
+        net = load_for_spec(spec, checkpoint)
+        flatbuffer = _lower(net, settings, progress, lightweight=False)
+        progress(f"quantizing with recipe {recipe}")
+        flatbuffer = quantize_flatbuffer(flatbuffer, parse_recipe(recipe))
+        progress("writing")
+        write_atomically(output, lambda f: f.write(flatbuffer))
+    events.put(("done", Path(output).stat().st_size))
+
+
+def rss_gib(pid: int) -> float:
+    total = 0
+    for process in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{process}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            pass
+    return total / 2**30
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def watch(converter: str, model: str, checkpoint: Path, output: Path, recipe: str, limit_gib: float) -> dict:
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    child = ctx.Process(target=convert_child, args=(converter, model, str(checkpoint), str(output), recipe, events))
+    started = time.time()
+    child.start()
+    peak, stage, size, stopped = 0.0, "starting", None, None
+
+    def drain() -> None:
+        nonlocal stage, size
+        while not events.empty():
+            kind, value = events.get()
+            stage, size = (value, size) if kind == "stage" else (stage, value)
+
+    while child.is_alive():
+        peak = max(peak, rss_gib(child.pid))
+        drain()
+        if peak > limit_gib:
+            stopped = f"stopped by the watchdog at {peak:.1f} GiB during '{stage}'"
+            os.kill(child.pid, 9)
+            break
+        time.sleep(0.2)
+    child.join()
+    drain()
+    return {
+        "wall_s": round(time.time() - started, 1),
+        "peak_rss_gib": round(peak, 2),
+        "output_mb": round(size / 1e6, 1) if size else None,
+        "result": "ok" if size else (stopped or f"failed (exit {child.exitcode}) during '{stage}'"),
+    }
+
+
+def compare_outputs(first: str, second: str) -> dict:
+    """Largest |logit difference| between the two files: 31 prompt tokens, then 8 greedy decode steps."""
+    import numpy as np
+
+    from edge_models.runtime import LiteRTModel
+
+    runs = []
+    for path in (first, second):
+        lite = LiteRTModel(path, threads=2)
+        tokens = list(range(100, 131))
+        lite.prefill(tokens)
+        rows, token = [], 7
+        for pos in range(len(tokens), len(tokens) + 8):
+            rows.append(lite.decode(token, pos))
+            token = int(rows[-1].argmax())
+        runs.append(np.stack(rows))
+        del lite
+    return {
+        "max_abs_logit_diff": float(np.abs(runs[0] - runs[1]).max()),
+        "greedy_equal": bool((runs[0].argmax(-1) == runs[1].argmax(-1)).all()),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, help="llama-135m or a registered model")
+    parser.add_argument("--recipe", default="int8")
+    parser.add_argument("--only", choices=CONVERTERS, help="run one converter (e.g. when the other cannot fit)")
+    parser.add_argument("--workdir", default="artifacts/bench")
+    parser.add_argument("--limit-gib", type=float, default=22.0)
+    parser.add_argument("--out", default="benchmarks/results/convert_side_by_side.json")
+    args = parser.parse_args()
+
+    records = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    for model in args.model:
+        work = Path(args.workdir) / model
+        checkpoint = work / "checkpoint"
+        if not (checkpoint / "config.json").exists():
+            print(f"writing a random {model} checkpoint to {checkpoint} ...", flush=True)
+            proc = mp.get_context("spawn").Process(target=write_checkpoint, args=(model, checkpoint))
+            proc.start()
+            proc.join()
+            if proc.exitcode:
+                raise SystemExit(f"writing the checkpoint failed (exit {proc.exitcode})")
+        weights = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
+        record = {"recipe": args.recipe, "fp32_weight_gb": round(weights / 1e9, 2)}
+        outputs = {}
+        for converter in [args.only] if args.only else CONVERTERS:
+            outputs[converter] = work / f"{converter}_{args.recipe}.tflite"
+            print(f"== {model}: {converter} ...", flush=True)
+            row = watch(converter, model, checkpoint, outputs[converter], args.recipe, args.limit_gib)
+            row["peak_rss_over_weights"] = round(row["peak_rss_gib"] * 2**30 / weights, 2)
+            record[converter] = row
+            print(json.dumps(row), flush=True)
+        if all(p.exists() for p in outputs.values()) and len(outputs) == 2:
+            from edge_models.bench import run_measured
+
+            record["outputs"] = run_measured(compare_outputs, *(str(p) for p in outputs.values()))[0]
+        if len(outputs) == 2 and all(record[c]["result"] == "ok" for c in CONVERTERS):
+            base, ours = record["litert-torch"], record["edge-models"]
+            record["edge_models_vs_litert_torch"] = {
+                "time": round(ours["wall_s"] / base["wall_s"], 2),
+                "peak_rss": round(ours["peak_rss_gib"] / base["peak_rss_gib"], 2),
+            }
+        record["command"] = f"python benchmarks/bench_convert.py --model {model} --recipe {args.recipe}" + (
+            f" --only {args.only}" if args.only else ""
+        )
+        for p in outputs.values():
+            p.unlink(missing_ok=True)
+        records[f"{model} {args.recipe}"] = record
+        print(json.dumps(record, indent=2), flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(records, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
