@@ -22,6 +22,8 @@ def test_demo_runs_end_to_end_and_reuses_its_artifacts(tmp_path, capsys):
         "8",
         "--kv-cache",
         "64",
+        "--decode-windows",
+        "16",
         "--verify-tokens",
         "4",
         "--max-tokens",

@@ -104,3 +104,28 @@ def test_safetensors_read_copy_equals_the_mapped_read(tmp_path):
     for name, tensor in tensors.items():
         got = source.read_copy(name)
         assert got.dtype == tensor.dtype and torch.equal(got, tensor), name
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3-270m"])
+def test_windowed_decode_steps_equal_the_full_decode(name, tmp_path):
+    # step_16 reads the first 16 cache slots only; below position 16 it must give decode's logits, and the
+    # runtime must switch to `decode` from position 16 on.
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, decode_windows=(16,))
+    model = random_model(registry().get(name).tiny_config, seed=2)
+    path = convert(model, tmp_path / "w.tflite", settings, "fp32", progress=None).path
+    lite = LiteRTModel(path)
+    assert lite.info.decode_windows == {"step_16": 16}
+    lite.prefill(PROMPT)
+    token = 5
+    for pos in range(8, 16):
+        step = lite._run("step_16", np.array([[token]], np.int32), np.array([pos], np.int32))["logits"].reshape(-1)
+        full = lite._run("decode", np.array([[token]], np.int32), np.array([pos], np.int32))["logits"].reshape(-1)
+        assert np.abs(step - full).max() <= 1e-5 * max(1.0, float(np.abs(full).max())), pos
+        token = int(full.argmax())
+    picked = []
+    lite._run = lambda signature, tokens, positions, run=lite._run: (
+        picked.append(signature) or run(signature, tokens, positions)
+    )
+    lite.decode(token, 15)
+    lite.decode(token, 16)
+    assert picked == ["step_16", "decode"]

@@ -65,13 +65,16 @@ def verify(model: str, checkpoint: str, tokens: int) -> dict:
     }
 
 
-def convert(model: str, checkpoint: str, out: str, recipe: str, prefill: tuple[int, ...], kv: int) -> dict:
+def convert(
+    model: str, checkpoint: str, out: str, recipe: str, prefill: tuple[int, ...], kv: int, windows: tuple[int, ...]
+) -> dict:
     from edge_models.convert import ExportSettings
     from edge_models.convert import convert as run_convert
     from edge_models.models import load_for_spec, resolve_spec
 
     net, weights = load_for_spec(resolve_spec(model, checkpoint), checkpoint, deferred=True)
-    result = run_convert(net, out, ExportSettings(prefill_lengths=prefill, kv_cache_len=kv), recipe, weights=weights)
+    settings = ExportSettings(prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows)
+    result = run_convert(net, out, settings, recipe, weights=weights)
     return {"size": result.size_bytes, "signatures": result.signatures}
 
 
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", default="int8")
     parser.add_argument("--prefill", default="32,128")
     parser.add_argument("--kv-cache", type=int, default=1024)
+    parser.add_argument("--decode-windows", default="256", help="step_<W> decode signatures ('' for none)")
     parser.add_argument("--verify-tokens", type=int, default=32)
     parser.add_argument("--prompt", default=GENERATE_PROMPT)
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -193,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamps = Stamps(out / "stages.json")
     prefill = tuple(int(x) for x in args.prefill.split(","))
+    windows = tuple(int(x) for x in args.decode_windows.split(",") if x.strip())
 
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         stamps,
         "convert",
         f"converting to {tflite.name} (recipe {args.quantize})",
-        (checkpoint, args.model, args.quantize, prefill, args.kv_cache),
+        (checkpoint, args.model, args.quantize, prefill, args.kv_cache, windows),
         [tflite],
         convert,
         args.model,
@@ -252,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         args.quantize,
         prefill,
         args.kv_cache,
+        windows,
     )
 
     task = out / "model.task"

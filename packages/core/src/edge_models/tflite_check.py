@@ -6,7 +6,7 @@ Runtime-safe: needs only ai-edge-litert and numpy.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,15 @@ class TFLiteInfo:
     kv_len: int
     vocab_size: int
     prefill_logits: bool
+    decode_windows: dict[str, int] = field(default_factory=dict)  # step_<W> signature -> cache slots it reads
 
     @property
     def signatures(self) -> list[str]:
-        return [*self.prefill_lengths, "decode"]
+        return [*self.prefill_lengths, "decode", *self.decode_windows]
 
 
 _PREFILL = re.compile(r"^prefill(_\d+)?$")
+_STEP = re.compile(r"^step_(\d+)$")
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):
@@ -63,8 +65,9 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
     if problems:
         raise TFLiteCheckError(f"{path}: {'; '.join(problems)} (signatures found: {sorted(sigs)})")
 
+    steps = {s: int(_STEP.match(s).group(1)) for s in sigs if _STEP.match(s)}
     details = {}
-    for name in [*prefills, "decode"]:
+    for name in [*prefills, "decode", *steps]:
         runner = it.get_signature_runner(name)
         details[name] = (runner.get_input_details(), runner.get_output_details())
     layers = num_layers
@@ -114,12 +117,13 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         if "logits" in outputs:
             shape = list(outputs["logits"]["shape"])
             vocab = shape[-1] if vocab is None else vocab
-        elif name == "decode":
-            problems.append("signature 'decode' lacks output 'logits'")
+        elif name == "decode" or name in steps:
+            problems.append(f"signature {name!r} lacks output 'logits'")
         else:
             prefill_logits = False
-    if lengths.get("decode") not in (None, 1):
-        problems.append(f"decode takes {lengths['decode']} tokens, expected 1")
+    for name in ["decode", *steps]:
+        if lengths.get(name) not in (None, 1):
+            problems.append(f"{name} takes {lengths[name]} tokens, expected 1")
     if problems:
         raise TFLiteCheckError(f"{path}: not a valid LiteRT-LM model:\n  " + "\n  ".join(problems))
     return TFLiteInfo(
@@ -128,4 +132,5 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         kv_len=int(kv_len),
         vocab_size=int(vocab),
         prefill_logits=prefill_logits,
+        decode_windows=steps,
     )

@@ -110,12 +110,11 @@ def _lower(model: Decoder, settings: ExportSettings, say: Progress, lightweight:
     import litert_torch
 
     converter = None
-    for name in settings.signature_names():
-        length = 1 if name == "decode" else int(name.split("_")[1])
-        wrapper = Signature(model, with_logits=name == "decode" or settings.prefill_logits).eval()
-        kwargs = sample_inputs(model, length, settings.kv_cache_len)
+    for spec in settings.signatures():
+        wrapper = Signature(model, spec.logits, spec.attend).eval()
+        kwargs = sample_inputs(model, spec.tokens, settings.kv_cache_len)
         target = litert_torch if converter is None else converter
-        converter = target.signature(name, wrapper, sample_kwargs=kwargs)
+        converter = target.signature(spec.name, wrapper, sample_kwargs=kwargs)
     say(f"exporting and lowering {len(settings.signature_names())} signatures")
     with torch.no_grad():
         # Lightweight mode keeps constants lazy: measured 2.5 GiB instead of 3.5 GiB peak RSS on a

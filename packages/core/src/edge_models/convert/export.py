@@ -9,6 +9,16 @@ from torch import nn
 
 from edge_models.layers import Decoder
 
+STEP_PREFIX = "step_"  # extra decode signatures; named so LiteRT-LM, which looks for prefill*/decode, ignores them
+
+
+@dataclass(frozen=True)
+class SignatureSpec:
+    name: str
+    tokens: int
+    logits: bool
+    attend: int | None  # cache slots read; None: all
+
 
 @dataclass(frozen=True)
 class ExportSettings:
@@ -17,6 +27,10 @@ class ExportSettings:
     # LiteRT-LM prefills all prompt tokens but the last and decodes that one, so
     # prefill logits are never read; leaving them out saves a vocab-sized matmul.
     prefill_logits: bool = False
+    # Extra decode signatures `step_<W>` that read only the first W cache slots, for positions below W: reading
+    # the whole 1024-slot cache made decode 1.5x slower on the 135M shape (benchmarks/results/speed_135m.md).
+    # Windows not below kv_cache_len are left out. Our runtime uses them; LiteRT-LM keeps using `decode`.
+    decode_windows: tuple[int, ...] = (256,)
 
     def __post_init__(self) -> None:
         if not self.prefill_lengths:
@@ -27,20 +41,29 @@ class ExportSettings:
         if too_long:
             raise ValueError(f"prefill lengths {too_long} exceed the KV cache length {self.kv_cache_len}")
 
+    def signatures(self) -> list[SignatureSpec]:
+        prefills = [
+            SignatureSpec(f"prefill_{n}", n, self.prefill_logits, None) for n in sorted(set(self.prefill_lengths))
+        ]
+        windows = sorted({w for w in self.decode_windows if 0 < w < self.kv_cache_len})
+        steps = [SignatureSpec(f"{STEP_PREFIX}{w}", 1, True, w) for w in windows]
+        return [*prefills, SignatureSpec("decode", 1, True, None), *steps]
+
     def signature_names(self) -> list[str]:
-        return [f"prefill_{n}" for n in sorted(set(self.prefill_lengths))] + ["decode"]
+        return [s.name for s in self.signatures()]
 
 
 class Signature(nn.Module):
     """One exported entry point: named inputs in, named outputs out."""
 
-    def __init__(self, model: Decoder, with_logits: bool) -> None:
+    def __init__(self, model: Decoder, with_logits: bool, attend: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.with_logits = with_logits
+        self.attend = attend
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, kv_cache: dict[str, torch.Tensor]):
-        logits, cache = self.model(tokens, input_pos, kv_cache)
+        logits, cache = self.model(tokens, input_pos, kv_cache, attend=self.attend)
         out = {f"kv_cache_{name}": tensor for name, tensor in cache.items()}
         if self.with_logits:
             out["logits"] = logits

@@ -91,12 +91,11 @@ def export_skeleton(model: Decoder, settings: ExportSettings, shapes: dict[str, 
     placeholders = {_arg_key(p): torch.empty(shape) for p, shape in shapes.items()}
     converter = None
     with _weights_detached(model, params), torch.no_grad():
-        for name in settings.signature_names():
-            length = 1 if name == "decode" else int(name.split("_")[1])
-            signature = Signature(model, with_logits=name == "decode" or settings.prefill_logits).eval()
-            kwargs = {**sample_inputs(model, length, settings.kv_cache_len), WEIGHTS_ARG: placeholders}
+        for spec in settings.signatures():
+            signature = Signature(model, spec.logits, spec.attend).eval()
+            kwargs = {**sample_inputs(model, spec.tokens, settings.kv_cache_len), WEIGHTS_ARG: placeholders}
             target = litert_torch if converter is None else converter
-            converter = target.signature(name, _WeightsAsInputs(signature, params).eval(), sample_kwargs=kwargs)
+            converter = target.signature(spec.name, _WeightsAsInputs(signature, params).eval(), sample_kwargs=kwargs)
         return converter.convert(lightweight_conversion=True).model_content()
 
 

@@ -49,7 +49,9 @@ class Attention(nn.Module):
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
         mask: torch.Tensor | None,
+        attend: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`attend`: read only the first `attend` cache slots (all positions so far must lie below it)."""
         a = self.cfg
         b, t, _ = x.shape
         group = a.num_heads // a.num_kv_heads
@@ -67,12 +69,13 @@ class Attention(nn.Module):
 
         # Query heads that share a KV head are stacked along the row axis, so one
         # batched matmul per KV head serves the whole group without repeating K/V.
-        kv_len = k_cache.shape[2]
+        kv_len = k_cache.shape[2] if attend is None else min(attend, k_cache.shape[2])
+        k_read, v_read = k_cache[:, :, :kv_len], v_cache[..., :kv_len]
         q = q.view(b, t, a.num_kv_heads, group, a.head_dim).permute(0, 2, 3, 1, 4)
         q = q.reshape(b * a.num_kv_heads, group * t, a.head_dim) * self.scale
         # 3-D batched matmuls with the transpose last: the converter folds it into the matmul's adjoint flag,
         # so the cache is read in place instead of being transposed (copied) every step.
-        keys = k_cache.reshape(b * a.num_kv_heads, kv_len, a.head_dim)
+        keys = k_read.reshape(b * a.num_kv_heads, kv_len, a.head_dim)
         scores = torch.bmm(q, keys.transpose(1, 2))  # [B*KVH, G*T, KV]
         if a.logit_softcap is not None:
             scores = torch.tanh(scores / a.logit_softcap) * a.logit_softcap
@@ -81,10 +84,10 @@ class Attention(nn.Module):
             allowed = attention_mask(input_pos, kv_len, self.window)
             scores = torch.where(allowed, scores, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + mask.view(1, 1, 1, t, kv_len)
+            scores = scores + mask[..., :kv_len].reshape(1, 1, 1, t, kv_len)
         probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
         probs = probs.reshape(b * a.num_kv_heads, group * t, kv_len)
-        values = v_cache.reshape(b * a.num_kv_heads, a.head_dim, kv_len)
+        values = v_read.reshape(b * a.num_kv_heads, a.head_dim, kv_len)
         out = torch.bmm(probs, values.transpose(1, 2))  # [B*KVH, G*T, D]
         out = out.view(b, a.num_kv_heads, group, t, a.head_dim).permute(0, 3, 1, 2, 4)
         out = out.reshape(b, t, a.num_heads * a.head_dim)

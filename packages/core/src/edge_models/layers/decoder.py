@@ -45,9 +45,9 @@ class DecoderBlock(nn.Module):
         self.post_attn_norm = build_norm(cfg.norm, d) if cfg.post_attention_norm else None
         self.post_mlp_norm = build_norm(cfg.norm, d) if cfg.post_mlp_norm else None
 
-    def forward(self, x, input_pos, k_cache, v_cache, mask):
+    def forward(self, x, input_pos, k_cache, v_cache, mask, attend=None):
         h = self.input_norm(x)
-        attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask)
+        attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask, attend)
         if self.parallel:
             return x + attn + self.mlp(h), k_cache, v_cache
         if self.post_attn_norm is not None:
@@ -60,7 +60,10 @@ class DecoderBlock(nn.Module):
 
 
 class Decoder(nn.Module):
-    """forward(tokens [1,T], input_pos [T], kv_cache, mask=None) -> (logits [1,T,V], kv_cache)."""
+    """forward(tokens [1,T], input_pos [T], kv_cache, mask=None, attend=None) -> (logits [1,T,V], kv_cache).
+
+    `attend` limits attention to the first cache slots (for positions below it), so a short context does not
+    pay for reading the whole cache."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -81,6 +84,7 @@ class Decoder(nn.Module):
         input_pos: torch.Tensor,
         kv_cache: KVCache,
         mask: torch.Tensor | None = None,
+        attend: int | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         cfg = self.config
         x = self.embed_tokens(tokens)
@@ -88,7 +92,7 @@ class Decoder(nn.Module):
             x = x * torch.tensor(self.embedding_scale, dtype=x.dtype)
         new_cache: KVCache = {}
         for i, layer in enumerate(self.layers):
-            x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask)
+            x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask, attend)
             new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
         x = self.final_norm(x)
         logits = self.lm_head(x, self.embed_tokens.weight)

@@ -52,7 +52,11 @@ class LiteRTModel:
         self._cache_spec = {
             name: (tuple(d["shape"]), d["dtype"]) for name, d in decode_inputs.items() if name.startswith("kv_cache_")
         }
-        self._logit_signatures = {"decode"} | ({*self.info.prefill_lengths} if self.info.prefill_logits else set())
+        self._logit_signatures = {"decode", *self.info.decode_windows}
+        if self.info.prefill_logits:
+            self._logit_signatures |= set(self.info.prefill_lengths)
+        # Smallest window first: a decode step uses the first `step_<W>` whose W exceeds its position.
+        self._steps = sorted((w, name) for name, w in self.info.decode_windows.items())
         if engine == "interpreter":
             self._runners = {name: it.get_signature_runner(name) for name in self.info.signatures}
         else:
@@ -156,5 +160,6 @@ class LiteRTModel:
         """Logits [vocab] for `token` at position `pos`."""
         if pos >= self.kv_len:
             raise ValueError(f"position {pos} is past the KV cache length {self.kv_len}")
-        out = self._run("decode", np.array([[token]], np.int32), np.array([pos], np.int32))
+        signature = next((name for w, name in self._steps if pos < w), "decode")
+        out = self._run(signature, np.array([[token]], np.int32), np.array([pos], np.int32))
         return out["logits"].reshape(-1)
