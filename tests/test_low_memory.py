@@ -43,7 +43,7 @@ def test_int8_is_bit_identical_to_the_quantizer_path(name, tmp_path):
     assert np.array_equal(low, full), float(np.abs(low - full).max())
 
 
-@pytest.mark.parametrize("name", ["phi-2", "gemma2-2b"])
+@pytest.mark.parametrize("name", ["phi-2"])
 def test_fp32_matches_the_litert_torch_path_where_folding_differs(name, tmp_path):
     # With constant weights litert-torch folds Phi-2's LayerNorm shift into the next layer's bias and Gemma 2's
     # final soft-cap divisor into the LM head; with weights as inputs those stay separate ops. Same maths, so
@@ -106,7 +106,7 @@ def test_safetensors_read_copy_equals_the_mapped_read(tmp_path):
         assert got.dtype == tensor.dtype and torch.equal(got, tensor), name
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma3-270m"])
+@pytest.mark.parametrize("name", ["gemma3-270m"])  # sliding-window and global layers
 def test_windowed_decode_steps_equal_the_full_decode(name, tmp_path):
     # step_16 reads the first 16 cache slots only; below position 16 it must give decode's logits, and the
     # runtime must switch to `decode` from position 16 on.
