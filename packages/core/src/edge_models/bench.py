@@ -56,7 +56,12 @@ def _timed(fn) -> float:
 
 
 def bench_tflite(
-    path: str | Path, decode_tokens: int = 64, threads: int | None = None, repeats: int = 3, engine: str = "compiled"
+    path: str | Path,
+    decode_tokens: int = 64,
+    threads: int | None = None,
+    repeats: int = 3,
+    engine: str = "compiled",
+    windows: bool = True,
 ) -> BenchRow:
     from edge_models.runtime import LiteRTModel
 
@@ -64,9 +69,9 @@ def bench_tflite(
     if path.suffix == ".task":
         from edge_models.task_format import read_task
 
-        model = LiteRTModel(read_task(path).tflite, threads, engine)
+        model = LiteRTModel(read_task(path).tflite, threads, engine, windows)
     else:
-        model = LiteRTModel(path, threads, engine)
+        model = LiteRTModel(path, threads, engine, windows)
     row = BenchRow(f"edge-models {path.name} ({engine})", path.stat().st_size)
     rng = np.random.default_rng(0)
     for length in sorted(model.info.prefill_lengths.values()):

@@ -31,7 +31,10 @@ XNNPACK_FLAGS = (
 
 
 class LiteRTModel:
-    def __init__(self, model: str | Path | bytes, threads: int | None = None, engine: str = "compiled") -> None:
+    def __init__(
+        self, model: str | Path | bytes, threads: int | None = None, engine: str = "compiled", windows: bool = True
+    ) -> None:
+        """`windows=False` decodes with `decode` only, ignoring `step_<W>` signatures (for comparisons)."""
         from ai_edge_litert.interpreter import Interpreter
 
         if engine not in ENGINES:
@@ -56,7 +59,7 @@ class LiteRTModel:
         if self.info.prefill_logits:
             self._logit_signatures |= set(self.info.prefill_lengths)
         # Smallest window first: a decode step uses the first `step_<W>` whose W exceeds its position.
-        self._steps = sorted((w, name) for name, w in self.info.decode_windows.items())
+        self._steps = sorted((w, name) for name, w in self.info.decode_windows.items()) if windows else []
         if engine == "interpreter":
             self._runners = {name: it.get_signature_runner(name) for name in self.info.signatures}
         else:
