@@ -181,7 +181,10 @@ def main() -> int:
             if proc.exitcode:
                 raise SystemExit(f"writing the checkpoint failed (exit {proc.exitcode})")
         weights = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
-        record = {"recipe": args.recipe, "fp32_weight_gb": round(weights / 1e9, 2)}
+        key = f"{model} {args.recipe}"
+        # With --only, the other converter's earlier result stays.
+        record = records.get(key, {}) if args.only else {}
+        record.update({"recipe": args.recipe, "fp32_weight_gb": round(weights / 1e9, 2)})
         outputs = {}
         for converter in [args.only] if args.only else CONVERTERS:
             outputs[converter] = work / f"{converter}_{args.recipe}.tflite"
@@ -190,11 +193,11 @@ def main() -> int:
             row["peak_rss_over_weights"] = round(row["peak_rss_gib"] * 2**30 / weights, 2)
             record[converter] = row
             print(json.dumps(row), flush=True)
-        if all(p.exists() for p in outputs.values()) and len(outputs) == 2:
+        if len(outputs) == 2 and all(p.exists() for p in outputs.values()):
             from edge_models.bench import run_measured
 
             record["outputs"] = run_measured(compare_outputs, *(str(p) for p in outputs.values()))[0]
-        if len(outputs) == 2 and all(record[c]["result"] == "ok" for c in CONVERTERS):
+        if all(record.get(c, {}).get("result") == "ok" for c in CONVERTERS):
             base, ours = record["litert-torch"], record["edge-models"]
             record["edge_models_vs_litert_torch"] = {
                 "time": round(ours["wall_s"] / base["wall_s"], 2),
@@ -205,7 +208,7 @@ def main() -> int:
         )
         for p in outputs.values():
             p.unlink(missing_ok=True)
-        records[f"{model} {args.recipe}"] = record
+        records[key] = record
         print(json.dumps(record, indent=2), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(records, indent=2) + "\n")

@@ -109,6 +109,7 @@ def _lower(model: Decoder, settings: ExportSettings, say: Progress, lightweight:
     """litert-torch's own path: every weight lowered into the graph, one float flatbuffer."""
     import litert_torch
 
+    register_lowerings()
     converter = None
     for spec in settings.signatures():
         wrapper = Signature(model, spec.logits, spec.attend).eval()
