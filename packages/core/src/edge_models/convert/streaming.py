@@ -142,7 +142,8 @@ def write_with_weights(
         raise RuntimeError(f"the exported graph has no input for {', '.join(unused)}")
 
     # Every buffer ends up after the flatbuffer: the skeleton's own offset buffers are re-homed with the weights.
-    blobs: list[tuple[object, Callable[[], bytes | np.ndarray]]] = []
+    # (buffer, parameter name to read, or a function giving the skeleton's bytes)
+    blobs: list[tuple[object, str | Callable[[], memoryview]]] = []
     for buffer in model.buffers:
         if buffer.offset is not None and buffer.offset > 1:
             start, size = buffer.offset, buffer.size
@@ -192,6 +193,9 @@ def write_with_weights(
         buffer.offset = offset
         if isinstance(source, str):
             data = read(source)
+            expected = tuple(int(d) for d in next(iter(uses[source])).shape)
+            if data.shape != expected:
+                raise ValueError(f"weight {source!r} has shape {list(data.shape)}, the graph expects {list(expected)}")
             if schemes[source] == "int8":
                 data, scale = quantize_int8_rows(data)
                 for quant in pending_scales[source]:
