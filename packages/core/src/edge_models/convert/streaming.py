@@ -167,15 +167,16 @@ def write_with_weights(
     sizes: list[int] = []
     for buffer, source in blobs:
         if isinstance(source, str):
-            rows, cols = next(iter(uses[source])).shape
+            # Python ints: the schema's int32 shapes would overflow offsets past 2 GiB.
+            rows, cols = (int(d) for d in next(iter(uses[source])).shape)
             sizes.append(rows * cols * (1 if schemes[source] == "int8" else 4))
         else:
-            sizes.append(buffer.size)
+            sizes.append(int(buffer.size))
     # Offsets are fixed-width fields, so packing with placeholders gives the final flatbuffer length.
     for buffer, size in zip((b for b, _ in blobs), sizes):
         buffer.offset, buffer.size = 2**62, size
     for param, quants in pending_scales.items():
-        rows = next(iter(uses[param])).shape[0]
+        rows = int(next(iter(uses[param])).shape[0])
         for quant in quants:
             quant.scale = np.zeros(rows, np.float32)
             quant.zeroPoint = np.zeros(rows, np.int64)
