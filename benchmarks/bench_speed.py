@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_recipes import KV, PREFILL, SHAPE_135M, model_135m
+from bench_recipes import KV, PREFILL, SHAPE_135M, bench_eager, convert_one, model_135m
 
 from edge_models.bench import BenchRow, bench_tflite, format_table, run_measured
 from edge_models.convert import ExportSettings
@@ -190,25 +190,10 @@ def bench_llama_cpp(path: str, label: str, decode_tokens: int, threads: int, rep
 # --- the rest ------------------------------------------------------------------------------------
 
 
-def convert_one(recipe: str, out: str) -> int:
-    from edge_models.convert import ExportSettings, convert
-
-    return convert(model_135m(), out, ExportSettings(PREFILL, KV), recipe, progress=None).size_bytes
-
-
 def bench_one(path: str, label: str, decode_tokens: int, threads: int, engine: str, windows: bool) -> BenchRow:
     row = bench_tflite(path, decode_tokens=decode_tokens, threads=threads, engine=engine, windows=windows)
     row.label = label
     return row
-
-
-def bench_eager(decode_tokens: int, threads: int) -> BenchRow:
-    import torch
-
-    from edge_models.bench import bench_torch_model
-
-    torch.set_num_threads(threads)
-    return bench_torch_model(model_135m(), "PyTorch eager fp32", PREFILL, decode_tokens)
 
 
 def say(message: str) -> None:
