@@ -17,10 +17,10 @@ from edge_models.tflite_check import TFLiteCheckError, TFLiteInfo, check_tflite,
 ENGINES = ("compiled", "interpreter")
 
 # XNNPACK delegate flags as LiteRT-LM 0.18 sets them for its CPU backend (its default 0x3 | 0x48; values from
-# tensorflow/lite/delegates/xnnpack/xnnpack_delegate.h). DYNAMIC_FULLY_CONNECTED is the one that matters: attention's
-# products with the KV cache are fully-connected ops whose filter is not a constant, and without it they fall back
-# to the builtin kernels: the int8 Gemma 3 270M decodes ~30% slower and its greedy text leaves LiteRT-LM's at the
-# first near-tie (benchmarks/results/litert_lm_conformance_gemma3_270m.md).
+# tensorflow/lite/delegates/xnnpack/xnnpack_delegate.h). DYNAMIC_FULLY_CONNECTED is the one that matters: with one
+# KV head (Gemma 3 270M) attention's products with the cache become fully-connected ops whose filter is not a
+# constant, and without the flag they fall back to the builtin kernels: that model decoded ~30% slower and its int8
+# greedy text left LiteRT-LM's at the first near-tie (benchmarks/results/litert_lm_conformance_gemma3_270m.md).
 XNNPACK_FLAG_QS8 = 0x1
 XNNPACK_FLAG_QU8 = 0x2
 XNNPACK_FLAG_DYNAMIC_FULLY_CONNECTED = 0x8
