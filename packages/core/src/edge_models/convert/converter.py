@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_models.convert.export import ExportSettings, Signature, register_lowerings, sample_inputs
+from edge_models.convert.export import ExportSettings, lower_signatures
 from edge_models.convert.recipes import Recipe, parse_recipe, quantize_flatbuffer
 from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
@@ -73,8 +73,6 @@ def convert(
     recipe.check_model(model)
     started = time.perf_counter()
 
-    say("loading litert-torch")
-    register_lowerings()
     model = model.eval()
     check = partial(_check, layers=model.config.num_layers)
     if low_memory and streaming.can_stream(model, recipe):
@@ -107,25 +105,15 @@ def _check(path: Path, layers: int) -> None:
 
 def _lower(model: Decoder, settings: ExportSettings, say: Progress, lightweight: bool = True) -> bytes:
     """litert-torch's own path: every weight lowered into the graph, one float flatbuffer."""
-    import litert_torch
-
-    register_lowerings()
-    converter = None
-    for spec in settings.signatures():
-        wrapper = Signature(model, spec.logits, spec.attend).eval()
-        kwargs = sample_inputs(model, spec.tokens, settings.kv_cache_len)
-        target = litert_torch if converter is None else converter
-        converter = target.signature(spec.name, wrapper, sample_kwargs=kwargs)
     say(f"exporting and lowering {len(settings.signature_names())} signatures")
-    with torch.no_grad():
-        # Lightweight mode keeps constants lazy: measured 2.5 GiB instead of 3.5 GiB peak RSS on a
-        # 135M-parameter Llama (fp32), same size and numbers (tests compare every family).
-        return converter.convert(lightweight_conversion=lightweight).model_content()
+    # Lightweight mode keeps constants lazy: measured 2.5 GiB instead of 3.5 GiB peak RSS on a
+    # 135M-parameter Llama (fp32), same size and numbers (tests compare every family).
+    return lower_signatures(model, settings, lightweight=lightweight)
 
 
 def _materialize(model: Decoder, weights: Callable[[str], np.ndarray]) -> None:
+    from edge_models.loader.load import _assign
+
     for name, param in list(model.named_parameters()):
         if param.is_meta:
-            module_name, _, attr = name.rpartition(".")
-            tensor = torch.from_numpy(weights(name))
-            setattr(model.get_submodule(module_name), attr, torch.nn.Parameter(tensor, requires_grad=False))
+            _assign(model, name, torch.from_numpy(weights(name)))

@@ -101,3 +101,24 @@ def register_lowerings() -> None:
         return stablehlo.dynamic_update_slice(cache, update, [first if i == dim else zero for i in range(rank)])
 
     _lowering_registered = True
+
+
+def lower_signatures(
+    model: Decoder,
+    settings: ExportSettings,
+    wrap=lambda signature: signature,
+    extra_inputs: dict | None = None,
+    lightweight: bool = True,
+) -> bytes:
+    """Every signature of `settings` through litert-torch into one flatbuffer; `wrap` and `extra_inputs` let a
+    caller feed more inputs (the low-memory path passes the weights this way)."""
+    import litert_torch
+
+    register_lowerings()
+    converter = None
+    for spec in settings.signatures():
+        module = wrap(Signature(model, spec.logits, spec.attend).eval()).eval()
+        kwargs = {**sample_inputs(model, spec.tokens, settings.kv_cache_len), **(extra_inputs or {})}
+        converter = (converter or litert_torch).signature(spec.name, module, sample_kwargs=kwargs)
+    with torch.no_grad():
+        return converter.convert(lightweight_conversion=lightweight).model_content()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_models.convert.export import ExportSettings, Signature, sample_inputs
+from edge_models.convert.export import ExportSettings, Signature, lower_signatures
 from edge_models.convert.recipes import Recipe, Scheme
 from edge_models.layers import Decoder
 
@@ -84,19 +84,13 @@ def _weights_detached(model: Decoder, params: list[str]) -> Iterator[None]:
 
 def export_skeleton(model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]]) -> bytes:
     """The converted graph with `shapes`' parameters as inputs named `weights_<param with __>`."""
-    import litert_torch
-
     params = list(shapes)
     # Never touched: export traces shapes only, so these pages are never committed.
     placeholders = {_arg_key(p): torch.empty(shape) for p, shape in shapes.items()}
-    converter = None
-    with _weights_detached(model, params), torch.no_grad():
-        for spec in settings.signatures():
-            signature = Signature(model, spec.logits, spec.attend).eval()
-            kwargs = {**sample_inputs(model, spec.tokens, settings.kv_cache_len), WEIGHTS_ARG: placeholders}
-            target = litert_torch if converter is None else converter
-            converter = target.signature(spec.name, _WeightsAsInputs(signature, params).eval(), sample_kwargs=kwargs)
-        return converter.convert(lightweight_conversion=True).model_content()
+    with _weights_detached(model, params):
+        return lower_signatures(
+            model, settings, lambda signature: _WeightsAsInputs(signature, params), {WEIGHTS_ARG: placeholders}
+        )
 
 
 def quantize_int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
