@@ -9,8 +9,9 @@ import pytest
 from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.convert.recipes import parse_recipe
+from edge_models.convert.recipes import SCHEMES, Scheme, parse_recipe
 from edge_models.convert.streaming import can_stream, export_skeleton, streamed_weights
+from edge_models.convert.weight_formats import format_for, pack_int4, quantize_int4_blocks
 from edge_models.models import load_for_spec, random_model
 from edge_models.runtime import LiteRTModel
 
@@ -35,11 +36,19 @@ def _both(model, tmp_path, recipe: str, **kwargs):
     return _logits(low), _logits(full)
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma3-270m"])
-def test_int8_is_bit_identical_to_the_quantizer_path(name, tmp_path):
-    # Same graph, same int8 bytes and scales (ai-edge-quantizer's arithmetic), so the same logits to the bit.
+@pytest.mark.parametrize(
+    ("name", "recipe"),
+    [
+        ("llama", "int8"),
+        ("llama", "fp16"),  # float16 constants behind DEQUANTIZE ops
+        # Tied embedding/head in int8; int4 blocks with their float16 scale tensors; int8 weight-only + DEQUANTIZE.
+        ("gemma3-270m", "attention=int4-block32,feedforward=int8-weight"),
+    ],
+)
+def test_every_scheme_is_bit_identical_to_the_quantizer_path(name, recipe, tmp_path):
+    # Same graph, same stored bytes and scales (ai-edge-quantizer's arithmetic), so the same logits to the bit.
     model = random_model(registry().get(name).tiny_config, seed=1)
-    low, full = _both(model, tmp_path, "int8")
+    low, full = _both(model, tmp_path, recipe)
     assert np.array_equal(low, full), float(np.abs(low - full).max())
 
 
@@ -64,9 +73,9 @@ def test_deferred_checkpoint_streams_the_same_file_as_a_loaded_model(tmp_path):
     a = convert(loaded, tmp_path / "a.tflite", SETTINGS, "int8", progress=None).path
     b = convert(deferred, tmp_path / "b.tflite", SETTINGS, "int8", progress=None, weights=read).path
     assert np.array_equal(_logits(a), _logits(b))
-    # A recipe the streaming writer does not emit reads every weight into the model first.
-    fp16 = convert(deferred, tmp_path / "c.tflite", SETTINGS, "fp16", progress=None, weights=read).path
-    assert np.abs(_logits(fp16) - _logits(a)).max() < 0.5
+    # litert-torch's own path (as for a plugin's scheme the writer does not know) reads every weight in first.
+    full = convert(deferred, tmp_path / "c.tflite", SETTINGS, "int8", progress=None, weights=read, low_memory=False)
+    assert np.array_equal(_logits(full.path), _logits(a))
 
 
 def test_the_skeleton_holds_the_graph_but_not_the_weights():
@@ -83,8 +92,21 @@ def test_which_recipes_stream():
     model = random_model(registry().get("llama").tiny_config)
     assert can_stream(model, parse_recipe("int8")) and can_stream(model, parse_recipe("fp32"))
     assert can_stream(model, parse_recipe("attention=fp32,default=int8"))
-    assert not can_stream(model, parse_recipe("fp16"))
-    assert not can_stream(model, parse_recipe("feedforward=int4-block32"))
+    assert all(can_stream(model, parse_recipe(name)) for name in SCHEMES)
+    # What a plugin might register and the writer does not store: int4 per channel, weight-only int4.
+    assert format_for(Scheme("int4 per channel", 4, "dynamic")) is None
+    assert format_for(Scheme("weight-only int4", 4, "weight_only", 32)) is None
+
+
+def test_int4_packing_and_block_scales():
+    weight = np.array([[1.0, -2.0, 0.5, 7.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    q, scales = quantize_int4_blocks(weight, 2)
+    assert scales.dtype == np.float16 and scales.shape == (2, 2)
+    # max |w| per block over 7, rounded to bfloat16's mantissa (2/7 -> 0.28515625, so 1.0 -> 3.507 -> 4);
+    # 0.5 rounds half to even; an all-zero block's 1e-9 floor underflows float16 to a zero scale, values 0.
+    assert scales[0].tolist() == [0.28515625, 1.0] and scales[1].tolist() == [0.0, 0.0]
+    assert q[0].tolist() == [4, -7, 0, 7] and not q[1].any()
+    assert pack_int4(q).tolist() == [0x94, 0x70, 0x00, 0x00]  # first value in the low nibble
 
 
 def test_safetensors_read_copy_equals_the_mapped_read(tmp_path):

@@ -5,11 +5,12 @@ into Python objects and rewrites: several full copies of the model are alive at 
 measured on TinyLlama-1.1B, and Phi-2 did not fit in 24 GiB). Here the 2-D weights (embedding, every linear layer,
 the LM head) are signature inputs while litert-torch exports, so the "skeleton" it writes holds only the graph
 and the small constants. Each weight input then becomes a constant tensor shared by all signatures, and its data
-(float32, or int8 with one scale per output row exactly as ai-edge-quantizer computes it) is appended after the
+(in the recipe's storage: float32, float16, int8 per row, int4 per block; `weight_formats`) is appended after the
 flatbuffer as an offset buffer, the layout ai-edge-quantizer itself writes. Peak memory is the skeleton plus one
 weight, on top of wherever the weights come from.
 
-Schemes written here: fp32 and int8 (dynamic range). Recipes that use others take the ai-edge-quantizer path.
+Every built-in scheme is written here; a scheme from a plugin that `weight_formats.format_for` does not know takes
+the ai-edge-quantizer path.
 """
 
 from __future__ import annotations
@@ -24,20 +25,12 @@ import torch
 from torch import nn
 
 from edge_models.convert.export import ExportSettings, Signature, lower_signatures
-from edge_models.convert.recipes import Recipe, Scheme
+from edge_models.convert.recipes import Recipe
+from edge_models.convert.weight_formats import WeightFormat, encode, format_for, stored_bytes
 from edge_models.layers import Decoder
 
 WEIGHTS_ARG = "weights"  # the signature argument that carries the streamed weights during export
 _ALIGN = 16  # ai-edge-quantizer aligns offset buffers to 16 bytes; so do we
-
-
-def streamed_scheme(scheme: Scheme) -> str | None:
-    """'fp32' or 'int8' when this writer emits `scheme` itself, else None."""
-    if scheme.bits == 32 and scheme.mode == "float":
-        return "fp32"
-    if scheme.bits == 8 and scheme.mode == "dynamic" and scheme.block_size is None:
-        return "int8"
-    return None
 
 
 def streamed_weights(model: Decoder) -> dict[str, tuple[int, ...]]:
@@ -46,7 +39,7 @@ def streamed_weights(model: Decoder) -> dict[str, tuple[int, ...]]:
 
 
 def can_stream(model: Decoder, recipe: Recipe) -> bool:
-    return all(streamed_scheme(recipe.scheme_for(name)) for name in streamed_weights(model))
+    return all(format_for(recipe.scheme_for(name)) for name in streamed_weights(model))
 
 
 def _arg_key(param: str) -> str:
@@ -93,123 +86,184 @@ def export_skeleton(model: Decoder, settings: ExportSettings, shapes: dict[str, 
         )
 
 
-def quantize_int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8, one scale per row, narrow range [-127, 127]: ai-edge-quantizer's arithmetic step by step
-    (float32 max |w| per row floored at 1e-9, divided by 127; round half to even), so files are bit-identical."""
-    bound = np.maximum(np.abs(weight.min(axis=1, keepdims=True)), np.abs(weight.max(axis=1, keepdims=True)))
-    scale = np.maximum(bound, np.float32(1e-9)) / 127
-    q = np.divide(weight, scale)
-    np.clip(np.rint(q, out=q), -127, 127, out=q)
-    return q.astype(np.int8), scale.reshape(-1).astype(np.float32)
-
-
 def write_with_weights(
     skeleton: bytes,
-    schemes: dict[str, str],
+    formats: dict[str, WeightFormat],
     read: Callable[[str], np.ndarray],
     out: BinaryIO,
     progress: Callable[[str], None] | None = None,
 ) -> None:
     """Turn the skeleton's weight inputs into constants and write the model to `out`.
 
-    `schemes` maps each parameter to 'fp32' or 'int8'; `read(param)` returns its float32 [rows, cols] data and is
+    `formats` maps each parameter to how it is stored; `read(param)` returns its float32 [rows, cols] data and is
     called once per parameter, in the order the data is written."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(skeleton, 0)
-    uses: dict[str, list] = {p: [] for p in schemes}
-    prefix = f"{WEIGHTS_ARG}_"
-    for sig in model.signatureDefs:
-        graph = model.subgraphs[sig.subgraphIndex]
-        kept = []
-        for entry in sig.inputs:
-            name = entry.name.decode()
-            param = next((p for p in schemes if name == prefix + _arg_key(p)), None)
-            if param is None:
-                kept.append(entry)
-                continue
-            uses[param].append(graph.tensors[entry.tensorIndex])
-            graph.inputs = [i for i in graph.inputs if i != entry.tensorIndex]
-        sig.inputs = kept
-    unused = [p for p, tensors in uses.items() if not tensors]
-    if unused:
-        raise RuntimeError(f"the exported graph has no input for {', '.join(unused)}")
+    uses = _weight_inputs(model, formats)
+    shapes = {p: tuple(int(d) for d in graph.tensors[index].shape) for p, [(graph, index), *_] in uses.items()}
 
     # Every buffer ends up after the flatbuffer: the skeleton's own offset buffers are re-homed with the weights.
-    # (buffer, parameter name to read, or a function giving the skeleton's bytes)
-    blobs: list[tuple[object, str | Callable[[], memoryview]]] = []
+    # (the buffers one job fills, and the parameter it reads or a function giving the skeleton's bytes)
+    jobs: list[tuple[list, str | Callable[[], memoryview]]] = []
+    sizes: list[int] = []
     for buffer in model.buffers:
         if buffer.offset is not None and buffer.offset > 1:
             start, size = buffer.offset, buffer.size
-            blobs.append((buffer, lambda s=start, n=size: memoryview(skeleton)[s : s + n]))
-    pending_scales: dict[str, list] = {}
-    for param, tensors in uses.items():
-        buffer = schema.BufferT()
-        model.buffers.append(buffer)
-        index = len(model.buffers) - 1
-        for tensor in tensors:
-            tensor.buffer = index
-            if schemes[param] == "int8":
-                tensor.type = schema.TensorType.INT8
+            jobs.append(([buffer], lambda s=start, n=size: memoryview(skeleton)[s : s + n]))
+            sizes.append(int(size))
+    row_scales: dict[str, list] = {}  # int8 scales live in the flatbuffer: filled in once each weight is quantized
+    for param, places in uses.items():
+        fmt, (rows, cols) = formats[param], shapes[param]
+        buffers = [_new_buffer(model) for _ in stored_bytes(fmt, rows, cols)]
+        for graph, index in places:
+            stored = _dequantize_into(model, graph, index) if fmt.dequantize else graph.tensors[index]
+            stored.buffer = model.buffers.index(buffers[0])
+            stored.type = getattr(schema.TensorType, _TENSOR_TYPES[fmt.storage])
+            if fmt.storage == "int8":
                 quant = schema.QuantizationParametersT()
                 quant.quantizedDimension = 0
-                tensor.quantization = quant
-                pending_scales.setdefault(param, []).append(quant)
-        blobs.append((buffer, param))
+                quant.scale, quant.zeroPoint = np.zeros(rows, np.float32), np.zeros(rows, np.int64)
+                stored.quantization = quant
+                row_scales.setdefault(param, []).append(quant)
+            elif fmt.storage == "int4":
+                stored.quantization = _blockwise(
+                    model, graph, stored, buffers[1], (rows, cols // fmt.block_size), fmt.block_size
+                )
+        jobs.append((buffers, param))
+        sizes.extend(stored_bytes(fmt, rows, cols))
 
-    # Scales live in the flatbuffer, data after it: quantize each weight once, keep its scales, drop its data.
-    sizes: list[int] = []
-    for buffer, source in blobs:
-        if isinstance(source, str):
-            # Python ints: the schema's int32 shapes would overflow offsets past 2 GiB.
-            rows, cols = (int(d) for d in next(iter(uses[source])).shape)
-            sizes.append(rows * cols * (1 if schemes[source] == "int8" else 4))
-        else:
-            sizes.append(int(buffer.size))
     # Offsets are fixed-width fields, so packing with placeholders gives the final flatbuffer length.
-    for buffer, size in zip((b for b, _ in blobs), sizes):
-        buffer.offset, buffer.size = 2**62, size
-    for param, quants in pending_scales.items():
-        rows = int(next(iter(uses[param])).shape[0])
-        for quant in quants:
-            quant.scale = np.zeros(rows, np.float32)
-            quant.zeroPoint = np.zeros(rows, np.int64)
+    buffers_in_order = [buffer for buffers, _ in jobs for buffer in buffers]
+    for buffer, size in zip(buffers_in_order, sizes):
+        buffer.offset, buffer.size = 2**62, size  # Python ints: int32 shapes would overflow past 2 GiB
     head_len = len(_pack(model))
-    offsets, position = [], _aligned(head_len)
-    for size in sizes:
-        offsets.append(position)
+    position = _aligned(head_len)
+    for buffer, size in zip(buffers_in_order, sizes):
+        buffer.offset = position
         position = _aligned(position + size)
 
     # Data first (to a position after the header), header last, once every scale is known.
     header_at = out.tell()
     out.write(b"\0" * _aligned(head_len))
-    total = len(blobs)
-    for done, ((buffer, source), offset, size) in enumerate(zip(blobs, offsets, sizes), 1):
-        buffer.offset = offset
+    weights_total, weights_done = len(uses), 0
+    for buffers, source in jobs:
         if isinstance(source, str):
             data = read(source)
-            expected = tuple(int(d) for d in next(iter(uses[source])).shape)
-            if data.shape != expected:
-                raise ValueError(f"weight {source!r} has shape {list(data.shape)}, the graph expects {list(expected)}")
-            if schemes[source] == "int8":
-                data, scale = quantize_int8_rows(data)
-                for quant in pending_scales[source]:
-                    quant.scale = scale
-            payload = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
-            if progress and (done % 16 == 0 or done == total):
-                progress(f"wrote {done}/{total} weight buffers")
+            if data.shape != shapes[source]:
+                raise ValueError(
+                    f"weight {source!r} has shape {list(data.shape)}, the graph expects {list(shapes[source])}"
+                )
+            encoded = encode(data, formats[source])
+            del data
+            for quant in row_scales.get(source, []):
+                quant.scale = encoded.row_scales
+            payloads = [encoded.data] if encoded.block_scales is None else [encoded.data, encoded.block_scales]
+            weights_done += 1
+            if progress and (weights_done % 16 == 0 or weights_done == weights_total):
+                progress(f"wrote {weights_done}/{weights_total} weights")
         else:
-            payload = source()
-        out.seek(header_at + offset)
-        out.write(payload)
-        if len(payload) != size:
-            raise RuntimeError(f"buffer {done}: wrote {len(payload)} bytes, planned {size}")
+            payloads = [source()]
+        for buffer, payload in zip(buffers, payloads):
+            payload = (
+                np.ascontiguousarray(payload).view(np.uint8).reshape(-1) if isinstance(payload, np.ndarray) else payload
+            )
+            if len(payload) != buffer.size:
+                raise RuntimeError(f"buffer at {buffer.offset}: {len(payload)} bytes, planned {buffer.size}")
+            out.seek(header_at + buffer.offset)
+            out.write(payload)
     out.truncate(header_at + position)  # pads the last buffer; never cuts into it
     head = _pack(model)
     if len(head) != head_len:
         raise RuntimeError("flatbuffer header changed size between packings")
     out.seek(header_at)
     out.write(head)
+
+
+_TENSOR_TYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int8": "INT8", "int4": "INT4"}
+
+
+def _weight_inputs(model, formats: dict[str, WeightFormat]) -> dict[str, list[tuple[object, int]]]:
+    """Remove the weight inputs from every signature; where each parameter's tensor is, per subgraph."""
+    uses: dict[str, list[tuple[object, int]]] = {p: [] for p in formats}
+    by_input = {f"{WEIGHTS_ARG}_{_arg_key(p)}": p for p in formats}
+    for sig in model.signatureDefs:
+        graph = model.subgraphs[sig.subgraphIndex]
+        kept = []
+        for entry in sig.inputs:
+            param = by_input.get(entry.name.decode())
+            if param is None:
+                kept.append(entry)
+                continue
+            uses[param].append((graph, entry.tensorIndex))
+            graph.inputs = [i for i in graph.inputs if i != entry.tensorIndex]
+        sig.inputs = kept
+    unused = [p for p, places in uses.items() if not places]
+    if unused:
+        raise RuntimeError(f"the exported graph has no input for {', '.join(unused)}")
+    return uses
+
+
+def _new_buffer(model):
+    from ai_edge_litert import schema_py_generated as schema
+
+    buffer = schema.BufferT()
+    model.buffers.append(buffer)
+    return buffer
+
+
+def _new_tensor(graph, name: bytes, shape, tensor_type: int, buffer: int) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape, tensor.type, tensor.buffer = name, np.array(shape, np.int32), tensor_type, buffer
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def _dequantize_into(model, graph, index: int):
+    """Make tensor `index` the output of a new DEQUANTIZE op, placed before its first consumer as
+    ai-edge-quantizer places it; returns the op's input tensor, which will hold the stored weight."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    target = graph.tensors[index]
+    stored = _new_tensor(graph, target.name + b"_stored", target.shape, target.type, 0)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = _opcode(model, schema.BuiltinOperator.DEQUANTIZE), [stored], [index]
+    first_use = next(k for k, consumer in enumerate(graph.operators) if index in list(consumer.inputs))
+    graph.operators.insert(first_use, op)
+    return graph.tensors[stored]
+
+
+def _opcode(model, builtin: int) -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    for k, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return k
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, builtin, 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _blockwise(model, graph, weight, scales_buffer, scales_shape: tuple[int, int], block: int):
+    """Blockwise quantization parameters for `weight`: a float16 scales tensor of this subgraph over the shared
+    scales buffer (zero points are not used: symmetric)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    details = schema.BlockwiseQuantizationT()
+    details.scales = _new_tensor(
+        graph, weight.name + b"_scales", scales_shape, schema.TensorType.FLOAT16, model.buffers.index(scales_buffer)
+    )
+    details.zeroPoints, details.blockSize = -1, block
+    quant = schema.QuantizationParametersT()
+    quant.detailsType, quant.details, quant.quantizedDimension = (
+        schema.QuantizationDetails.BlockwiseQuantization,
+        details,
+        0,
+    )
+    return quant
 
 
 def _aligned(n: int) -> int:
@@ -239,7 +293,7 @@ def convert_streaming(
 
     say = progress or (lambda _m: None)
     shapes = streamed_weights(model)
-    schemes = {p: streamed_scheme(recipe.scheme_for(p)) for p in shapes}
+    formats = {p: format_for(recipe.scheme_for(p)) for p in shapes}
     if read is None:
         params = dict(model.named_parameters())
 
@@ -249,4 +303,4 @@ def convert_streaming(
     say(f"exporting the graph of {len(settings.signature_names())} signatures without its {len(shapes)} weights")
     skeleton = export_skeleton(model, settings, shapes)
     say(f"writing {len(shapes)} weights one at a time ({recipe.text})")
-    write_atomically(output, lambda f: write_with_weights(skeleton, schemes, read, f, say), check)
+    write_atomically(output, lambda f: write_with_weights(skeleton, formats, read, f, say), check)
