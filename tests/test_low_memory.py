@@ -129,25 +129,37 @@ def test_safetensors_read_copy_equals_the_mapped_read(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["gemma3-270m"])  # sliding-window and global layers
-def test_windowed_decode_steps_equal_the_full_decode(name, tmp_path):
-    # step_16 reads the first 16 cache slots only; below position 16 it must give decode's logits, and the
-    # runtime must switch to `decode` from position 16 on.
-    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, decode_windows=(16,))
+def test_windowed_signatures_equal_the_full_ones(name, tmp_path):
+    # step_16 / fill_8_16 read the first 16 cache slots only; while every position they write lies below 16 they
+    # must give decode's / prefill_8's logits, and the runtime must switch to the full signatures past that.
+    settings = ExportSettings(
+        prefill_lengths=(8,), kv_cache_len=32, prefill_logits=True, decode_windows=(16,), prefill_windows=(16,)
+    )
     model = random_model(registry().get(name).tiny_config, seed=2)
     path = convert(model, tmp_path / "w.tflite", settings, "fp32", progress=None).path
     lite = LiteRTModel(path)
-    assert lite.info.decode_windows == {"step_16": 16}
-    lite.prefill(PROMPT)
+    assert lite.info.decode_windows == {"step_16": 16} and lite.info.prefill_windows == {"fill_8_16": (8, 16)}
+
+    def close(a, b) -> bool:
+        return np.abs(a - b).max() <= 1e-5 * max(1.0, float(np.abs(b).max()))
+
+    def both(windowed: str, full: str, tokens: list[int], pos: int):
+        ids, positions = np.array([tokens], np.int32), np.arange(pos, pos + len(tokens), dtype=np.int32)
+        return lite._run(windowed, ids, positions)["logits"], lite._run(full, ids, positions)["logits"]
+
+    assert close(*both("fill_8_16", "prefill_8", PROMPT, 0))
+    assert close(*both("fill_8_16", "prefill_8", PROMPT[::-1], 8))  # writes slots 8..15, the window's last
     token = 5
     for pos in range(8, 16):
-        step = lite._run("step_16", np.array([[token]], np.int32), np.array([pos], np.int32))["logits"].reshape(-1)
-        full = lite._run("decode", np.array([[token]], np.int32), np.array([pos], np.int32))["logits"].reshape(-1)
-        assert np.abs(step - full).max() <= 1e-5 * max(1.0, float(np.abs(full).max())), pos
+        step, full = both("step_16", "decode", [token], pos)
+        assert close(step, full), pos
         token = int(full.argmax())
     picked = []
     lite._run = lambda signature, tokens, positions, run=lite._run: (
         picked.append(signature) or run(signature, tokens, positions)
     )
+    lite.prefill(PROMPT, 8)
+    lite.prefill(PROMPT, 9)
     lite.decode(token, 15)
     lite.decode(token, 16)
-    assert picked == ["step_16", "decode"]
+    assert picked == ["fill_8_16", "prefill_8", "step_16", "decode"]

@@ -94,12 +94,20 @@ def recipes() -> None:
     show_default=True,
     help="extra decode signatures step_<W> reading only the first W cache slots ('' for none)",
 )
+@click.option(
+    "--prefill-windows",
+    default="",
+    show_default=True,
+    help="extra prefill signatures fill_<N>_<W> reading only the first W cache slots ('' for none)",
+)
 @click.option("--tiny", is_flag=True, help="convert the plugin's tiny random config (no checkpoint)")
 @click.option("--bundle", type=click.Path(path_type=Path), help="also write a .task bundle (needs edge-models-bundler)")
 @click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer for --bundle")
 @click.pass_context
 @_friendly
-def convert(ctx, model, checkpoint, output, recipe, prefill, kv_len, decode_windows, tiny, bundle, tokenizer) -> None:
+def convert(
+    ctx, model, checkpoint, output, recipe, prefill, kv_len, decode_windows, prefill_windows, tiny, bundle, tokenizer
+) -> None:
     """Convert MODEL (a registered name, or `auto`) to a .tflite."""
     from edge_models.convert import ExportSettings, parse_recipe
     from edge_models.convert import convert as run_convert
@@ -107,8 +115,12 @@ def convert(ctx, model, checkpoint, output, recipe, prefill, kv_len, decode_wind
 
     spec = resolve_spec(model, checkpoint)
     recipe_obj = parse_recipe(recipe)
-    windows = _lengths(decode_windows) if decode_windows.strip() else ()
-    settings = ExportSettings(prefill_lengths=_lengths(prefill), kv_cache_len=kv_len, decode_windows=windows)
+    settings = ExportSettings(
+        prefill_lengths=_lengths(prefill),
+        kv_cache_len=kv_len,
+        decode_windows=_lengths(decode_windows) if decode_windows.strip() else (),
+        prefill_windows=_lengths(prefill_windows) if prefill_windows.strip() else (),
+    )
     bundle_cmd = cli.commands.get("bundle") if bundle else None
     if bundle and bundle_cmd is None:
         raise UserError("--bundle needs the bundler plugin: pip install edge-models-bundler")

@@ -66,14 +66,21 @@ def verify(model: str, checkpoint: str, tokens: int) -> dict:
 
 
 def convert(
-    model: str, checkpoint: str, out: str, recipe: str, prefill: tuple[int, ...], kv: int, windows: tuple[int, ...]
+    model: str,
+    checkpoint: str,
+    out: str,
+    recipe: str,
+    prefill: tuple[int, ...],
+    kv: int,
+    windows: tuple[int, ...],
+    fills: tuple[int, ...],
 ) -> dict:
     from edge_models.convert import ExportSettings
     from edge_models.convert import convert as run_convert
     from edge_models.models import load_for_spec, resolve_spec
 
     net, weights = load_for_spec(resolve_spec(model, checkpoint), checkpoint, deferred=True)
-    settings = ExportSettings(prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows)
+    settings = ExportSettings(prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows, prefill_windows=fills)
     result = run_convert(net, out, settings, recipe, weights=weights)
     return {"size": result.size_bytes, "signatures": result.signatures}
 
@@ -187,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefill", default="32,128")
     parser.add_argument("--kv-cache", type=int, default=1024)
     parser.add_argument("--decode-windows", default="256", help="step_<W> decode signatures ('' for none)")
+    parser.add_argument("--prefill-windows", default="", help="fill_<N>_<W> prefill signatures ('' for none)")
     parser.add_argument("--verify-tokens", type=int, default=32)
     parser.add_argument("--prompt", default=GENERATE_PROMPT)
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     stamps = Stamps(out / "stages.json")
     prefill = tuple(int(x) for x in args.prefill.split(","))
     windows = tuple(int(x) for x in args.decode_windows.split(",") if x.strip())
+    fills = tuple(int(x) for x in args.prefill_windows.split(",") if x.strip())
 
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         stamps,
         "convert",
         f"converting to {tflite.name} (recipe {args.quantize})",
-        (checkpoint, args.model, args.quantize, prefill, args.kv_cache, windows),
+        (checkpoint, args.model, args.quantize, prefill, args.kv_cache, windows, fills),
         [tflite],
         convert,
         args.model,
@@ -258,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         prefill,
         args.kv_cache,
         windows,
+        fills,
     )
 
     task = out / "model.task"

@@ -24,14 +24,16 @@ class TFLiteInfo:
     vocab_size: int
     prefill_logits: bool
     decode_windows: dict[str, int] = field(default_factory=dict)  # step_<W> signature -> cache slots it reads
+    prefill_windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # fill_<N>_<W> -> (N, W)
 
     @property
     def signatures(self) -> list[str]:
-        return [*self.prefill_lengths, "decode", *self.decode_windows]
+        return [*self.prefill_lengths, "decode", *self.decode_windows, *self.prefill_windows]
 
 
 _PREFILL = re.compile(r"^prefill(_\d+)?$")
 _STEP = re.compile(r"^step_(\d+)$")
+_FILL = re.compile(r"^fill_(\d+)_(\d+)$")
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):
@@ -66,8 +68,9 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         raise TFLiteCheckError(f"{path}: {'; '.join(problems)} (signatures found: {sorted(sigs)})")
 
     steps = {s: int(_STEP.match(s).group(1)) for s in sigs if _STEP.match(s)}
+    fills = {s: (int(_FILL.match(s).group(1)), int(_FILL.match(s).group(2))) for s in sigs if _FILL.match(s)}
     details = {}
-    for name in [*prefills, "decode", *steps]:
+    for name in [*prefills, "decode", *steps, *fills]:
         runner = it.get_signature_runner(name)
         details[name] = (runner.get_input_details(), runner.get_output_details())
     layers = num_layers
@@ -121,9 +124,9 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
             problems.append(f"signature {name!r} lacks output 'logits'")
         else:
             prefill_logits = False
-    for name in ["decode", *steps]:
-        if lengths.get(name) not in (None, 1):
-            problems.append(f"{name} takes {lengths[name]} tokens, expected 1")
+    for name, expected in [("decode", 1), *((s, 1) for s in steps), *((s, n) for s, (n, _) in fills.items())]:
+        if lengths.get(name) not in (None, expected):
+            problems.append(f"{name} takes {lengths[name]} tokens, expected {expected}")
     if problems:
         raise TFLiteCheckError(f"{path}: not a valid LiteRT-LM model:\n  " + "\n  ".join(problems))
     return TFLiteInfo(
@@ -133,4 +136,5 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         vocab_size=int(vocab),
         prefill_logits=prefill_logits,
         decode_windows=steps,
+        prefill_windows=fills,
     )

@@ -9,7 +9,10 @@ from torch import nn
 
 from edge_models.layers import Decoder
 
-STEP_PREFIX = "step_"  # extra decode signatures; named so LiteRT-LM, which looks for prefill*/decode, ignores them
+# Extra signatures that read only the first cache slots, named so that LiteRT-LM, which looks for prefill*/decode,
+# ignores them: `step_<W>` decodes one token, `fill_<N>_<W>` prefills N tokens.
+STEP_PREFIX = "step_"
+FILL_PREFIX = "fill_"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class ExportSettings:
     # the whole 1024-slot cache made decode 1.5x slower on the 135M shape (benchmarks/results/speed_135m.md).
     # Windows not below kv_cache_len are left out. Our runtime uses them; LiteRT-LM keeps using `decode`.
     decode_windows: tuple[int, ...] = (256,)
+    # The same for prefill: `fill_<N>_<W>` for every prefill length N <= W, used while the chunk ends below W.
+    # A prompt's first chunk otherwise attends over the whole (empty) cache.
+    prefill_windows: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.prefill_lengths:
@@ -47,7 +53,13 @@ class ExportSettings:
         ]
         windows = sorted({w for w in self.decode_windows if 0 < w < self.kv_cache_len})
         steps = [SignatureSpec(f"{STEP_PREFIX}{w}", 1, True, w) for w in windows]
-        return [*prefills, SignatureSpec("decode", 1, True, None), *steps]
+        fills = [
+            SignatureSpec(f"{FILL_PREFIX}{p.tokens}_{w}", p.tokens, p.logits, w)
+            for w in sorted({w for w in self.prefill_windows if 0 < w < self.kv_cache_len})
+            for p in prefills
+            if p.tokens <= w
+        ]
+        return [*prefills, SignatureSpec("decode", 1, True, None), *steps, *fills]
 
     def signature_names(self) -> list[str]:
         return [s.name for s in self.signatures()]

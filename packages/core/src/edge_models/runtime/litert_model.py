@@ -34,7 +34,8 @@ class LiteRTModel:
     def __init__(
         self, model: str | Path | bytes, threads: int | None = None, engine: str = "compiled", windows: bool = True
     ) -> None:
-        """`windows=False` decodes with `decode` only, ignoring `step_<W>` signatures (for comparisons)."""
+        """`windows=False` runs `prefill_<N>` and `decode` only, ignoring the windowed signatures (`step_<W>`,
+        `fill_<N>_<W>`), for comparisons."""
         from ai_edge_litert.interpreter import Interpreter
 
         if engine not in ENGINES:
@@ -57,9 +58,10 @@ class LiteRTModel:
         }
         self._logit_signatures = {"decode", *self.info.decode_windows}
         if self.info.prefill_logits:
-            self._logit_signatures |= set(self.info.prefill_lengths)
-        # Smallest window first: a decode step uses the first `step_<W>` whose W exceeds its position.
+            self._logit_signatures |= {*self.info.prefill_lengths, *self.info.prefill_windows}
+        # Smallest window first: a step uses the first window that holds every position it writes.
         self._steps = sorted((w, name) for name, w in self.info.decode_windows.items()) if windows else []
+        self._fills = sorted((w, n, name) for name, (n, w) in self.info.prefill_windows.items()) if windows else []
         if engine == "interpreter":
             self._runners = {name: it.get_signature_runner(name) for name in self.info.signatures}
         else:
@@ -150,6 +152,7 @@ class LiteRTModel:
                 pos += 1
                 continue
             signature, length = picked
+            signature = next((name for w, n, name in self._fills if n == length and pos + n <= w), signature)
             take = min(length, len(chunk))
             # Padding like LiteRT-LM's: zeros past the prompt; those slots are overwritten later.
             ids = np.zeros((1, length), np.int32)
