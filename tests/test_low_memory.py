@@ -3,12 +3,14 @@ path (every weight lowered, then ai-edge-quantizer): the same numbers, from a fr
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
 from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
-from edge_models.convert import ExportSettings, convert
+from edge_models.convert import ExportSettings, convert, export
 from edge_models.convert.recipes import SCHEMES, Scheme, parse_recipe
 from edge_models.convert.streaming import can_stream, export_skeleton, streamed_weights
 from edge_models.convert.weight_formats import format_for, pack_int4, quantize_int4_blocks
@@ -20,35 +22,39 @@ PROMPT = [3, 17, 42, 7, 99, 5, 61, 12]
 
 
 def _logits(path) -> np.ndarray:
-    """Prefill logits for PROMPT, then 6 greedy decode steps: [14, vocab]."""
+    """Prefill logits for PROMPT (when the file has them), then 6 greedy decode steps: [14 or 6, vocab]."""
     lite = LiteRTModel(path)
-    prefill = lite._run("prefill_8", np.array([PROMPT], np.int32), np.arange(8, dtype=np.int32))["logits"][0]
-    rows, token = [prefill], int(prefill[-1].argmax())
+    out = lite._run("prefill_8", np.array([PROMPT], np.int32), np.arange(8, dtype=np.int32))
+    rows = [out["logits"][0]] if out else []
+    token = int(rows[-1][-1].argmax()) if rows else PROMPT[-1]
     for pos in range(8, 14):
         rows.append(lite.decode(token, pos)[None])
         token = int(rows[-1][0].argmax())
     return np.concatenate(rows)
 
 
-def _both(model, tmp_path, recipe: str, **kwargs):
-    low = convert(model, tmp_path / f"low-{recipe}.tflite", SETTINGS, recipe, progress=None, **kwargs).path
-    full = convert(model, tmp_path / f"full-{recipe}.tflite", SETTINGS, recipe, progress=None, low_memory=False).path
+def _both(model, tmp_path, recipe: str, settings: ExportSettings = SETTINGS):
+    low = convert(model, tmp_path / f"low-{recipe}.tflite", settings, recipe, progress=None).path
+    full = convert(model, tmp_path / f"full-{recipe}.tflite", settings, recipe, progress=None, low_memory=False).path
     return _logits(low), _logits(full)
 
 
 @pytest.mark.parametrize(
-    ("name", "recipe"),
+    ("name", "recipe", "prefill_logits"),
     [
-        ("llama", "int8"),
-        ("llama", "fp16"),  # float16 constants behind DEQUANTIZE ops
+        ("llama", "int8", True),
+        # float16 constants behind DEQUANTIZE ops; without prefill logits the prefill graph drops the last layer's
+        # tail and the head, so some weights go unused there.
+        ("llama", "fp16", False),
         # Tied embedding/head in int8; int4 blocks with their float16 scale tensors; int8 weight-only + DEQUANTIZE.
-        ("gemma3-270m", "attention=int4-block32,feedforward=int8-weight"),
+        ("gemma3-270m", "attention=int4-block32,feedforward=int8-weight", True),
     ],
 )
-def test_every_scheme_is_bit_identical_to_the_quantizer_path(name, recipe, tmp_path):
+def test_every_scheme_is_bit_identical_to_the_quantizer_path(name, recipe, prefill_logits, tmp_path):
     # Same graph, same stored bytes and scales (ai-edge-quantizer's arithmetic), so the same logits to the bit.
     model = random_model(registry().get(name).tiny_config, seed=1)
-    low, full = _both(model, tmp_path, recipe)
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, prefill_logits=prefill_logits)
+    low, full = _both(model, tmp_path, recipe, settings)
     assert np.array_equal(low, full), float(np.abs(low - full).max())
 
 
@@ -78,7 +84,7 @@ def test_deferred_checkpoint_streams_the_same_file_as_a_loaded_model(tmp_path):
     assert np.array_equal(_logits(full.path), _logits(a))
 
 
-def test_the_skeleton_holds_the_graph_but_not_the_weights():
+def test_the_skeleton_holds_the_graph_but_not_the_weights(monkeypatch):
     model = random_model(registry().get("llama").tiny_config)
     shapes = streamed_weights(model)
     weight_bytes = 4 * sum(int(np.prod(s)) for s in shapes.values())
@@ -86,6 +92,9 @@ def test_the_skeleton_holds_the_graph_but_not_the_weights():
     assert len(skeleton) < 0.1 * weight_bytes, (len(skeleton), weight_bytes)
     # The model's own parameters are put back after the export.
     assert all(p.shape == shapes[n] for n, p in model.named_parameters() if n in shapes)
+    # Skipping litert-torch's first (redundant) decomposition pass changes no byte of the result.
+    monkeypatch.setattr(export, "decomposed_once", contextlib.nullcontext)
+    assert export_skeleton(model, SETTINGS, shapes) == skeleton
 
 
 def test_which_recipes_stream():

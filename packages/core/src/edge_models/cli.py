@@ -96,7 +96,7 @@ def recipes() -> None:
 )
 @click.option(
     "--prefill-windows",
-    default="",
+    default="256",
     show_default=True,
     help="extra prefill signatures fill_<N>_<W> reading only the first W cache slots ('' for none)",
 )

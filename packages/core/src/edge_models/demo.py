@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefill", default="32,128")
     parser.add_argument("--kv-cache", type=int, default=1024)
     parser.add_argument("--decode-windows", default="256", help="step_<W> decode signatures ('' for none)")
-    parser.add_argument("--prefill-windows", default="", help="fill_<N>_<W> prefill signatures ('' for none)")
+    parser.add_argument("--prefill-windows", default="256", help="fill_<N>_<W> prefill signatures ('' for none)")
     parser.add_argument("--verify-tokens", type=int, default=32)
     parser.add_argument("--prompt", default=GENERATE_PROMPT)
     parser.add_argument("--max-tokens", type=int, default=64)

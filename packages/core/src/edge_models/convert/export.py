@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +40,7 @@ class ExportSettings:
     decode_windows: tuple[int, ...] = (256,)
     # The same for prefill: `fill_<N>_<W>` for every prefill length N <= W, used while the chunk ends below W.
     # A prompt's first chunk otherwise attends over the whole (empty) cache.
-    prefill_windows: tuple[int, ...] = ()
+    prefill_windows: tuple[int, ...] = (256,)
 
     def __post_init__(self) -> None:
         if not self.prefill_lengths:
@@ -132,5 +136,31 @@ def lower_signatures(
         module = wrap(Signature(model, spec.logits, spec.attend).eval()).eval()
         kwargs = {**sample_inputs(model, spec.tokens, settings.kv_cache_len), **(extra_inputs or {})}
         converter = (converter or litert_torch).signature(spec.name, module, sample_kwargs=kwargs)
-    with torch.no_grad():
+    with torch.no_grad(), decomposed_once():
         return converter.convert(lightweight_conversion=lightweight).model_content()
+
+
+@contextlib.contextmanager
+def decomposed_once() -> Iterator[None]:
+    """Skip litert-torch's first decomposition pass.
+
+    litert-torch re-traces every exported program twice: right after `torch.export` with its pre-convert table,
+    and again before lowering with the pre-lower table, which contains the first and always re-traces. On our
+    graphs the first pass changes nothing: the flatbuffers are byte-identical with and without it for every
+    registered family (measured; tests/test_low_memory.py keeps checking one), and each pass costs as much as the
+    export itself (~25-30 % of a conversion). Left alone if litert-torch's internals are not as expected."""
+    try:
+        from litert_torch._convert import core
+
+        original = core.export_torch_signature
+        known = "run_decompositions" in inspect.signature(original).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        known = False
+    if not known:
+        yield
+        return
+    core.export_torch_signature = functools.partial(original, run_decompositions=False)
+    try:
+        yield
+    finally:
+        core.export_torch_signature = original

@@ -227,10 +227,12 @@ def _dequantize_into(model, graph, index: int):
     from ai_edge_litert import schema_py_generated as schema
 
     target = graph.tensors[index]
+    first_use = next((k for k, consumer in enumerate(graph.operators) if index in list(consumer.inputs)), None)
+    if first_use is None:
+        return target  # pruned from this signature (a prefill without logits needs no LM head): stays unused
     stored = _new_tensor(graph, target.name + b"_stored", target.shape, target.type, 0)
     op = schema.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = _opcode(model, schema.BuiltinOperator.DEQUANTIZE), [stored], [index]
-    first_use = next(k for k, consumer in enumerate(graph.operators) if index in list(consumer.inputs))
     graph.operators.insert(first_use, op)
     return graph.tensors[stored]
 
