@@ -172,3 +172,17 @@ def test_windowed_signatures_equal_the_full_ones(name, tmp_path):
     lite.decode(token, 15)
     lite.decode(token, 16)
     assert picked == ["fill_8_16", "prefill_8", "step_16", "decode"]
+
+
+def test_signatures_exported_by_two_processes_make_the_same_model(tmp_path):
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, decode_windows=(16,), prefill_windows=(16,))
+    model = random_model(registry().get("llama").tiny_config, seed=3)
+    one = convert(model, tmp_path / "one.tflite", settings, "int8", progress=None).path
+    two = convert(model, tmp_path / "two.tflite", settings, "int8", progress=None, workers=2).path
+    lite_one, lite_two = LiteRTModel(one), LiteRTModel(two)
+    assert sorted(lite_two.info.signatures) == sorted(lite_one.info.signatures) == sorted(settings.signature_names())
+    assert np.array_equal(_logits(one), _logits(two))
+    # The windowed signatures (exported by the other process) agree too.
+    for lite in (lite_one, lite_two):
+        lite.prefill(PROMPT)
+    assert np.array_equal(lite_one.decode(5, 8), lite_two.decode(5, 8))

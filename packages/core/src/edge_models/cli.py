@@ -100,13 +100,32 @@ def recipes() -> None:
     show_default=True,
     help="extra prefill signatures fill_<N>_<W> reading only the first W cache slots ('' for none)",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="processes exporting the signatures at once (each ~1 GiB); 1 for the least memory",
+)
 @click.option("--tiny", is_flag=True, help="convert the plugin's tiny random config (no checkpoint)")
 @click.option("--bundle", type=click.Path(path_type=Path), help="also write a .task bundle (needs edge-models-bundler)")
 @click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer for --bundle")
 @click.pass_context
 @_friendly
 def convert(
-    ctx, model, checkpoint, output, recipe, prefill, kv_len, decode_windows, prefill_windows, tiny, bundle, tokenizer
+    ctx,
+    model,
+    checkpoint,
+    output,
+    recipe,
+    prefill,
+    kv_len,
+    decode_windows,
+    prefill_windows,
+    jobs,
+    tiny,
+    bundle,
+    tokenizer,
 ) -> None:
     """Convert MODEL (a registered name, or `auto`) to a .tflite."""
     from edge_models.convert import ExportSettings, parse_recipe
@@ -137,7 +156,7 @@ def convert(
     if bundle_cmd is not None:
         # Settle the tokenizer before minutes of conversion, not after.
         tokenizer = tokenizer or _bundle_tokenizer(checkpoint, bundle)
-    run_convert(net, output, settings, recipe_obj, weights=weights)
+    run_convert(net, output, settings, recipe_obj, weights=weights, workers=jobs)
     if bundle_cmd is not None:
         ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, model=spec.name, output=bundle)
 

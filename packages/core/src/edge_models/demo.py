@@ -81,7 +81,7 @@ def convert(
 
     net, weights = load_for_spec(resolve_spec(model, checkpoint), checkpoint, deferred=True)
     settings = ExportSettings(prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows, prefill_windows=fills)
-    result = run_convert(net, out, settings, recipe, weights=weights)
+    result = run_convert(net, out, settings, recipe, weights=weights, workers=2)
     return {"size": result.size_bytes, "signatures": result.signatures}
 
 

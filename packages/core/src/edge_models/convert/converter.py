@@ -56,13 +56,15 @@ def convert(
     *,
     weights: Callable[[str], np.ndarray] | None = None,
     low_memory: bool = True,
+    workers: int = 1,
 ) -> ConvertResult:
     """Convert `model` and write `output` atomically; the file is checked before it is renamed into place.
 
-    With `low_memory` (the default) and a recipe of fp32/int8 parts, the graph is exported without its 2-D
-    weights and they are written one at a time (`edge_models.convert.streaming`); `weights(param)` supplies them
-    when the model was loaded with `load_for_spec(..., deferred=True)`. Other recipes, or `low_memory=False`, go
+    With `low_memory` (the default), the graph is exported without its 2-D weights and they are written one at a
+    time (`edge_models.convert.streaming`); `weights(param)` supplies them when the model was loaded with
+    `load_for_spec(..., deferred=True)`. A plugin's scheme the writer does not store, or `low_memory=False`, goes
     through litert-torch's float flatbuffer and ai-edge-quantizer, which hold several copies of the weights.
+    `workers` > 1 exports the low-memory path's signatures in that many processes at once (~1 GiB each).
     """
     from edge_models.convert import streaming
 
@@ -76,7 +78,7 @@ def convert(
     model = model.eval()
     check = partial(_check, layers=model.config.num_layers)
     if low_memory and streaming.can_stream(model, recipe):
-        streaming.convert_streaming(model, output, settings, recipe, weights, say, check)
+        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers)
     else:
         if weights is not None:
             say("this recipe needs every weight in memory: reading them all")

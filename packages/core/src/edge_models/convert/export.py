@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -125,14 +125,17 @@ def lower_signatures(
     wrap=lambda signature: signature,
     extra_inputs: dict | None = None,
     lightweight: bool = True,
+    only: Collection[str] | None = None,
 ) -> bytes:
-    """Every signature of `settings` through litert-torch into one flatbuffer; `wrap` and `extra_inputs` let a
-    caller feed more inputs (the low-memory path passes the weights this way)."""
+    """Every signature of `settings` (or those named in `only`) through litert-torch into one flatbuffer; `wrap`
+    and `extra_inputs` let a caller feed more inputs (the low-memory path passes the weights this way)."""
     import litert_torch
 
     register_lowerings()
     converter = None
     for spec in settings.signatures():
+        if only is not None and spec.name not in only:
+            continue
         module = wrap(Signature(model, spec.logits, spec.attend).eval()).eval()
         kwargs = {**sample_inputs(model, spec.tokens, settings.kv_cache_len), **(extra_inputs or {})}
         converter = (converter or litert_torch).signature(spec.name, module, sample_kwargs=kwargs)

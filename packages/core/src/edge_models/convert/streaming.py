@@ -75,15 +75,34 @@ def _weights_detached(model: Decoder, params: list[str]) -> Iterator[None]:
             setattr(module, attr, param)
 
 
-def export_skeleton(model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]]) -> bytes:
-    """The converted graph with `shapes`' parameters as inputs named `weights_<param with __>`."""
+def export_skeleton(
+    model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], workers: int = 1
+) -> bytes:
+    """The converted graph with `shapes`' parameters as inputs named `weights_<param with __>`.
+
+    With `workers` > 1 the signatures are exported by that many processes at once (`convert.parallel`)."""
+    with _weights_detached(model, list(shapes)):
+        if workers > 1 and len(settings.signatures()) > 1:
+            from edge_models.convert.parallel import export_in_parallel
+
+            return export_in_parallel(model, settings, shapes, workers)
+        return export_signatures(model, settings, shapes)
+
+
+def export_signatures(
+    model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], only: list[str] | None = None
+) -> bytes:
+    """`export_skeleton`'s work in this process, for a model whose `shapes` parameters are already detached."""
     params = list(shapes)
     # Never touched: export traces shapes only, so these pages are never committed.
     placeholders = {_arg_key(p): torch.empty(shape) for p, shape in shapes.items()}
-    with _weights_detached(model, params):
-        return lower_signatures(
-            model, settings, lambda signature: _WeightsAsInputs(signature, params), {WEIGHTS_ARG: placeholders}
-        )
+    return lower_signatures(
+        model,
+        settings,
+        lambda signature: _WeightsAsInputs(signature, params),
+        {WEIGHTS_ARG: placeholders},
+        only=only,
+    )
 
 
 def write_with_weights(
@@ -288,9 +307,10 @@ def convert_streaming(
     read: Callable[[str], np.ndarray] | None = None,
     progress: Callable[[str], None] | None = None,
     check: Callable[[Path], None] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Export the skeleton of `model`, then write `output` with each 2-D weight from `read(param)` (default: the
-    model's own tensor), in the scheme `recipe` gives it."""
+    """Export the skeleton of `model` (`workers` processes at once), then write `output` with each 2-D weight from
+    `read(param)` (default: the model's own tensor), in the scheme `recipe` gives it."""
     from edge_models.fileio import write_atomically
 
     say = progress or (lambda _m: None)
@@ -302,7 +322,10 @@ def convert_streaming(
         def read(param: str) -> np.ndarray:
             return params[param].detach().to(torch.float32).numpy()
 
-    say(f"exporting the graph of {len(settings.signature_names())} signatures without its {len(shapes)} weights")
-    skeleton = export_skeleton(model, settings, shapes)
+    say(
+        f"exporting the graph of {len(settings.signature_names())} signatures without its {len(shapes)} weights"
+        + (f" ({workers} processes)" if workers > 1 else "")
+    )
+    skeleton = export_skeleton(model, settings, shapes, workers)
     say(f"writing {len(shapes)} weights one at a time ({recipe.text})")
     write_atomically(output, lambda f: write_with_weights(skeleton, formats, read, f, say), check)

@@ -1,0 +1,94 @@
+"""Export a skeleton's signatures in several processes at once and merge the flatbuffers.
+
+Exporting is single-threaded Python (`torch.export`, decompositions, MLIR lowering), one signature after another:
+on small models it is nearly all of a conversion. Each signature's graph is independent of the others, so worker
+processes export disjoint groups of signatures and the results are merged into one model: subgraphs and signature
+definitions appended, operator codes and buffers renumbered. The skeleton holds no large weights (they are signature
+inputs), so the model is cheap to send to a worker; each worker costs a Python + torch + litert-torch process
+(~1 GiB) and a few seconds to start.
+"""
+
+from __future__ import annotations
+
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+
+from edge_models.convert.export import ExportSettings
+from edge_models.layers import Decoder
+
+
+def export_in_parallel(
+    model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], workers: int
+) -> bytes:
+    """The skeleton of `export_signatures`, its signatures shared round-robin between `workers` processes (this one
+    included). `model`'s large parameters must already be detached."""
+    import multiprocessing
+
+    from edge_models.convert.streaming import export_signatures
+
+    names = settings.signature_names()
+    groups = [names[k::workers] for k in range(min(workers, len(names)))]
+    blob = pickle.dumps(model)
+    # spawn: a forked child would inherit torch's thread pools and locks mid-use.
+    with ProcessPoolExecutor(len(groups) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = [pool.submit(_export_group, blob, settings, shapes, group) for group in groups[1:]]
+        parts = [export_signatures(model, settings, shapes, groups[0])]
+        parts += [job.result() for job in pending]
+    return merge_models(parts)
+
+
+def _export_group(blob: bytes, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], names: list[str]) -> bytes:
+    from edge_models.convert.streaming import export_signatures
+
+    return export_signatures(pickle.loads(blob), settings, shapes, names)
+
+
+def merge_models(parts: list[bytes]) -> bytes:
+    """One flatbuffer with every subgraph and signature of `parts` (each a converted model without control flow)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edge_models.convert.streaming import _pack
+
+    models = [schema.ModelT.InitFromPackedBuf(raw, 0) for raw in parts]
+    for m, raw in zip(models, parts):
+        if len(m.subgraphs) != len(m.signatureDefs or []):
+            raise RuntimeError("cannot merge a model whose subgraphs are not one per signature")
+        _inline_offset_buffers(m, raw)
+    merged = models[0]
+    for other in models[1:]:
+        codes = [_find_or_add_code(merged, code) for code in other.operatorCodes]
+        used = sorted({t.buffer for g in other.subgraphs for t in g.tensors} - {0})
+        renumber = {0: 0}
+        for index in used:
+            merged.buffers.append(other.buffers[index])
+            renumber[index] = len(merged.buffers) - 1
+        first = len(merged.subgraphs)
+        for graph in other.subgraphs:
+            for tensor in graph.tensors:
+                tensor.buffer = renumber[tensor.buffer]
+            for op in graph.operators:
+                op.opcodeIndex = codes[op.opcodeIndex]
+            merged.subgraphs.append(graph)
+        for sig in other.signatureDefs:
+            sig.subgraphIndex += first
+            merged.signatureDefs.append(sig)
+    return _pack(merged)
+
+
+def _inline_offset_buffers(model, raw: bytes) -> None:
+    """Buffers stored after the flatbuffer point into `raw`; keep their bytes inside the model instead."""
+    import numpy as np
+
+    for buffer in model.buffers:
+        if buffer.offset is not None and buffer.offset > 1:
+            buffer.data = np.frombuffer(raw, np.uint8, buffer.size, buffer.offset).copy()
+            buffer.offset = buffer.size = 0
+
+
+def _find_or_add_code(model, code) -> int:
+    key = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
+    for k, mine in enumerate(model.operatorCodes):
+        if (mine.builtinCode, mine.deprecatedBuiltinCode, mine.customCode, mine.version) == key:
+            return k
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
