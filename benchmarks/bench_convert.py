@@ -1,6 +1,6 @@
 """Conversion side by side: plain litert-torch (+ ai-edge-quantizer) against `edge-models convert`, same checkpoint.
 
-    python benchmarks/bench_convert.py --model llama-135m --model tinyllama-1.1b [--recipe int8] [--limit-gib 22]
+    python benchmarks/bench_convert.py --model llama-135m --model tinyllama-1.1b [--recipe int8] [--jobs 2]
     python benchmarks/bench_convert.py --model phi-2 --only edge-models
 
 Hubs are unreachable, so each checkpoint is the published shape with random weights, saved by `transformers` in the
@@ -8,8 +8,8 @@ HF safetensors layout once under --workdir (0.5 GB for the 135M shape, 4.4 GB Ti
 
 - **litert-torch**: the model loaded into memory, `litert_torch.signature(...).convert()` with its defaults (every
   weight lowered into the graph, one float flatbuffer), then ai-edge-quantizer with the same recipe.
-- **edge-models**: what `edge-models convert` runs: the graph exported without its weights, each weight then read
-  from the checkpoint, quantized and written, one at a time.
+- **edge-models**: what `edge-models convert` runs: the graph exported without its weights (signatures shared
+  between --jobs processes), each weight then read from the checkpoint, quantized and written, one at a time.
 
 Each runs in a child process that a watchdog samples (RSS of it and its children, every 0.2 s) and stops at
 --limit-gib, so an out-of-memory run ends with a record instead of the kernel's OOM killer picking a victim. When
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 from bench_recipes import SHAPE_135M
+
+from edge_models.convert import ExportSettings
 
 PREFILL, KV = (32, 128), 1024
 CONVERTERS = ("litert-torch", "edge-models")
@@ -55,7 +57,7 @@ def write_checkpoint(model: str, directory: Path) -> None:
     reference.to(torch.float32).save_pretrained(directory)
 
 
-def convert_child(converter: str, model: str, checkpoint: str, output: str, recipe: str, events) -> None:
+def convert_child(converter: str, model: str, checkpoint: str, output: str, recipe: str, jobs: int, events) -> None:
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
     from edge_models.models import load_for_spec
@@ -69,13 +71,17 @@ def convert_child(converter: str, model: str, checkpoint: str, output: str, reci
     progress("loading checkpoint")
     if converter == "edge-models":
         net, weights = load_for_spec(spec, checkpoint, deferred=True)
-        convert(net, output, settings, recipe, progress, weights=weights)
+        convert(net, output, settings, recipe, progress, weights=weights, workers=jobs)
     else:
+        import contextlib
+
+        from edge_models.convert import export
         from edge_models.convert.converter import _lower
         from edge_models.convert.recipes import parse_recipe, quantize_flatbuffer
         from edge_models.fileio import write_atomically
 
         net = load_for_spec(spec, checkpoint)
+        export.decomposed_once = contextlib.nullcontext  # litert-torch exactly as it ships
         flatbuffer = _lower(net, settings, progress, lightweight=False)
         progress(f"quantizing with recipe {recipe}")
         flatbuffer = quantize_flatbuffer(flatbuffer, parse_recipe(recipe))
@@ -104,10 +110,12 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
-def watch(converter: str, model: str, checkpoint: Path, output: Path, recipe: str, limit_gib: float) -> dict:
+def watch(converter: str, model: str, checkpoint: Path, output: Path, recipe: str, jobs: int, limit_gib: float) -> dict:
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
-    child = ctx.Process(target=convert_child, args=(converter, model, str(checkpoint), str(output), recipe, events))
+    child = ctx.Process(
+        target=convert_child, args=(converter, model, str(checkpoint), str(output), recipe, jobs, events)
+    )
     started = time.time()
     child.start()
     peak, stage, size, stopped = 0.0, "starting", None, None
@@ -164,6 +172,7 @@ def main() -> int:
     parser.add_argument("--model", action="append", required=True, help="llama-135m or a registered model")
     parser.add_argument("--recipe", default="int8")
     parser.add_argument("--only", choices=CONVERTERS, help="run one converter (e.g. when the other cannot fit)")
+    parser.add_argument("--jobs", type=int, default=2, help="edge-models' export processes (`convert --jobs`)")
     parser.add_argument("--workdir", default="artifacts/bench")
     parser.add_argument("--limit-gib", type=float, default=22.0)
     parser.add_argument("--out", default="benchmarks/results/convert_side_by_side.json")
@@ -189,7 +198,7 @@ def main() -> int:
         for converter in [args.only] if args.only else CONVERTERS:
             outputs[converter] = work / f"{converter}_{args.recipe}.tflite"
             print(f"== {model}: {converter} ...", flush=True)
-            row = watch(converter, model, checkpoint, outputs[converter], args.recipe, args.limit_gib)
+            row = watch(converter, model, checkpoint, outputs[converter], args.recipe, args.jobs, args.limit_gib)
             row["peak_rss_over_weights"] = round(row["peak_rss_gib"] * 2**30 / weights, 2)
             record[converter] = row
             print(json.dumps(row), flush=True)
@@ -203,8 +212,10 @@ def main() -> int:
                 "time": round(ours["wall_s"] / base["wall_s"], 2),
                 "peak_rss": round(ours["peak_rss_gib"] / base["peak_rss_gib"], 2),
             }
-        record["command"] = f"python benchmarks/bench_convert.py --model {model} --recipe {args.recipe}" + (
-            f" --only {args.only}" if args.only else ""
+        record["signatures"] = ExportSettings(prefill_lengths=PREFILL, kv_cache_len=KV).signature_names()
+        record["command"] = (
+            f"python benchmarks/bench_convert.py --model {model} --recipe {args.recipe} --jobs {args.jobs}"
+            + (f" --only {args.only}" if args.only else "")
         )
         for p in outputs.values():
             p.unlink(missing_ok=True)

@@ -22,7 +22,10 @@ def test_demo_runs_end_to_end_and_reuses_its_artifacts(tmp_path, capsys):
         "8",
         "--kv-cache",
         "64",
+        # Windowed signatures in the bundle: LiteRT-LM must load it and ignore them.
         "--decode-windows",
+        "16",
+        "--prefill-windows",
         "16",
         "--verify-tokens",
         "4",
