@@ -18,6 +18,17 @@ class BenchRow:
     first_token_ms: float = 0.0
     peak_rss_bytes: int = 0
 
+    def best_with(self, other: BenchRow) -> BenchRow:
+        """The better figure of two runs of the same contender, figure by figure (for interleaved rounds)."""
+        return BenchRow(
+            self.label,
+            self.size_bytes,
+            {n: max(t, other.prefill_tok_s.get(n, 0.0)) for n, t in self.prefill_tok_s.items()},
+            max(self.decode_tok_s, other.decode_tok_s),
+            min(self.first_token_ms, other.first_token_ms),
+            max(self.peak_rss_bytes, other.peak_rss_bytes),
+        )
+
 
 def run_measured(fn, *args):
     """Run `fn(*args)` in a fresh process: returns (result, its peak RSS in bytes, seconds).
