@@ -135,9 +135,10 @@ def write_with_weights(
     for param, places in uses.items():
         fmt, (rows, cols) = formats[param], shapes[param]
         buffers = [_new_buffer(model) for _ in stored_bytes(fmt, rows, cols)]
+        data_index = len(model.buffers) - len(buffers)
         for graph, index in places:
             stored = _dequantize_into(model, graph, index) if fmt.dequantize else graph.tensors[index]
-            stored.buffer = model.buffers.index(buffers[0])
+            stored.buffer = data_index
             stored.type = getattr(schema.TensorType, _TENSOR_TYPES[fmt.storage])
             if fmt.storage == "int8":
                 quant = schema.QuantizationParametersT()
@@ -146,9 +147,8 @@ def write_with_weights(
                 stored.quantization = quant
                 row_scales.setdefault(param, []).append(quant)
             elif fmt.storage == "int4":
-                stored.quantization = _blockwise(
-                    model, graph, stored, buffers[1], (rows, cols // fmt.block_size), fmt.block_size
-                )
+                scales_shape = (rows, cols // fmt.block_size)
+                stored.quantization = _blockwise(graph, stored, data_index + 1, scales_shape, fmt.block_size)
         jobs.append((buffers, param))
         sizes.extend(stored_bytes(fmt, rows, cols))
 
@@ -177,16 +177,13 @@ def write_with_weights(
             del data
             for quant in row_scales.get(source, []):
                 quant.scale = encoded.row_scales
-            payloads = [encoded.data] if encoded.block_scales is None else [encoded.data, encoded.block_scales]
+            payloads = encoded.buffers()
             weights_done += 1
             if progress and (weights_done % 16 == 0 or weights_done == weights_total):
                 progress(f"wrote {weights_done}/{weights_total} weights")
         else:
             payloads = [source()]
         for buffer, payload in zip(buffers, payloads):
-            payload = (
-                np.ascontiguousarray(payload).view(np.uint8).reshape(-1) if isinstance(payload, np.ndarray) else payload
-            )
             if len(payload) != buffer.size:
                 raise RuntimeError(f"buffer at {buffer.offset}: {len(payload)} bytes, planned {buffer.size}")
             out.seek(header_at + buffer.offset)
@@ -268,14 +265,14 @@ def _opcode(model, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _blockwise(model, graph, weight, scales_buffer, scales_shape: tuple[int, int], block: int):
+def _blockwise(graph, weight, scales_buffer: int, scales_shape: tuple[int, int], block: int):
     """Blockwise quantization parameters for `weight`: a float16 scales tensor of this subgraph over the shared
     scales buffer (zero points are not used: symmetric)."""
     from ai_edge_litert import schema_py_generated as schema
 
     details = schema.BlockwiseQuantizationT()
     details.scales = _new_tensor(
-        graph, weight.name + b"_scales", scales_shape, schema.TensorType.FLOAT16, model.buffers.index(scales_buffer)
+        graph, weight.name + b"_scales", scales_shape, schema.TensorType.FLOAT16, scales_buffer
     )
     details.zeroPoints, details.blockSize = -1, block
     quant = schema.QuantizationParametersT()

@@ -31,6 +31,10 @@ class EncodedWeight:
     row_scales: np.ndarray | None = None  # float32, one per output row (int8)
     block_scales: np.ndarray | None = None  # float16 [rows, cols / block] (int4), a buffer of its own
 
+    def buffers(self) -> list[np.ndarray]:
+        """The bytes of each buffer, in `stored_bytes` order."""
+        return [self.data] if self.block_scales is None else [self.data, _bytes(self.block_scales)]
+
 
 def format_for(scheme: Scheme) -> WeightFormat | None:
     """The format that stores `scheme`, or None when only ai-edge-quantizer can write it."""
