@@ -7,6 +7,7 @@ import contextlib
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
@@ -186,3 +187,17 @@ def test_signatures_exported_by_two_processes_make_the_same_model(tmp_path):
     for lite in (lite_one, lite_two):
         lite.prefill(PROMPT)
     assert np.array_equal(lite_one.decode(5, 8), lite_two.decode(5, 8))
+
+
+def test_every_registered_model_can_travel_to_an_export_process():
+    import pickle
+
+    for name in registry().names():
+        model = random_model(registry().get(name).tiny_config)
+        clone = pickle.loads(pickle.dumps(model))
+        tokens = torch.tensor([[1, 2, 3]], dtype=torch.int32)
+        positions = torch.arange(3, dtype=torch.int32)
+        with torch.no_grad():
+            a = model(tokens, positions, model.empty_cache(8))[0]
+            b = clone(tokens, positions, clone.empty_cache(8))[0]
+        assert torch.equal(a, b), name

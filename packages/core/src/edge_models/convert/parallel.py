@@ -11,6 +11,7 @@ inputs), so the model is cheap to send to a worker; each worker costs a Python +
 from __future__ import annotations
 
 import pickle
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 from edge_models.convert.export import ExportSettings
@@ -28,7 +29,12 @@ def export_in_parallel(
 
     names = settings.signature_names()
     groups = [names[k::workers] for k in range(min(workers, len(names)))]
-    blob = pickle.dumps(model)
+    try:
+        blob = pickle.dumps(model)
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        # A plugin's module holding a lambda or a closure cannot travel; export here, one signature at a time.
+        warnings.warn(f"exporting in one process: the model cannot be sent to another ({e})", stacklevel=2)
+        return export_signatures(model, settings, shapes)
     # spawn: a forked child would inherit torch's thread pools and locks mid-use.
     with ProcessPoolExecutor(len(groups) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = [pool.submit(_export_group, blob, settings, shapes, group) for group in groups[1:]]

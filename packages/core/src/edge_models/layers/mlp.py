@@ -8,11 +8,13 @@ from torch import nn
 
 from edge_models.config import MLPConfig
 
-_ACTIVATIONS = {
-    "silu": F.silu,
-    "gelu": F.gelu,
-    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
-}
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+# Plain functions, not lambdas: a model is pickled to the processes that export its signatures in parallel.
+_ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": gelu_tanh}
 
 
 def activation(name: str):
