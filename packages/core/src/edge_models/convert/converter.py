@@ -34,12 +34,14 @@ class ConvertResult:
     seconds: float
     peak_rss_bytes: int
     recipe: str
+    worker_peak_rss_bytes: int = 0  # the largest export worker (`workers` > 1), which ran beside this process
 
     def summary(self) -> str:
         return (
             f"wrote {self.path} ({self.size_bytes / 1e6:.1f} MB, recipe {self.recipe}); "
             f"signatures: {', '.join(self.signatures)}; "
             f"{self.seconds:.1f} s; peak RSS {self.peak_rss_bytes / 2**30:.2f} GiB"
+            + (f" (+ export worker {self.worker_peak_rss_bytes / 2**30:.2f} GiB)" if self.worker_peak_rss_bytes else "")
         )
 
 
@@ -96,6 +98,7 @@ def convert(
         seconds=time.perf_counter() - started,
         peak_rss_bytes=peak_rss_bytes(),
         recipe=recipe.text,
+        worker_peak_rss_bytes=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 if workers > 1 else 0,
     )
     say(result.summary())
     return result
