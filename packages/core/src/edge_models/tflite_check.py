@@ -67,8 +67,8 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
     if problems:
         raise TFLiteCheckError(f"{path}: {'; '.join(problems)} (signatures found: {sorted(sigs)})")
 
-    steps = {s: int(_STEP.match(s).group(1)) for s in sigs if _STEP.match(s)}
-    fills = {s: (int(_FILL.match(s).group(1)), int(_FILL.match(s).group(2))) for s in sigs if _FILL.match(s)}
+    steps = {m.string: int(m.group(1)) for m in map(_STEP.match, sigs) if m}
+    fills = {m.string: (int(m.group(1)), int(m.group(2))) for m in map(_FILL.match, sigs) if m}
     details = {}
     for name in [*prefills, "decode", *steps, *fills]:
         runner = it.get_signature_runner(name)

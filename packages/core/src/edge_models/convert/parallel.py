@@ -27,14 +27,14 @@ def export_in_parallel(
 
     from edge_models.convert.streaming import export_signatures
 
-    names = settings.signature_names()
-    groups = [names[k::workers] for k in range(min(workers, len(names)))]
     try:
         blob = pickle.dumps(model)
     except (pickle.PicklingError, AttributeError, TypeError) as e:
         # A plugin's module holding a lambda or a closure cannot travel; export here, one signature at a time.
         warnings.warn(f"exporting in one process: the model cannot be sent to another ({e})", stacklevel=2)
         return export_signatures(model, settings, shapes)
+    names = settings.signature_names()
+    groups = [names[k::workers] for k in range(min(workers, len(names)))]
     # spawn: a forked child would inherit torch's thread pools and locks mid-use.
     with ProcessPoolExecutor(len(groups) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = [pool.submit(_export_group, blob, settings, shapes, group) for group in groups[1:]]
@@ -53,7 +53,7 @@ def merge_models(parts: list[bytes]) -> bytes:
     """One flatbuffer with every subgraph and signature of `parts` (each a converted model without control flow)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from edge_models.convert.streaming import _pack
+    from edge_models.convert.streaming import pack_model
 
     models = [schema.ModelT.InitFromPackedBuf(raw, 0) for raw in parts]
     for m, raw in zip(models, parts):
@@ -78,7 +78,7 @@ def merge_models(parts: list[bytes]) -> bytes:
         for sig in other.signatureDefs:
             sig.subgraphIndex += first
             merged.signatureDefs.append(sig)
-    return _pack(merged)
+    return pack_model(merged)
 
 
 def _inline_offset_buffers(model, raw: bytes) -> None:

@@ -156,7 +156,7 @@ def write_with_weights(
     buffers_in_order = [buffer for buffers, _ in jobs for buffer in buffers]
     for buffer, size in zip(buffers_in_order, sizes):
         buffer.offset, buffer.size = 2**62, size  # Python ints: int32 shapes would overflow past 2 GiB
-    head_len = len(_pack(model))
+    head_len = len(pack_model(model))
     position = _aligned(head_len)
     for buffer, size in zip(buffers_in_order, sizes):
         buffer.offset = position
@@ -189,7 +189,7 @@ def write_with_weights(
             out.seek(header_at + buffer.offset)
             out.write(payload)
     out.truncate(header_at + position)  # pads the last buffer; never cuts into it
-    head = _pack(model)
+    head = pack_model(model)
     if len(head) != head_len:
         raise RuntimeError("flatbuffer header changed size between packings")
     out.seek(header_at)
@@ -288,7 +288,8 @@ def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
-def _pack(model) -> bytes:
+def pack_model(model) -> bytes:
+    """A schema object-API model as .tflite flatbuffer bytes."""
     import flatbuffers
 
     builder = flatbuffers.Builder(1024)
