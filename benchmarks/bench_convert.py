@@ -77,8 +77,9 @@ def convert_child(converter: str, model: str, checkpoint: str, output: str, reci
 
         from edge_models.convert import export
         from edge_models.convert.converter import _lower
-        from edge_models.convert.recipes import parse_recipe, quantize_flatbuffer
         from edge_models.fileio import write_atomically
+        from edge_models.quantize import parse_recipe
+        from edge_models.quantize.ai_edge import quantize_flatbuffer
 
         net = load_for_spec(spec, checkpoint)
         export.decomposed_once = contextlib.nullcontext  # litert-torch exactly as it ships

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from edge_models.bench import BenchRow, bench_tflite, format_table, run_measured
-from edge_models.convert.recipes import SCHEMES
+from edge_models.quantize.recipes import SCHEMES
 
 SHAPE_135M = {
     "architectures": ["LlamaForCausalLM"],

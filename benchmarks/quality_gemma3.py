@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_models.bench import run_measured
-from edge_models.convert.recipes import SCHEMES
+from edge_models.quantize.recipes import SCHEMES
 
 MODEL = "gemma3-270m"
 KV = 1024  # window length in positions (BOS included) = the KV cache of the exported files

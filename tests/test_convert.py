@@ -120,7 +120,7 @@ def test_recipe_components_match_converted_tensor_names(converted):
 
     from ai_edge_litert.interpreter import Interpreter
 
-    from edge_models.convert.recipes import COMPONENTS
+    from edge_models.quantize import COMPONENTS
 
     for name in CASES:
         _, _, path = converted(name)

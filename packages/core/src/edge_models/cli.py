@@ -68,10 +68,10 @@ def list_models(names: bool) -> None:
 @cli.command()
 def recipes() -> None:
     """List quantization recipes."""
-    from edge_models.convert.recipes import COMPONENTS, DEFAULT_RECIPE, all_schemes
+    from edge_models.quantize import COMPONENTS, DEFAULT_RECIPE, all_schemes
 
     for name, scheme in all_schemes().items():
-        click.echo(f"{name:<14} {scheme.description}")
+        click.echo(f"{name:<19} {scheme.description}")
     click.echo(
         f"\nDefault: {DEFAULT_RECIPE}. Mix per component ({', '.join(COMPONENTS)}); components not named\n"
         f"get {DEFAULT_RECIPE}. E.g.\n"
@@ -110,6 +110,11 @@ def recipes() -> None:
 @click.option("--tiny", is_flag=True, help="convert the plugin's tiny random config (no checkpoint)")
 @click.option("--bundle", type=click.Path(path_type=Path), help="also write a .task bundle (needs edge-models-bundler)")
 @click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer for --bundle")
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    help="UTF-8 text for calibrated (-gptq) schemes [the text shipped with edge-models]",
+)
 @click.pass_context
 @_friendly
 def convert(
@@ -126,6 +131,7 @@ def convert(
     tiny,
     bundle,
     tokenizer,
+    calibration,
 ) -> None:
     """Convert MODEL (a registered name, or `auto`) to a .tflite."""
     from edge_models.convert import ExportSettings, parse_recipe
@@ -143,6 +149,14 @@ def convert(
     bundle_cmd = cli.commands.get("bundle") if bundle else None
     if bundle and bundle_cmd is None:
         raise UserError("--bundle needs the bundler plugin: pip install edge-models-bundler")
+    if calibration is not None and not recipe_obj.is_calibrated:
+        raise UserError(
+            f"--calibration is used by calibrated schemes only (e.g. int4-block32-gptq), not {recipe_obj.text!r}"
+        )
+    windows = None
+    if recipe_obj.is_calibrated:
+        # Checked before any conversion work: a bad text fails in a second, not after minutes.
+        windows = _calibration_windows(spec, checkpoint, tokenizer, calibration, tiny)
     weights = None
     if tiny:
         net = random_model(spec.tiny_config)
@@ -156,9 +170,43 @@ def convert(
     if bundle_cmd is not None:
         # Settle the tokenizer before minutes of conversion, not after.
         tokenizer = tokenizer or _bundle_tokenizer(checkpoint, bundle)
-    run_convert(net, output, settings, recipe_obj, weights=weights, workers=jobs)
+    run_convert(net, output, settings, recipe_obj, weights=weights, workers=jobs, calibration=windows)
     if bundle_cmd is not None:
         ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, model=spec.name, output=bundle)
+
+
+def _calibration_windows(spec, checkpoint: Path | None, tokenizer: Path | None, text_file: Path | None, tiny: bool):
+    """Token windows of the calibration text, in the checkpoint's own tokenizer."""
+    import tempfile
+
+    from edge_models.quantize.calibration_data import calibration_windows, read_calibration_text
+    from edge_models.runtime import load_tokenizer
+
+    text = read_calibration_text(text_file)
+    source = str(text_file or "the shipped calibration text")
+    if tiny:
+        # A random tiny model has no tokenizer: its windows are the text's bytes folded into its vocabulary.
+        vocab = spec.tiny_config.vocab_size
+        return calibration_windows(text, lambda t: [b % vocab for b in t.encode()], None, source=source)
+    if tokenizer is None and checkpoint is not None and checkpoint.suffix == ".gguf":
+        from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tok = load_tokenizer(write_sentencepiece_from_gguf(checkpoint, Path(tmp) / "tokenizer.model"))
+    else:
+        directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+        found = tokenizer or next(
+            (directory / n for n in ("tokenizer.model", "tokenizer.json") if directory and (directory / n).exists()),
+            None,
+        )
+        if found is None:
+            raise UserError(
+                "calibrated schemes need the model's tokenizer: give --tokenizer (none beside the checkpoint)"
+            )
+        tok = load_tokenizer(found)
+    start = spec.tokenizer.start_token
+    start_id = tok.piece_to_id(start) if start else None
+    return calibration_windows(text, tok.encode, start_id, source=source)
 
 
 def _bundle_tokenizer(checkpoint: Path | None, bundle: Path) -> Path:

@@ -21,4 +21,4 @@ def register_commands(cli):
 
 @hookspec
 def register_quant_recipes(register):
-    """Call `register(name, description, scheme)` with an `edge_models.convert.recipes.Scheme` for each extra recipe."""
+    """Call `register(name, description, scheme)` with an `edge_models.quantize.Scheme` for each extra recipe."""

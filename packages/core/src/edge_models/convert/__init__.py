@@ -2,7 +2,7 @@
 
 from edge_models.convert.converter import ConvertResult, convert
 from edge_models.convert.export import ExportSettings
-from edge_models.convert.recipes import DEFAULT_RECIPE, Recipe, RecipeError, all_schemes, parse_recipe
+from edge_models.quantize import DEFAULT_RECIPE, Recipe, RecipeError, all_schemes, parse_recipe
 
 __all__ = [
     "DEFAULT_RECIPE",

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from edge_models.convert.export import ExportSettings, lower_signatures
-from edge_models.convert.recipes import Recipe, parse_recipe, quantize_flatbuffer
 from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
+from edge_models.quantize import Recipe, RecipeError, parse_recipe
+from edge_models.quantize.ai_edge import quantize_flatbuffer
 from edge_models.tflite_check import check_tflite
 
 Progress = Callable[[str], None]
@@ -59,6 +60,7 @@ def convert(
     weights: Callable[[str], np.ndarray] | None = None,
     low_memory: bool = True,
     workers: int = 1,
+    calibration: list[list[int]] | None = None,
 ) -> ConvertResult:
     """Convert `model` and write `output` atomically; the file is checked before it is renamed into place.
 
@@ -67,6 +69,7 @@ def convert(
     `load_for_spec(..., deferred=True)`. A plugin's scheme the writer does not store, or `low_memory=False`, goes
     through litert-torch's float flatbuffer and ai-edge-quantizer, which hold several copies of the weights.
     `workers` > 1 exports the low-memory path's signatures in that many processes at once (~1 GiB each).
+    A recipe with calibrated schemes needs `calibration`: token windows (`quantize.calibration_data`).
     """
     from edge_models.convert import streaming
 
@@ -79,8 +82,20 @@ def convert(
 
     model = model.eval()
     check = partial(_check, layers=model.config.num_layers)
+    encoded = None
+    if recipe.is_calibrated:
+        if not (low_memory and streaming.can_stream(model, recipe)):
+            raise RecipeError(
+                f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only"
+            )
+        if not calibration:
+            raise RecipeError(f"recipe {recipe.text!r} is calibrated: give calibration token windows")
+        from edge_models.quantize.calibrate import calibrate
+
+        say(f"calibrating with GPTQ on {sum(map(len, calibration)):,} tokens, one block at a time")
+        encoded = calibrate(model, calibration, recipe, weights, say).encoded
     if low_memory and streaming.can_stream(model, recipe):
-        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers)
+        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers, encoded)
     else:
         if weights is not None:
             say("this recipe needs every weight in memory: reading them all")

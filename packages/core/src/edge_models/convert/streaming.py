@@ -5,11 +5,11 @@ into Python objects and rewrites: several full copies of the model are alive at 
 measured on TinyLlama-1.1B, and Phi-2 did not fit in 24 GiB). Here the 2-D weights (embedding, every linear layer,
 the LM head) are signature inputs while litert-torch exports, so the "skeleton" it writes holds only the graph
 and the small constants. Each weight input then becomes a constant tensor shared by all signatures, and its data
-(in the recipe's storage: float32, float16, int8 per row, int4 per block; `weight_formats`) is appended after the
-flatbuffer as an offset buffer, the layout ai-edge-quantizer itself writes. Peak memory is the skeleton plus one
-weight, on top of wherever the weights come from.
+(in the recipe's storage: float32, float16, int8 per row, int4 per block; `edge_models.quantize.formats`) is
+appended after the flatbuffer as an offset buffer, the layout ai-edge-quantizer itself writes.
+Peak memory is the skeleton plus one weight, on top of wherever the weights come from.
 
-Every built-in scheme is written here; a scheme from a plugin that `weight_formats.format_for` does not know takes
+Every built-in scheme is written here; a scheme from a plugin that `quantize.formats.format_for` does not know takes
 the ai-edge-quantizer path.
 """
 
@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from edge_models.convert.export import ExportSettings, Signature, lower_signatures
-from edge_models.convert.recipes import Recipe
-from edge_models.convert.weight_formats import WeightFormat, encode, format_for, stored_bytes
 from edge_models.layers import Decoder
+from edge_models.quantize.formats import EncodedWeight, WeightFormat, encode, format_for, stored_bytes
+from edge_models.quantize.recipes import Recipe
 
 WEIGHTS_ARG = "weights"  # the signature argument that carries the streamed weights during export
 _ALIGN = 16  # ai-edge-quantizer aligns offset buffers to 16 bytes; so do we
@@ -111,11 +111,14 @@ def write_with_weights(
     read: Callable[[str], np.ndarray],
     out: BinaryIO,
     progress: Callable[[str], None] | None = None,
+    encoded: dict[str, EncodedWeight] | None = None,
 ) -> None:
     """Turn the skeleton's weight inputs into constants and write the model to `out`.
 
     `formats` maps each parameter to how it is stored; `read(param)` returns its float32 [rows, cols] data and is
-    called once per parameter, in the order the data is written."""
+    called once per parameter, in the order the data is written, except for the parameters `encoded` already holds
+    in their stored form (calibrated ones)."""
+    encoded = dict(encoded or {})
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(skeleton, 0)
@@ -168,16 +171,18 @@ def write_with_weights(
     weights_total, weights_done = len(uses), 0
     for buffers, source in jobs:
         if isinstance(source, str):
-            data = read(source)
-            if data.shape != shapes[source]:
-                raise ValueError(
-                    f"weight {source!r} has shape {list(data.shape)}, the graph expects {list(shapes[source])}"
-                )
-            encoded = encode(data, formats[source])
-            del data
+            ready = encoded.pop(source, None)
+            if ready is None:
+                data = read(source)
+                if data.shape != shapes[source]:
+                    raise ValueError(
+                        f"weight {source!r} has shape {list(data.shape)}, the graph expects {list(shapes[source])}"
+                    )
+                ready = encode(data, formats[source])
+                del data
             for quant in row_scales.get(source, []):
-                quant.scale = encoded.row_scales
-            payloads = encoded.buffers()
+                quant.scale = ready.row_scales
+            payloads = ready.buffers()
             weights_done += 1
             if progress and (weights_done % 16 == 0 or weights_done == weights_total):
                 progress(f"wrote {weights_done}/{weights_total} weights")
@@ -306,9 +311,11 @@ def convert_streaming(
     progress: Callable[[str], None] | None = None,
     check: Callable[[Path], None] | None = None,
     workers: int = 1,
+    encoded: dict[str, EncodedWeight] | None = None,
 ) -> None:
     """Export the skeleton of `model` (`workers` processes at once), then write `output` with each 2-D weight from
-    `read(param)` (default: the model's own tensor), in the scheme `recipe` gives it."""
+    `encoded` (already in its stored form) or `read(param)` (default: the model's own tensor), in the scheme
+    `recipe` gives it."""
     from edge_models.fileio import write_atomically
 
     say = progress or (lambda _m: None)
@@ -326,4 +333,4 @@ def convert_streaming(
     )
     skeleton = export_skeleton(model, settings, shapes, workers)
     say(f"writing {len(shapes)} weights one at a time ({recipe.text})")
-    write_atomically(output, lambda f: write_with_weights(skeleton, formats, read, f, say), check)
+    write_atomically(output, lambda f: write_with_weights(skeleton, formats, read, f, say, encoded), check)

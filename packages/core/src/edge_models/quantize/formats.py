@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from edge_models.convert.recipes import Scheme
+from edge_models.quantize.recipes import Scheme
 
 Storage = Literal["float32", "float16", "int8", "int4"]
 
@@ -103,3 +103,19 @@ def pack_int4(q: np.ndarray) -> np.ndarray:
 
 def _bytes(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+
+
+def decode(encoded: EncodedWeight, fmt: WeightFormat, shape: tuple[int, int]) -> np.ndarray:
+    """The float32 weight a runtime computes with from `encoded` (the inverse of `encode`, up to its rounding)."""
+    rows, cols = shape
+    if fmt.storage == "float32":
+        return encoded.data.view(np.float32).reshape(rows, cols).copy()
+    if fmt.storage == "float16":
+        return encoded.data.view(np.float16).reshape(rows, cols).astype(np.float32)
+    if fmt.storage == "int8":
+        return encoded.data.view(np.int8).reshape(rows, cols).astype(np.float32) * encoded.row_scales[:, None]
+    low = (encoded.data & 0x0F).astype(np.int8)
+    high = (encoded.data >> 4).astype(np.int8)
+    values = np.stack([low, high], axis=1).reshape(-1)[: rows * cols]
+    values = np.where(values > 7, values - 16, values).astype(np.float32).reshape(rows, cols)
+    return values * np.repeat(encoded.block_scales.astype(np.float32), fmt.block_size, axis=1)

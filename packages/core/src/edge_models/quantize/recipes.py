@@ -19,6 +19,8 @@ class Scheme:
     bits: int  # 32 means "leave in float32"
     mode: Mode
     block_size: int | None = None  # None: one scale per output channel
+    # Integers and scales chosen from calibration activations (GPTQ) instead of rounded to nearest; same format.
+    calibrated: bool = False
 
 
 SCHEMES: dict[str, Scheme] = {
@@ -28,6 +30,13 @@ SCHEMES: dict[str, Scheme] = {
     "int8": Scheme("int8 per-channel weights, dynamic-range int8 compute (default)", 8, "dynamic"),
     "int4-block32": Scheme("int4 weights in blocks of 32, dynamic-range compute", 4, "dynamic", 32),
     "int4-block128": Scheme("int4 weights in blocks of 128, dynamic-range compute", 4, "dynamic", 128),
+    "int8-gptq": Scheme("int8 like `int8`, integers chosen by GPTQ on calibration text", 8, "dynamic", None, True),
+    "int4-block32-gptq": Scheme(
+        "int4 like `int4-block32`, integers and scales chosen by GPTQ on calibration text", 4, "dynamic", 32, True
+    ),
+    "int4-block128-gptq": Scheme(
+        "int4 like `int4-block128`, integers and scales chosen by GPTQ on calibration text", 4, "dynamic", 128, True
+    ),
 }
 
 COMPONENTS: dict[str, str] = {
@@ -55,6 +64,10 @@ class Recipe:
 
     text: str
     parts: tuple[tuple[str, str], ...]
+
+    @property
+    def is_calibrated(self) -> bool:
+        return any(all_schemes()[s].calibrated for _, s in self.parts)
 
     @property
     def is_float32(self) -> bool:
@@ -117,7 +130,7 @@ def register_scheme(name: str, description: str, scheme: Scheme) -> None:
     """Target of the `register_quant_recipes` hook."""
     if name in SCHEMES or name in _extra_schemes:
         raise RecipeError(f"quantization recipe {name!r} is already defined")
-    _extra_schemes[name] = Scheme(description, scheme.bits, scheme.mode, scheme.block_size)
+    _extra_schemes[name] = Scheme(description, scheme.bits, scheme.mode, scheme.block_size, scheme.calibrated)
 
 
 _plugins_asked = False
@@ -159,67 +172,3 @@ def parse_recipe(text: str | None) -> Recipe:
     parts.setdefault("default", DEFAULT_RECIPE)
     ordered = tuple((c, parts[c]) for c in COMPONENTS if c in parts)
     return Recipe(text, ordered)
-
-
-def quantize_flatbuffer(model: bytes, recipe: Recipe) -> bytes:
-    """Apply `recipe` to a float32 flatbuffer with ai-edge-quantizer."""
-    if recipe.is_float32:
-        return model
-    from ai_edge_quantizer import qtyping, quantizer
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
-
-    qt = quantizer.Quantizer(bytearray(model))
-    schemes = all_schemes()
-    # Specific components are added after the default so that they override it.
-    for component, name in recipe.parts:
-        scheme = schemes[name]
-        if scheme.bits == 32:
-            # Float components still need an entry so they override a quantized default.
-            if component != "default":
-                qt.update_quantization_recipe(
-                    regex=COMPONENTS[component],
-                    operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                    op_config=qtyping.OpQuantizationConfig(
-                        weight_tensor_config=qtyping.TensorQuantizationConfig(
-                            num_bits=32, dtype=qtyping.TensorDataType.FLOAT
-                        ),
-                        compute_precision=qtyping.ComputePrecision.FLOAT,
-                        explicit_dequantize=False,
-                    ),
-                    algorithm_key=AlgorithmName.NO_QUANTIZE,
-                )
-            continue
-        qt.update_quantization_recipe(
-            regex=COMPONENTS[component],
-            operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-            op_config=_op_config(qtyping, scheme),
-            algorithm_key=(AlgorithmName.FLOAT_CASTING if scheme.bits == 16 else AlgorithmName.MIN_MAX_UNIFORM_QUANT),
-        )
-    return bytes(qt.quantize().quantized_model)
-
-
-def _op_config(qtyping, scheme: Scheme):
-    granularity = {
-        None: qtyping.QuantGranularity.CHANNELWISE,
-        32: qtyping.QuantGranularity.BLOCKWISE_32,
-        64: qtyping.QuantGranularity.BLOCKWISE_64,
-        128: qtyping.QuantGranularity.BLOCKWISE_128,
-        256: qtyping.QuantGranularity.BLOCKWISE_256,
-    }[scheme.block_size]
-    if scheme.bits == 16:
-        return qtyping.OpQuantizationConfig(
-            weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
-            compute_precision=qtyping.ComputePrecision.FLOAT,
-            explicit_dequantize=True,
-        )
-    dynamic = scheme.mode == "dynamic"
-    return qtyping.OpQuantizationConfig(
-        weight_tensor_config=qtyping.TensorQuantizationConfig(
-            num_bits=scheme.bits,
-            symmetric=True,
-            granularity=granularity,
-            dtype=qtyping.TensorDataType.INT,
-        ),
-        compute_precision=qtyping.ComputePrecision.INTEGER if dynamic else qtyping.ComputePrecision.FLOAT,
-        explicit_dequantize=not dynamic,
-    )

@@ -1,0 +1,185 @@
+"""Calibrated quantization of a decoder, one block at a time.
+
+The calibration sequences flow through the model block by block. For each block, the inputs reaching each linear
+layer give its Hessian; the block's calibrated weights are rounded with GPTQ against it, and the block is run
+again with those rounded weights, so the next block is calibrated on the inputs it will really see (errors of
+earlier blocks included). Only one block's float weights are in memory at a time, read through `read` when the
+model was loaded deferred; the results are kept in their stored form (int8, or int4 packed two per byte).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_models.quantize.formats import EncodedWeight, format_for, pack_int4
+from edge_models.quantize.gptq import Grid, dequantize, gptq
+from edge_models.quantize.recipes import Recipe, Scheme
+
+Progress = Callable[[str], None]
+Reader = Callable[[str], np.ndarray]
+
+HEAD = "lm_head.weight"
+
+
+def grid_for(scheme: Scheme) -> Grid:
+    return Grid(scheme.bits, scheme.block_size)
+
+
+@dataclass
+class CalibrationResult:
+    encoded: dict[str, EncodedWeight]  # parameter -> what the writer stores for it
+    tokens: int  # calibration tokens that went through the model
+
+
+def calibrated_params(model: nn.Module, recipe: Recipe) -> list[str]:
+    """The 2-D parameters whose scheme asks for calibration (the head included, under its own name)."""
+    out = [
+        name
+        for name, p in model.named_parameters()
+        if p.dim() == 2 and recipe.scheme_for(name).calibrated and name != "embed_tokens.weight"
+    ]
+    if recipe.scheme_for("lm_head").calibrated:
+        out.append(HEAD if not model.config.tie_embeddings else "embed_tokens.weight")
+    return out
+
+
+def calibrate(
+    model: nn.Module,
+    sequences: list[list[int]],
+    recipe: Recipe,
+    read: Reader | None = None,
+    progress: Progress | None = None,
+) -> CalibrationResult:
+    """GPTQ-round every weight whose scheme is calibrated; `sequences` are token ids (each a calibration window)."""
+    say = progress or (lambda _m: None)
+    wanted = set(calibrated_params(model, recipe))
+    if not sequences or not any(sequences):
+        raise ValueError("calibration needs at least one non-empty token sequence")
+    cfg = model.config
+    with _materialized(model, ["embed_tokens.weight"], read):
+        hidden = []
+        for ids in sequences:
+            x = model.embed_tokens(torch.tensor([ids]))
+            if model.embedding_scale is not None:
+                x = x * torch.tensor(model.embedding_scale, dtype=x.dtype)
+            hidden.append(x)
+    encoded: dict[str, EncodedWeight] = {}
+    n_tokens = sum(len(s) for s in sequences)
+    for i, block in enumerate(model.layers):
+        prefix = f"layers.{i}."
+        params = [prefix + n for n, p in block.named_parameters() if p.dim() == 2]
+        with _materialized(model, params, read):
+            targets = {
+                n: m for n, m in block.named_modules() if isinstance(m, nn.Linear) and prefix + n + ".weight" in wanted
+            }
+            hessians = _collect_hessians(targets, lambda: [_run_block(block, x, i) for x in hidden])
+            for name, module in targets.items():
+                param = prefix + name + ".weight"
+                q, scales = gptq(module.weight, hessians[name], grid_for(recipe.scheme_for(param)))
+                encoded[param] = _encode(q, scales, grid_for(recipe.scheme_for(param)))
+                module.weight.data = dequantize(q, scales, grid_for(recipe.scheme_for(param)))
+            with torch.no_grad():
+                hidden = [_run_block(block, x, i) for x in hidden]
+        say(f"calibrated block {i + 1}/{cfg.num_layers}")
+    head_param = HEAD if not cfg.tie_embeddings else "embed_tokens.weight"
+    if head_param in wanted:
+        with torch.no_grad():
+            normed = [model.final_norm(x) for x in hidden]
+        h = _hessian_of(normed)
+        grid = grid_for(recipe.scheme_for("lm_head"))
+        with _materialized(model, [head_param], read):
+            weight = model.get_parameter(head_param)
+            q, scales = gptq(weight, h, grid)
+        encoded[head_param] = _encode(q, scales, grid)
+        say("calibrated the LM head")
+    return CalibrationResult(encoded, n_tokens)
+
+
+def _run_block(block: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
+    t = x.shape[1]
+    attn = block.attn.cfg
+    k = torch.zeros(1, attn.num_kv_heads, t, attn.head_dim)
+    v = torch.zeros(1, attn.num_kv_heads, attn.head_dim, t)
+    with torch.no_grad():
+        out, _, _ = block(x, torch.arange(t), k, v, None)
+    return out
+
+
+def _collect_hessians(modules: dict[str, nn.Linear], run: Callable[[], object]) -> dict[str, torch.Tensor]:
+    sums = {name: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for name, m in modules.items()}
+    counts = dict.fromkeys(modules, 0)
+
+    def hook(name):
+        def accumulate(_module, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+            sums[name] += x.T @ x
+            counts[name] += x.shape[0]
+
+        return accumulate
+
+    handles = [m.register_forward_pre_hook(hook(name)) for name, m in modules.items()]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: (sums[name] / max(counts[name], 1)).float() for name in modules}
+
+
+def _hessian_of(xs: list[torch.Tensor]) -> torch.Tensor:
+    total = None
+    count = 0
+    for x in xs:
+        flat = x.reshape(-1, x.shape[-1]).double()
+        total = flat.T @ flat if total is None else total + flat.T @ flat
+        count += flat.shape[0]
+    return (total / count).float()
+
+
+def _encode(q: torch.Tensor, scales: torch.Tensor, grid: Grid) -> EncodedWeight:
+    if grid.bits == 8 and grid.block is None:
+        return EncodedWeight(q.numpy().view(np.uint8).reshape(-1).copy(), row_scales=scales[:, 0].numpy().copy())
+    if grid.bits == 4 and grid.block:
+        return EncodedWeight(pack_int4(q.numpy()), block_scales=scales.half().numpy())
+    raise ValueError(f"no stored format for {grid.bits}-bit weights with blocks of {grid.block}")
+
+
+class _materialized:
+    """Give `params` real float32 data for the duration (from `read` where they are on the meta device), then put
+    the model's own parameters back, so calibration holds one block's weights at a time."""
+
+    def __init__(self, model: nn.Module, params: list[str], read: Reader | None) -> None:
+        self.model, self.params, self.read = model, params, read
+        self.saved: dict[str, nn.Parameter] = {}
+
+    def __enter__(self):
+        for name in self.params:
+            module_name, _, attr = name.rpartition(".")
+            module = self.model.get_submodule(module_name)
+            original = getattr(module, attr)
+            self.saved[name] = original
+            if original.is_meta:
+                if self.read is None:
+                    raise ValueError(f"{name} is not loaded and no reader was given")
+                data = torch.from_numpy(self.read(name))
+            else:
+                data = original.detach().float().clone()
+            setattr(module, attr, nn.Parameter(data, requires_grad=False))
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self.saved.items():
+            module_name, _, attr = name.rpartition(".")
+            setattr(self.model.get_submodule(module_name), attr, original)
+        return False
+
+
+def check_formats(recipe: Recipe, params: list[str]) -> None:
+    for p in params:
+        if format_for(recipe.scheme_for(p)) is None:
+            raise ValueError(f"{p}: scheme {recipe.scheme_name_for(p)} has no stored format to calibrate into")

@@ -1,0 +1,205 @@
+"""Calibrated quantization: GPTQ against round-to-nearest, the calibration text's checks, and files that carry it."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import markov_text, trained_tiny_model
+from edge_models import registry
+from edge_models.convert import ExportSettings, convert
+from edge_models.quantize import parse_recipe
+from edge_models.quantize.calibrate import calibrate
+from edge_models.quantize.calibration_data import (
+    DEFAULT_CALIBRATION,
+    CalibrationError,
+    calibration_windows,
+    read_calibration_text,
+)
+from edge_models.quantize.formats import decode, encode, format_for
+from edge_models.quantize.gptq import Grid, dequantize, gptq, quantize_rtn, search_scales
+from edge_models.runtime import LiteRTModel
+
+
+def _correlated_inputs(n: int, dim: int, seed: int) -> torch.Tensor:
+    # Real activations are low-rank-ish with a few loud channels: the case GPTQ's error feedback is for.
+    shape = torch.Generator().manual_seed(0)
+    mix = torch.randn(dim, dim, generator=shape) * (torch.rand(dim, generator=shape) ** 4)[None, :]
+    loud = torch.ones(dim)
+    loud[:4] = 8.0
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) @ mix * loud
+
+
+@pytest.mark.parametrize("grid", [Grid(4, 32), Grid(4, 128), Grid(8)], ids=str)
+def test_gptq_output_error_is_below_round_to_nearest(grid):
+    torch.manual_seed(0)
+    weight = torch.randn(96, 256) * 0.05
+    x_fit, x_held_out = _correlated_inputs(4096, 256, seed=1), _correlated_inputs(2048, 256, seed=2)
+    hessian = x_fit.T @ x_fit / len(x_fit)
+    q, scales = gptq(weight, hessian, grid)
+    assert q.dtype == torch.int8 and int(q.min()) >= grid.qmin and int(q.max()) <= grid.qmax
+    rtn_scales = search_scales(weight, grid)
+    rtn = dequantize(quantize_rtn(weight, rtn_scales, grid), rtn_scales, grid)
+
+    def output_error(w):
+        return float((x_held_out @ (w - weight).T).square().mean())
+
+    assert output_error(dequantize(q, scales, grid)) < 0.7 * output_error(rtn)
+
+
+def test_clipping_search_is_never_worse_than_the_absolute_maximum():
+    torch.manual_seed(0)
+    weight = torch.randn(64, 128) * torch.rand(64, 1)
+    grid = Grid(4, 32)
+    plain = (weight.abs().view(64, 4, 32).amax(2) / grid.qmax).half().float()
+    searched = search_scales(weight, grid)
+
+    def error(scales):
+        return float((dequantize(quantize_rtn(weight, scales, grid), scales, grid) - weight).square().sum())
+
+    assert error(searched) <= error(plain)
+
+
+def _kl_to(reference: torch.nn.Module, model: torch.nn.Module, ids: list[int]) -> float:
+    with torch.no_grad():
+        want = torch.log_softmax(
+            reference(torch.tensor([ids]), torch.arange(len(ids)), reference.empty_cache(len(ids)))[0][0], -1
+        )
+        got = torch.log_softmax(
+            model(torch.tensor([ids]), torch.arange(len(ids)), model.empty_cache(len(ids)))[0][0], -1
+        )
+    return float((want.exp() * (want - got)).sum(-1).mean())
+
+
+def _with_weights(model, recipe, encoded: dict) -> torch.nn.Module:
+    """A copy of `model` computing with the stored weights (calibrated ones from `encoded`, the rest rounded)."""
+    out = copy.deepcopy(model)
+    for name, p in out.named_parameters():
+        if p.dim() != 2:
+            continue
+        fmt = format_for(recipe.scheme_for(name))
+        stored = encoded.get(name) or encode(p.detach().numpy(), fmt)
+        p.data = torch.from_numpy(decode(stored, fmt, tuple(p.shape)))
+    return out
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3-270m", "phi-2"])
+def test_calibrated_weights_are_closer_than_round_to_nearest(name):
+    config = registry().get(name).tiny_config
+    model = trained_tiny_model(config)
+    calibration = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(8)]
+    held_out = markov_text(96, config.vocab_size, seed=5000)
+    for scheme in ("int4-block32", "int8"):
+        rtn = _with_weights(model, parse_recipe(scheme), {})
+        recipe = parse_recipe(f"{scheme}-gptq")
+        result = calibrate(model, calibration, recipe)
+        # Every matrix that multiplies activations; an untied embedding is only looked up (rounded to nearest).
+        lookup_only = set() if config.tie_embeddings else {"embed_tokens.weight"}
+        assert set(result.encoded) == {n for n, p in model.named_parameters() if p.dim() == 2} - lookup_only
+        gptq_model = _with_weights(model, recipe, result.encoded)
+        assert _kl_to(model, gptq_model, held_out) < _kl_to(model, rtn, held_out), scheme
+
+
+def test_calibration_leaves_the_model_as_it_was():
+    model = random_model_of("llama")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    calibrate(model, [[1, 2, 3, 4] * 8], parse_recipe("int4-block32-gptq"))
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def random_model_of(name: str):
+    from edge_models.models import random_model
+
+    return random_model(registry().get(name).tiny_config, seed=3)
+
+
+SETTINGS = ExportSettings(prefill_lengths=(16,), kv_cache_len=64, prefill_logits=True)
+
+
+def _file_kl(path, reference, ids) -> float:
+    lite = LiteRTModel(path)
+    logits = lite._run("prefill_16", np.array([ids], np.int32), np.arange(16, dtype=np.int32))["logits"][0]
+    with torch.no_grad():
+        want = torch.log_softmax(reference(torch.tensor([ids]), torch.arange(16), reference.empty_cache(64))[0][0], -1)
+    got = torch.log_softmax(torch.from_numpy(logits), -1)
+    return float((want.exp() * (want - got)).sum(-1).mean())
+
+
+def test_calibrated_file_is_closer_to_fp32_than_round_to_nearest(tmp_path):
+    # The whole path: calibration, the writer storing GPTQ's integers and scales, LiteRT running them.
+    config = registry().get("gemma3-270m").tiny_config
+    model = trained_tiny_model(config)
+    calibration = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(8)]
+    held_out = markov_text(16, config.vocab_size, seed=5000)
+    rtn = convert(model, tmp_path / "rtn.tflite", SETTINGS, "int4-block32", progress=None).path
+    calibrated = convert(
+        model, tmp_path / "gptq.tflite", SETTINGS, "int4-block32-gptq", progress=None, calibration=calibration
+    ).path
+    assert _file_kl(calibrated, model, held_out) < _file_kl(rtn, model, held_out)
+
+
+def test_calibrated_recipe_without_calibration_is_refused(tmp_path):
+    from edge_models.convert import RecipeError
+
+    with pytest.raises(RecipeError, match="calibrat"):
+        convert(random_model_of("llama"), tmp_path / "m.tflite", SETTINGS, "int4-block32-gptq", progress=None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_shipped_calibration_text_is_usable_and_not_the_evaluation_text():
+    text = read_calibration_text()
+    assert text == DEFAULT_CALIBRATION.read_text(encoding="utf-8")
+    from pathlib import Path
+
+    eval_text = (Path(__file__).parents[1] / "benchmarks" / "data" / "eval_text.txt").read_text(encoding="utf-8")
+    eval_lines = {line.strip() for line in eval_text.splitlines() if len(line.strip()) > 40}
+    assert not eval_lines & {line.strip() for line in text.splitlines()}
+    windows = calibration_windows(text, lambda t: list(t.encode()), start_token=2)
+    assert all(w[0] == 2 for w in windows) and sum(map(len, windows)) >= 4096
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"   \n\n", "empty"),
+        (b"\x00\x01binary" * 500, "not text"),
+        (b"\xff\xfe" * 2000, "not UTF-8"),
+        (b"too short to calibrate anything.", "characters"),
+    ],
+)
+def test_bad_calibration_files_are_named(tmp_path, content, message):
+    path = tmp_path / "calib.txt"
+    path.write_bytes(content)
+    with pytest.raises(CalibrationError, match=message) as info:
+        read_calibration_text(path)
+    assert str(path) in str(info.value)
+
+
+def test_cli_refuses_a_bad_calibration_file_before_converting(tmp_path):
+    from edge_models.cli import _add_builtin_groups, cli
+
+    _add_builtin_groups()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    out = tmp_path / "m.tflite"
+    args = [
+        "convert",
+        "llama",
+        "--tiny",
+        "-o",
+        str(out),
+        "--quantize",
+        "int4-block32-gptq",
+        "--calibration",
+        str(empty),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "empty" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["convert", "llama", "--tiny", "-o", str(out), "--calibration", str(empty)])
+    assert result.exit_code == 1 and "calibrated schemes only" in result.output
+    assert not out.exists()
