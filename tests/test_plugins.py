@@ -93,7 +93,7 @@ def test_example_plugin_installs_and_registers():
 
 
 def test_plugins_can_add_quantization_recipes(monkeypatch):
-    from edge_models.convert import recipes
+    from edge_models.quantize import recipes
 
     @hookimpl
     def register_quant_recipes(register):

