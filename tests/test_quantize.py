@@ -203,3 +203,31 @@ def test_cli_refuses_a_bad_calibration_file_before_converting(tmp_path):
     result = CliRunner().invoke(cli, ["convert", "llama", "--tiny", "-o", str(out), "--calibration", str(empty)])
     assert result.exit_code == 1 and "calibrated schemes only" in result.output
     assert not out.exists()
+
+
+def test_deferred_checkpoint_calibrates_like_a_loaded_model(tiny_llama):
+    # A deferred model has its matrices on the meta device; calibration reads one block's worth at a time.
+    from edge_models.models import load_for_spec
+
+    _, ckpt, spec = tiny_llama
+    loaded = load_for_spec(spec, ckpt)
+    deferred, read = load_for_spec(spec, ckpt, deferred=True)
+    windows = [markov_text(48, spec.tiny_config.vocab_size, seed=k) for k in range(3)]
+    recipe = parse_recipe("int4-block32-gptq")
+    a, b = calibrate(loaded, windows, recipe).encoded, calibrate(deferred, windows, recipe, read).encoded
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k].data, b[k].data) and np.array_equal(a[k].block_scales, b[k].block_scales) for k in a)
+    assert all(p.is_meta for n, p in deferred.named_parameters() if p.dim() == 2)
+
+
+def test_cli_calibration_needs_the_models_tokenizer(tiny_llama, tmp_path):
+    from edge_models.cli import _add_builtin_groups, cli
+
+    _add_builtin_groups()
+    _, ckpt, _ = tiny_llama
+    out = tmp_path / "m.tflite"
+    result = CliRunner().invoke(
+        cli, ["convert", "llama", "--checkpoint", str(ckpt), "-o", str(out), "--quantize", "int8-gptq"]
+    )
+    assert result.exit_code == 1 and "--tokenizer" in result.output
+    assert not out.exists()
