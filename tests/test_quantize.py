@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import pytest
@@ -75,9 +76,14 @@ def _kl_to(reference: torch.nn.Module, model: torch.nn.Module, ids: list[int]) -
     return float((want.exp() * (want - got)).sum(-1).mean())
 
 
-def _with_weights(model, recipe, encoded: dict) -> torch.nn.Module:
-    """A copy of `model` computing with the stored weights (calibrated ones from `encoded`, the rest rounded)."""
+def _with_weights(model, recipe, calibrated=None) -> torch.nn.Module:
+    """A copy of `model` computing with the stored weights (calibrated ones and smoothed norms from `calibrated`,
+    the rest rounded to nearest)."""
     out = copy.deepcopy(model)
+    encoded = {} if calibrated is None else calibrated.encoded
+    with torch.no_grad():
+        for name, value in ({} if calibrated is None else calibrated.smoothed).items():
+            out.get_parameter(name).copy_(value)
     for name, p in out.named_parameters():
         if p.dim() != 2:
             continue
@@ -90,17 +96,17 @@ def _with_weights(model, recipe, encoded: dict) -> torch.nn.Module:
 @pytest.mark.parametrize("name", ["llama", "gemma3-270m", "phi-2"])
 def test_calibrated_weights_are_closer_than_round_to_nearest(name):
     config = registry().get(name).tiny_config
-    model = trained_tiny_model(config)
+    model = _trained(name)
     calibration = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(8)]
     held_out = markov_text(96, config.vocab_size, seed=5000)
     for scheme in ("int4-block32", "int8"):
-        rtn = _with_weights(model, parse_recipe(scheme), {})
+        rtn = _with_weights(model, parse_recipe(scheme))
         recipe = parse_recipe(f"{scheme}-gptq")
         result = calibrate(model, calibration, recipe)
         # Every matrix that multiplies activations; an untied embedding is only looked up (rounded to nearest).
         lookup_only = set() if config.tie_embeddings else {"embed_tokens.weight"}
         assert set(result.encoded) == {n for n, p in model.named_parameters() if p.dim() == 2} - lookup_only
-        gptq_model = _with_weights(model, recipe, result.encoded)
+        gptq_model = _with_weights(model, recipe, result)
         assert _kl_to(model, gptq_model, held_out) < _kl_to(model, rtn, held_out), scheme
 
 
@@ -132,7 +138,7 @@ def _file_kl(path, reference, ids) -> float:
 def test_calibrated_file_is_closer_to_fp32_than_round_to_nearest(tmp_path):
     # The whole path: calibration, the writer storing GPTQ's integers and scales, LiteRT running them.
     config = registry().get("gemma3-270m").tiny_config
-    model = trained_tiny_model(config)
+    model = _trained("gemma3-270m")
     calibration = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(8)]
     held_out = markov_text(16, config.vocab_size, seed=5000)
     rtn = convert(model, tmp_path / "rtn.tflite", SETTINGS, "int4-block32", progress=None).path
@@ -231,3 +237,56 @@ def test_cli_calibration_needs_the_models_tokenizer(tiny_llama, tmp_path):
     )
     assert result.exit_code == 1 and "--tokenizer" in result.output
     assert not out.exists()
+
+
+@functools.cache
+def _trained(name: str):
+    return trained_tiny_model(registry().get(name).tiny_config)
+
+
+def test_auto_is_deterministic_and_spells_its_choice_as_a_recipe():
+    from edge_models.quantize.auto import LOW, Target, choose_recipe
+
+    config = registry().get("llama").tiny_config
+    model = _trained("llama")
+    windows = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(4)]
+    loose = choose_recipe(model, windows, Target(max_ppl_increase=0.5))
+    again = choose_recipe(model, windows, Target(max_ppl_increase=0.5))
+    assert loose.recipe == again.recipe and [u.cost for u in loose.units] == [u.cost for u in again.units]
+    recipe = parse_recipe(loose.recipe)
+    for unit in loose.units:
+        assert all(recipe.scheme_name_for(p) == unit.choice for p in unit.params), unit.part
+    # A target between every-part-int8 and every-part-int4 takes some parts to int4, cheapest first.
+    tight = choose_recipe(
+        model, windows, Target(max_size=(loose.weights_bytes + sum(u.bytes_high for u in loose.units)) // 2)
+    )
+    chosen = [u for u in tight.units if u.choice == LOW]
+    assert 0 < len(chosen) < len(tight.units) and tight.weights_bytes <= tight.target.max_size
+    assert tight.calibrated is not None and tight.measured_increase is not None
+
+
+def test_auto_names_the_best_reachable_value_when_the_target_cannot_be_met():
+    from edge_models.convert import RecipeError
+    from edge_models.quantize.auto import Target, choose_recipe
+
+    config = registry().get("gemma3-270m").tiny_config
+    model = _trained("gemma3-270m")
+    windows = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(4)]
+    with pytest.raises(RecipeError, match="smallest is"):
+        choose_recipe(model, windows, Target(max_size=1000))
+    # On this model every part at int8 costs a little (+0.08 %); half of that cannot be met.
+    with pytest.raises(RecipeError, match=r"best reachable is \+0\.0\d %"):
+        choose_recipe(model, windows, Target(max_ppl_increase=0.0004))
+
+
+def test_cli_auto_with_an_unreachable_target_writes_nothing(tmp_path):
+    from edge_models.cli import _add_builtin_groups, cli
+
+    _add_builtin_groups()
+    out = tmp_path / "m.tflite"
+    args = ["convert", "llama", "--tiny", "-o", str(out), "--quantize", "auto", "--max-size", "1kB"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "smallest is" in result.output and "Traceback" not in result.output
+    assert not out.exists()
+    result = CliRunner().invoke(cli, ["convert", "llama", "--tiny", "-o", str(out), "--quantize", "auto"])
+    assert result.exit_code == 1 and "exactly one target" in result.output

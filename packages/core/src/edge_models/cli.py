@@ -73,9 +73,14 @@ def recipes() -> None:
     for name, scheme in all_schemes().items():
         click.echo(f"{name:<19} {scheme.description}")
     click.echo(
+        f"{'auto':<19} a scheme per block part (int8-gptq or int4-block32-gptq) chosen by measured sensitivity to\n"
+        f"{'':<19} meet --max-ppl-increase 3% or --max-size 250MB at the least size; prints the recipe it chose"
+    )
+    click.echo(
         f"\nDefault: {DEFAULT_RECIPE}. Mix per component ({', '.join(COMPONENTS)}); components not named\n"
-        f"get {DEFAULT_RECIPE}. E.g.\n"
-        "  --quantize attention=int4-block32,feedforward=int4-block128,default=int8"
+        f"get {DEFAULT_RECIPE}; one block's part as layers.N.attention / layers.N.feedforward. E.g.\n"
+        "  --quantize attention=int4-block32,feedforward=int4-block128,default=int8\n"
+        "-gptq schemes calibrate on a text shipped with edge-models, or --calibration FILE."
     )
 
 
@@ -113,8 +118,10 @@ def recipes() -> None:
 @click.option(
     "--calibration",
     type=click.Path(path_type=Path),
-    help="UTF-8 text for calibrated (-gptq) schemes [the text shipped with edge-models]",
+    help="UTF-8 text for calibrated (-gptq) schemes and auto [the text shipped with edge-models]",
 )
+@click.option("--max-ppl-increase", help="with --quantize auto: e.g. 3% (perplexity on the calibration text)")
+@click.option("--max-size", help="with --quantize auto: size of the stored weights, e.g. 250MB")
 @click.pass_context
 @_friendly
 def convert(
@@ -132,6 +139,8 @@ def convert(
     bundle,
     tokenizer,
     calibration,
+    max_ppl_increase,
+    max_size,
 ) -> None:
     """Convert MODEL (a registered name, or `auto`) to a .tflite."""
     from edge_models.convert import ExportSettings, parse_recipe
@@ -139,7 +148,8 @@ def convert(
     from edge_models.models import load_for_spec, random_model, resolve_spec
 
     spec = resolve_spec(model, checkpoint)
-    recipe_obj = parse_recipe(recipe)
+    target = _auto_target(recipe, max_ppl_increase, max_size)
+    recipe_obj = parse_recipe("int8-gptq" if target else recipe)
     settings = ExportSettings(
         prefill_lengths=_lengths(prefill),
         kv_cache_len=kv_len,
@@ -149,7 +159,7 @@ def convert(
     bundle_cmd = cli.commands.get("bundle") if bundle else None
     if bundle and bundle_cmd is None:
         raise UserError("--bundle needs the bundler plugin: pip install edge-models-bundler")
-    if calibration is not None and not recipe_obj.is_calibrated:
+    if calibration is not None and not recipe_obj.is_calibrated and not target:
         raise UserError(
             f"--calibration is used by calibrated schemes only (e.g. int4-block32-gptq), not {recipe_obj.text!r}"
         )
@@ -170,9 +180,31 @@ def convert(
     if bundle_cmd is not None:
         # Settle the tokenizer before minutes of conversion, not after.
         tokenizer = tokenizer or _bundle_tokenizer(checkpoint, bundle)
-    run_convert(net, output, settings, recipe_obj, weights=weights, workers=jobs, calibration=windows)
+    calibrated = None
+    if target:
+        from edge_models.quantize.auto import choose_recipe
+
+        plan = choose_recipe(net, windows, target, weights, lambda m: click.echo(f"[edge-models] {m}", err=True))
+        click.echo(plan.table(), err=True)
+        recipe_obj, calibrated = parse_recipe(plan.recipe), plan.calibrated
+    run_convert(
+        net, output, settings, recipe_obj, weights=weights, workers=jobs, calibration=windows, calibrated=calibrated
+    )
     if bundle_cmd is not None:
         ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, model=spec.name, output=bundle)
+
+
+def _auto_target(recipe: str | None, max_ppl_increase: str | None, max_size: str | None):
+    from edge_models.quantize.auto import Target, parse_percent, parse_size
+
+    if recipe != "auto":
+        if max_ppl_increase or max_size:
+            raise UserError("--max-ppl-increase and --max-size go with --quantize auto")
+        return None
+    return Target(
+        max_ppl_increase=parse_percent(max_ppl_increase) if max_ppl_increase else None,
+        max_size=parse_size(max_size) if max_size else None,
+    )
 
 
 def _calibration_windows(spec, checkpoint: Path | None, tokenizer: Path | None, text_file: Path | None, tiny: bool):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from edge_models.layers import Decoder
 from edge_models.quantize import Recipe, RecipeError, parse_recipe
 from edge_models.quantize.ai_edge import quantize_flatbuffer
 from edge_models.tflite_check import check_tflite
+
+if TYPE_CHECKING:
+    from edge_models.quantize.calibrate import CalibrationResult
 
 Progress = Callable[[str], None]
 
@@ -61,6 +65,7 @@ def convert(
     low_memory: bool = True,
     workers: int = 1,
     calibration: list[list[int]] | None = None,
+    calibrated: CalibrationResult | None = None,
 ) -> ConvertResult:
     """Convert `model` and write `output` atomically; the file is checked before it is renamed into place.
 
@@ -69,7 +74,8 @@ def convert(
     `load_for_spec(..., deferred=True)`. A plugin's scheme the writer does not store, or `low_memory=False`, goes
     through litert-torch's float flatbuffer and ai-edge-quantizer, which hold several copies of the weights.
     `workers` > 1 exports the low-memory path's signatures in that many processes at once (~1 GiB each).
-    A recipe with calibrated schemes needs `calibration`: token windows (`quantize.calibration_data`).
+    A recipe with calibrated schemes needs `calibration`: token windows (`quantize.calibration_data`), or
+    `calibrated`, the result of calibrating this model with this recipe already (`quantize.auto` hands it over).
     """
     from edge_models.convert import streaming
 
@@ -82,20 +88,22 @@ def convert(
 
     model = model.eval()
     check = partial(_check, layers=model.config.num_layers)
-    encoded = None
-    if recipe.is_calibrated:
-        if not (low_memory and streaming.can_stream(model, recipe)):
-            raise RecipeError(
-                f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only"
-            )
+    if recipe.is_calibrated and not (low_memory and streaming.can_stream(model, recipe)):
+        raise RecipeError(f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only")
+    if recipe.is_calibrated and calibrated is None:
         if not calibration:
             raise RecipeError(f"recipe {recipe.text!r} is calibrated: give calibration token windows")
         from edge_models.quantize.calibrate import calibrate
 
         say(f"calibrating with GPTQ on {sum(map(len, calibration)):,} tokens, one block at a time")
-        encoded = calibrate(model, calibration, recipe, weights, say).encoded
-    if low_memory and streaming.can_stream(model, recipe):
-        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers, encoded)
+        calibrated = calibrate(model, calibration, recipe, weights, say)
+    if calibrated is not None:
+        with calibrated.applied_to(model):
+            streaming.convert_streaming(
+                model, output, settings, recipe, weights, say, check, workers, calibrated.encoded
+            )
+    elif low_memory and streaming.can_stream(model, recipe):
+        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers)
     else:
         if weights is not None:
             say("this recipe needs every weight in memory: reading them all")

@@ -3,13 +3,15 @@ does not store (it holds several copies of the weights in memory)."""
 
 from __future__ import annotations
 
-from edge_models.quantize.recipes import COMPONENTS, Recipe, Scheme, all_schemes
+from edge_models.quantize.recipes import COMPONENTS, Recipe, RecipeError, Scheme, all_schemes
 
 
 def quantize_flatbuffer(model: bytes, recipe: Recipe) -> bytes:
     """Apply `recipe` to a float32 flatbuffer with ai-edge-quantizer."""
     if recipe.is_float32:
         return model
+    if recipe.has_layer_parts:
+        raise RecipeError(f"recipe {recipe.text!r}: per-layer parts are stored by the low-memory writer only")
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 

@@ -9,8 +9,9 @@ model was loaded deferred; the results are kept in their stored form (int8, or i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from edge_models.quantize.formats import EncodedWeight, format_for, pack_int4
 from edge_models.quantize.gptq import Grid, dequantize, gptq
 from edge_models.quantize.recipes import Recipe, Scheme
+from edge_models.quantize.smooth import apply_smoothing, smoothing_pairs, smoothing_scales
 
 Progress = Callable[[str], None]
 Reader = Callable[[str], np.ndarray]
@@ -34,6 +36,22 @@ def grid_for(scheme: Scheme) -> Grid:
 class CalibrationResult:
     encoded: dict[str, EncodedWeight]  # parameter -> what the writer stores for it
     tokens: int  # calibration tokens that went through the model
+    # 1-D parameters (norm scales and biases) that smoothing changed: their new values, for the exported graph
+    smoothed: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def applied_to(self, model: nn.Module) -> Iterator[None]:
+        """The model with the smoothed norm parameters in place (the matrices are in `encoded`); restored after."""
+        saved = {name: model.get_parameter(name).detach().clone() for name in self.smoothed}
+        try:
+            with torch.no_grad():
+                for name, value in self.smoothed.items():
+                    model.get_parameter(name).copy_(value)
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in saved.items():
+                    model.get_parameter(name).copy_(value)
 
 
 def calibrated_params(model: nn.Module, recipe: Recipe) -> list[str]:
@@ -54,14 +72,18 @@ def calibrate(
     recipe: Recipe,
     read: Reader | None = None,
     progress: Progress | None = None,
+    smooth: bool = True,
 ) -> CalibrationResult:
-    """GPTQ-round every weight whose scheme is calibrated; `sequences` are token ids (each a calibration window)."""
+    """GPTQ-round every weight whose scheme is calibrated; `sequences` are token ids (each a calibration window).
+
+    With `smooth`, inputs of calibrated dynamic-range layers are smoothed first (`quantize.smooth`) where their
+    producer can absorb it; the model itself is left as it was, the changed norm parameters are in the result."""
     say = progress or (lambda _m: None)
     wanted = set(calibrated_params(model, recipe))
     if not sequences or not any(sequences):
         raise ValueError("calibration needs at least one non-empty token sequence")
     cfg = model.config
-    with _materialized(model, ["embed_tokens.weight"], read):
+    with materialized(model, ["embed_tokens.weight"], read):
         hidden = []
         for ids in sequences:
             x = model.embed_tokens(torch.tensor([ids]))
@@ -70,14 +92,17 @@ def calibrate(
             hidden.append(x)
     encoded: dict[str, EncodedWeight] = {}
     n_tokens = sum(len(s) for s in sequences)
+    originals = {n: p.detach().clone() for n, p in model.named_parameters() if p.dim() == 1}
     for i, block in enumerate(model.layers):
         prefix = f"layers.{i}."
         params = [prefix + n for n, p in block.named_parameters() if p.dim() == 2]
-        with _materialized(model, params, read):
+        with materialized(model, params, read):
             targets = {
                 n: m for n, m in block.named_modules() if isinstance(m, nn.Linear) and prefix + n + ".weight" in wanted
             }
-            hessians = _collect_hessians(targets, lambda: [_run_block(block, x, i) for x in hidden])
+            hessians, absmax = _collect_statistics(targets, lambda: [_run_block(block, x, i) for x in hidden])
+            if smooth:
+                _smooth_block(block, targets, hessians, absmax, lambda n: recipe.scheme_for(prefix + n))
             for name, module in targets.items():
                 param = prefix + name + ".weight"
                 q, scales = gptq(module.weight, hessians[name], grid_for(recipe.scheme_for(param)))
@@ -92,12 +117,32 @@ def calibrate(
             normed = [model.final_norm(x) for x in hidden]
         h = _hessian_of(normed)
         grid = grid_for(recipe.scheme_for("lm_head"))
-        with _materialized(model, [head_param], read):
+        with materialized(model, [head_param], read):
             weight = model.get_parameter(head_param)
             q, scales = gptq(weight, h, grid)
         encoded[head_param] = _encode(q, scales, grid)
         say("calibrated the LM head")
-    return CalibrationResult(encoded, n_tokens)
+    smoothed = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in originals and not torch.equal(p, originals[name]):
+                smoothed[name] = p.detach().clone()
+                p.copy_(originals[name])
+    return CalibrationResult(encoded, n_tokens, smoothed)
+
+
+def _smooth_block(block, targets: dict[str, nn.Linear], hessians, absmax, scheme_of) -> None:
+    """Smooth each pair whose layers are all calibrated and activation-quantized; keep the Hessians in step
+    (the consumers' inputs are divided by s, so H becomes H / (s sᵀ))."""
+    for pair in smoothing_pairs(block):
+        names = [*pair.consumers] + ([pair.producer] if pair.producer.startswith("mlp.") else [])
+        if not all(n in targets and scheme_of(n + ".weight").mode == "dynamic" for n in names):
+            continue
+        consumers = [targets[n] for n in pair.consumers]
+        s = smoothing_scales(absmax[pair.consumers[0]], consumers)
+        apply_smoothing(block.get_submodule(pair.producer), consumers, s)
+        for n in pair.consumers:
+            hessians[n] = hessians[n] / (s[:, None] * s[None, :])
 
 
 def _run_block(block: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
@@ -110,13 +155,19 @@ def _run_block(block: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
     return out
 
 
-def _collect_hessians(modules: dict[str, nn.Linear], run: Callable[[], object]) -> dict[str, torch.Tensor]:
+def _collect_statistics(
+    modules: dict[str, nn.Linear], run: Callable[[], object]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Each module's input Hessian XᵀX / n and per-channel absolute maximum over everything `run` feeds it."""
     sums = {name: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for name, m in modules.items()}
+    absmax = {name: torch.zeros(m.in_features) for name, m in modules.items()}
     counts = dict.fromkeys(modules, 0)
 
     def hook(name):
         def accumulate(_module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
+            x = args[0].detach().reshape(-1, args[0].shape[-1])
+            absmax[name] = torch.maximum(absmax[name], x.abs().amax(dim=0).float())
+            x = x.double()
             sums[name] += x.T @ x
             counts[name] += x.shape[0]
 
@@ -128,7 +179,7 @@ def _collect_hessians(modules: dict[str, nn.Linear], run: Callable[[], object]) 
     finally:
         for h in handles:
             h.remove()
-    return {name: (sums[name] / max(counts[name], 1)).float() for name in modules}
+    return {name: (sums[name] / max(counts[name], 1)).float() for name in modules}, absmax
 
 
 def _hessian_of(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -149,7 +200,7 @@ def _encode(q: torch.Tensor, scales: torch.Tensor, grid: Grid) -> EncodedWeight:
     raise ValueError(f"no stored format for {grid.bits}-bit weights with blocks of {grid.block}")
 
 
-class _materialized:
+class materialized:
     """Give `params` real float32 data for the duration (from `read` where they are on the meta device), then put
     the model's own parameters back, so calibration holds one block's weights at a time."""
 

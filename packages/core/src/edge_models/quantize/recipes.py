@@ -7,6 +7,7 @@ writes, which carry our module paths (e.g. `edge_models.layers.attention.Attenti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,6 +53,9 @@ DEFAULT_RECIPE = "int8"
 
 # Which of our module paths belong to each component (for checks made before conversion).
 _MODULE_MARKERS = {"embedding": "embed_tokens", "attention": ".attn.", "feedforward": ".mlp.", "lm_head": "lm_head"}
+# One decoder block's attention or feed-forward (`layers.3.feedforward=int8`): what `auto` writes. Only the
+# low-memory writer stores these; they override the component-wide parts.
+_LAYER_PART = re.compile(r"layers\.(\d+)\.(attention|feedforward)")
 
 
 class RecipeError(ValueError):
@@ -76,6 +80,12 @@ class Recipe:
     def scheme_name_for(self, module_path: str) -> str:
         """The scheme applied to one of our modules (paths as in `Decoder.named_modules()`)."""
         parts = dict(self.parts)
+        layer = re.match(r"layers\.(\d+)\.", module_path)
+        if layer:
+            for component in ("attention", "feedforward"):
+                key = f"layers.{layer.group(1)}.{component}"
+                if key in parts and _MODULE_MARKERS[component] in module_path:
+                    return parts[key]
         component = next(
             (c for c, marker in _MODULE_MARKERS.items() if c in parts and marker in module_path), "default"
         )
@@ -84,8 +94,16 @@ class Recipe:
     def scheme_for(self, module_path: str) -> Scheme:
         return all_schemes()[self.scheme_name_for(module_path)]
 
+    @property
+    def has_layer_parts(self) -> bool:
+        return any(_LAYER_PART.fullmatch(c) for c, _ in self.parts)
+
     def check_model(self, model) -> None:
         """Refuse, before minutes of conversion, what the quantizer would get wrong for this model."""
+        layers = model.config.num_layers
+        beyond = [c for c, _ in self.parts if (m := _LAYER_PART.fullmatch(c)) and int(m.group(1)) >= layers]
+        if beyond:
+            raise RecipeError(f"recipe {self.text!r} names {', '.join(beyond)}, but the model has {layers} layers")
         self.check_block_sizes(model)
         if model.config.tie_embeddings:
             embedding, head = self.scheme_name_for("embed_tokens"), self.scheme_name_for("lm_head")
@@ -152,15 +170,21 @@ def parse_recipe(text: str | None) -> Recipe:
 
     Components not named, `default` included, take the default recipe (int8)."""
     text = (text or DEFAULT_RECIPE).strip()
+    if text == "auto":
+        raise RecipeError(
+            "`auto` is chosen per model against a target: `convert --quantize auto --max-ppl-increase 3%` "
+            "(or --max-size 250MB), or edge_models.quantize.auto.choose_recipe"
+        )
     schemes = all_schemes()
     parts: dict[str, str] = {}
     for item in text.split(","):
         component, sep, name = item.strip().rpartition("=")
         component = component.strip() if sep else "default"
         name = name.strip()
-        if component not in COMPONENTS:
+        if component not in COMPONENTS and not _LAYER_PART.fullmatch(component):
             raise RecipeError(
-                f"unknown component {component!r} in recipe {text!r}; components: {', '.join(COMPONENTS)}"
+                f"unknown component {component!r} in recipe {text!r}; components: {', '.join(COMPONENTS)}, "
+                "or layers.N.attention / layers.N.feedforward"
             )
         if name not in schemes:
             raise RecipeError(f"unknown quantization recipe {name!r}; valid: {', '.join(schemes)}")
@@ -171,4 +195,5 @@ def parse_recipe(text: str | None) -> Recipe:
     # float copies of weights that several signatures share: measured 1.5x the all-int8 file on tiny Gemma 3.)
     parts.setdefault("default", DEFAULT_RECIPE)
     ordered = tuple((c, parts[c]) for c in COMPONENTS if c in parts)
-    return Recipe(text, ordered)
+    per_layer = sorted((c for c in parts if c not in COMPONENTS), key=lambda c: (int(c.split(".")[1]), c))
+    return Recipe(text, ordered + tuple((c, parts[c]) for c in per_layer))
