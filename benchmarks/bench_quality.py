@@ -168,13 +168,27 @@ def job_pytorch_speed(model_name: str, gguf: str, threads: int) -> float:
 
 
 def job_convert(model_name: str, gguf: str, recipe: str, out: str, calibration: list[list[int]]) -> dict:
+    """Convert with `recipe`, or with what `auto max-ppl-increase=3%` / `auto max-size=241MB` chooses."""
+    import time
+
     from edge_models.convert import ExportSettings, convert
     from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.quantize.auto import Target, choose_recipe, parse_percent, parse_size
 
+    started = time.perf_counter()
     model = load_for_spec(resolve_spec(model_name), gguf)
     settings = ExportSettings(prefill_lengths=(CHUNK,), kv_cache_len=KV, prefill_logits=True)
-    result = convert(model, out, settings, recipe, progress=None, calibration=calibration)
-    return {"size": result.size_bytes, "seconds": result.seconds}
+    info, calibrated = {}, None
+    if recipe.startswith("auto "):
+        key, _, value = recipe.removeprefix("auto ").partition("=")
+        target = Target(max_ppl_increase=parse_percent(value)) if key == "max-ppl-increase" else None
+        target = target or Target(max_size=parse_size(value))
+        plan = choose_recipe(model, calibration, target)
+        print(plan.table(), file=sys.stderr, flush=True)
+        recipe, calibrated = plan.recipe, plan.calibrated
+        info = {"chosen": plan.recipe, "predicted": plan.predicted_increase, "measured": plan.measured_increase}
+    result = convert(model, out, settings, recipe, progress=None, calibration=calibration, calibrated=calibrated)
+    return {"size": result.size_bytes, "seconds": time.perf_counter() - started, **info}
 
 
 def job_tflite(path: str, tokens: list[int], bos: int, prompt_ids: list[list[int]], threads: int, kl_path: str) -> dict:
@@ -262,6 +276,11 @@ def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids, calibration
     finally:
         path.unlink(missing_ok=True)
     row.update(size=conv["size"], convert_s=conv["seconds"], convert_rss=rss, eval_s=eval_s)
+    if "chosen" in conv:
+        row["note"] = (
+            f"chose `{conv['chosen']}`; predicted +{100 * conv['predicted']:.2f} %, "
+            f"+{100 * conv['measured']:.2f} % emulated on the calibration text"
+        )
     return row
 
 
