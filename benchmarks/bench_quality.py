@@ -372,7 +372,7 @@ def main() -> int:
     started = time.perf_counter()
 
     from edge_models.models import resolve_spec
-    from edge_models.quantize.calibration_data import calibration_windows, read_calibration_text
+    from edge_models.quantize.calibration_data import tokenized_calibration
     from edge_models.runtime import load_tokenizer
 
     spec = resolve_spec(args.model, args.checkpoint)
@@ -382,7 +382,7 @@ def main() -> int:
     bos = tok.piece_to_id(spec.tokenizer.start_token)
     tokens = tok.encode(TEXT.read_text(encoding="utf-8"))
     prompt_ids = [[bos, *tok.encode(p)] for p in prompts()]
-    calibration = calibration_windows(read_calibration_text(), tok.encode, bos)
+    calibration = tokenized_calibration(tok, spec.tokenizer.start_token)
     st = args.checkpoint.stat()
     common = [
         tokens,

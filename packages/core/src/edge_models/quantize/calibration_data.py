@@ -59,3 +59,13 @@ def calibration_windows(
     step = window - len(lead)
     windows = [lead + ids[i : i + step] for i in range(0, min(len(ids), max_tokens), step)]
     return [w for w in windows if len(w) >= 32 or w is windows[0]]
+
+
+def tokenized_calibration(tokenizer, start_token: str | None, text_file: str | Path | None = None) -> list[list[int]]:
+    """The calibration text (`text_file`, default: the shipped one) as windows of `tokenizer`'s ids, each led by
+    `start_token`'s id when the model has one."""
+    text = read_calibration_text(text_file)
+    start_id = tokenizer.piece_to_id(start_token) if start_token else None
+    return calibration_windows(
+        text, tokenizer.encode, start_id, source=str(text_file or "the shipped calibration text")
+    )
