@@ -83,14 +83,24 @@ def _quantize_input(_module, args):
     return (fake_quantize_rows(args[0]), *args[1:])
 
 
-def mean_nll(model: nn.Module, windows: list[list[int]]) -> float:
-    """Mean next-token negative log-likelihood over `windows` (teacher forced, one forward each)."""
-    total, count = 0.0, 0
+def log_probs(model: nn.Module, windows: list[list[int]]) -> list[torch.Tensor]:
+    """The model's next-token log-probabilities over each window (float16: a reference kept for `mean_kl`)."""
+    out = []
     with torch.no_grad():
         for ids in windows:
             logits, _ = model(torch.tensor([ids]), torch.arange(len(ids)), model.empty_cache(len(ids)))
-            logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
-            target = torch.tensor(ids[1:])
-            total += float(-logp[torch.arange(len(target)), target].sum())
-            count += len(target)
+            out.append(torch.log_softmax(logits[0, :-1].float(), dim=-1).half())
+    return out
+
+
+def mean_kl(model: nn.Module, windows: list[list[int]], reference: list[torch.Tensor]) -> float:
+    """Mean KL divergence per token from `reference` (`log_probs` of the float model) to `model`."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ids, want in zip(windows, reference):
+            logits, _ = model(torch.tensor([ids]), torch.arange(len(ids)), model.empty_cache(len(ids)))
+            got = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+            want = want.float()
+            total += float((want.exp() * (want - got)).sum())
+            count += len(ids) - 1
     return total / max(count, 1)
