@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_models.quantize.formats import EncodedWeight, format_for, pack_int4
+from edge_models.quantize.formats import EncodedWeight, pack_int4
 from edge_models.quantize.gptq import Grid, dequantize, gptq
 from edge_models.quantize.recipes import Recipe, Scheme
 from edge_models.quantize.smooth import apply_smoothing, smoothing_pairs, smoothing_scales
@@ -105,9 +105,10 @@ def calibrate(
                 _smooth_block(block, targets, hessians, absmax, lambda n: recipe.scheme_for(prefix + n))
             for name, module in targets.items():
                 param = prefix + name + ".weight"
-                q, scales = gptq(module.weight, hessians[name], grid_for(recipe.scheme_for(param)))
-                encoded[param] = _encode(q, scales, grid_for(recipe.scheme_for(param)))
-                module.weight.data = dequantize(q, scales, grid_for(recipe.scheme_for(param)))
+                grid = grid_for(recipe.scheme_for(param))
+                q, scales = gptq(module.weight, hessians[name], grid)
+                encoded[param] = _encode(q, scales, grid)
+                module.weight.data = dequantize(q, scales, grid)
             with torch.no_grad():
                 hidden = [_run_block(block, x, i) for x in hidden]
         say(f"calibrated block {i + 1}/{cfg.num_layers}")
@@ -228,9 +229,3 @@ class materialized:
             module_name, _, attr = name.rpartition(".")
             setattr(self.model.get_submodule(module_name), attr, original)
         return False
-
-
-def check_formats(recipe: Recipe, params: list[str]) -> None:
-    for p in params:
-        if format_for(recipe.scheme_for(p)) is None:
-            raise ValueError(f"{p}: scheme {recipe.scheme_name_for(p)} has no stored format to calibrate into")
