@@ -216,6 +216,11 @@ def choose_recipe(
         if predicted + max(u.cost, 0.0) > limit:
             continue
         u.choice, predicted, size = LOW, predicted + max(u.cost, 0.0), size - (u.bytes_high - u.bytes_low)
+    if target.max_size is not None:
+        # One large part (an embedding) can overshoot the budget; spend what is left on the costliest int4 parts.
+        for u in sorted((u for u in units if u.choice == LOW), key=lambda u: u.cost, reverse=True):
+            if size + (u.bytes_high - u.bytes_low) <= target.max_size:
+                u.choice, predicted, size = HIGH, predicted - max(u.cost, 0.0), size + (u.bytes_high - u.bytes_low)
     plan = AutoPlan(_recipe_text(units), units, target, math.expm1(predicted), math.expm1(all_high), size)
     say(f"auto: calibrating the chosen mix ({sum(u.choice == LOW for u in units)}/{len(units)} parts {LOW})")
     chosen = parse_recipe(plan.recipe)
