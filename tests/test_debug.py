@@ -48,3 +48,13 @@ def test_cli_debug_prints_every_block(tmp_path):
     for i in range(spec.tiny_config.num_layers):
         assert f"block {i}" in result.output
     assert "logits" in result.output
+
+
+def test_a_file_of_another_model_is_refused_by_name(tmp_path):
+    import pytest
+
+    small = random_model(registry().get("llama").tiny_config, seed=1)
+    path = convert(small, tmp_path / "small.tflite", SETTINGS, "fp32", progress=None).path
+    other = random_model(registry().get("llama").tiny_config.replace(num_layers=3), seed=1)
+    with pytest.raises(ValueError, match="not a conversion of this model"):
+        compare_blocks(path, other, TOKENS)

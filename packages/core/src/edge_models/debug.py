@@ -61,6 +61,14 @@ def compare_blocks(path: str | Path, model: torch.nn.Module, tokens: list[int]) 
         longest = lengths[-1][0] if lengths else 0
         raise ValueError(f"{path}: the prompt has {len(tokens)} tokens, its longest prefill signature takes {longest}")
     length, signature = fitting[0]
+    subgraph = it._interpreter.GetSubgraphIndexFromSignature(signature)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        where = block_output_tensors(data, subgraph)
+    # A file converted from another model would fail deep inside the interpreter (or compare nonsense): refuse it.
+    if len(where) != len(model.layers):
+        raise ValueError(
+            f"{path} has {len(where)} decoder blocks, the model has {len(model.layers)}: not a conversion of this model"
+        )
     runner = it.get_signature_runner(signature)
     inputs = {}
     for name, detail in runner.get_input_details().items():
@@ -68,9 +76,6 @@ def compare_blocks(path: str | Path, model: torch.nn.Module, tokens: list[int]) 
     inputs["tokens"][0, : len(tokens)] = tokens
     inputs["input_pos"][: len(tokens)] = np.arange(len(tokens))
     outputs = runner(**inputs)
-    subgraph = it._interpreter.GetSubgraphIndexFromSignature(signature)
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        where = block_output_tensors(data, subgraph)
 
     captured: dict[int, torch.Tensor] = {}
     hooks = [
