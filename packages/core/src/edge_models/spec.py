@@ -25,6 +25,24 @@ class PromptTemplate:
         text = f"{self.system_prefix}{system}{self.system_suffix}" if system else ""
         return f"{text}{self.user_prefix}{prompt}{self.user_suffix}{self.model_prefix}"
 
+    def render_messages(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """A conversation of {"role": "system"|"user"|"assistant", "content": ...} messages, as MediaPipe and
+        LiteRT-LM wrap turns with these affixes."""
+        affixes = {
+            "system": (self.system_prefix, self.system_suffix),
+            "user": (self.user_prefix, self.user_suffix),
+            "assistant": (self.model_prefix, self.model_suffix),
+        }
+        parts = []
+        for m in messages:
+            if m["role"] not in affixes:
+                raise ValueError(f"unknown chat role {m['role']!r}; expected system, user or assistant")
+            prefix, suffix = affixes[m["role"]]
+            parts.append(f"{prefix}{m['content']}{suffix}")
+        if add_generation_prompt:
+            parts.append(self.model_prefix)
+        return "".join(parts)
+
 
 @dataclass(frozen=True)
 class TokenizerDefaults:

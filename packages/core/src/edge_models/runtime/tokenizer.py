@@ -20,6 +20,8 @@ class Tokenizer(Protocol):
     def piece_to_id(self, piece: str) -> int | None:
         """The id of `piece` if it is one whole token, else None."""
 
+    def id_to_piece(self, i: int) -> str: ...
+
 
 class SentencePieceTokenizer:
     def __init__(self, model: bytes, source: str = "<bytes>") -> None:
@@ -48,16 +50,18 @@ class SentencePieceTokenizer:
         # Unknown pieces map to <unk>; only accept the unk id for the unk piece itself.
         return i if self._sp.IdToPiece(i) == piece else None
 
+    def id_to_piece(self, i: int) -> str:
+        return self._sp.IdToPiece(i)
+
 
 class HFTokenizer:
-    def __init__(self, path: str | Path) -> None:
-        try:
-            from tokenizers import Tokenizer as _Tok
-        except ImportError:
-            raise TokenizerError("tokenizer.json needs `pip install tokenizers` (edge-models[hf-tokenizer])") from None
+    def __init__(self, path: str | Path, json_text: str | None = None) -> None:
+        """Read `path`, or take the file's `json_text` (from inside a bundle) with `path` naming its origin."""
+        from tokenizers import Tokenizer as _Tok
+
         self.source = str(path)
         try:
-            self._tok = _Tok.from_file(str(path))
+            self._tok = _Tok.from_str(json_text) if json_text is not None else _Tok.from_file(str(path))
         except Exception as e:
             raise TokenizerError(f"{path}: not a HF tokenizer.json ({e})") from None
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
@@ -70,6 +74,9 @@ class HFTokenizer:
 
     def piece_to_id(self, piece: str) -> int | None:
         return self._tok.token_to_id(piece)
+
+    def id_to_piece(self, i: int) -> str:
+        return self._tok.id_to_token(i)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -1,0 +1,22 @@
+"""The checkpoint's own conventions in the Hugging Face layout: tokens, generation settings, chat templates."""
+
+from edge_models.hf.chat_template import ChatTemplate, ChatTemplateError
+from edge_models.hf.tokens import (
+    CheckpointConventionError,
+    CheckpointTokens,
+    Conventions,
+    find_tokenizer,
+    read_checkpoint_tokens,
+    resolve_conventions,
+)
+
+__all__ = [
+    "ChatTemplate",
+    "ChatTemplateError",
+    "CheckpointConventionError",
+    "CheckpointTokens",
+    "Conventions",
+    "find_tokenizer",
+    "read_checkpoint_tokens",
+    "resolve_conventions",
+]
