@@ -49,7 +49,8 @@ GEMMA = """{{- bos_token -}}
 {{- raise_exception('roles must alternate user/assistant') -}}
 {%- endif -%}
 {%- set role = 'model' if m['role'] == 'assistant' else m['role'] -%}
-{{- '<start_of_turn>' + role + '\n' + (first_prefix if loop.first else '') + (m['content'] | trim) + '<end_of_turn>\n' -}}
+{{- '<start_of_turn>' + role + '\n' + (first_prefix if loop.first else '') -}}
+{{- (m['content'] | trim) + '<end_of_turn>\n' -}}
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}"""
 PHI3 = (
@@ -98,8 +99,14 @@ FAMILIES = {
             more_eos=("</s>",),
             template=PHI3,
         ),
-        Family("zephyr", ("<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"), "<s>", True, "</s>",
-               template=ZEPHYR),
+        Family(
+            "zephyr",
+            ("<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"),
+            "<s>",
+            True,
+            "</s>",
+            template=ZEPHYR,
+        ),
         Family("mistral", ("<unk>", "<s>", "</s>"), "<s>", True, "</s>", template=MISTRAL, template_in="config"),
     )
 }

@@ -17,7 +17,7 @@ import sentencepiece as spm
 from click.testing import CliRunner
 from sentencepiece import sentencepiece_model_pb2 as pb  # needs protobuf, like edge_models.gguf_tokenizer
 
-from edge_models.cli_tokenizer import tokenizer_group
+from edge_models.cli.tokenizer import tokenizer_group
 from edge_models.gguf_tokenizer import (
     GGUFTokenizerError,
     read_gguf_metadata,

@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import click
+from edge_models import console
 
 from edge_models_bundler.validate import BundleError, Report
 
@@ -29,7 +30,7 @@ def _errors_as_click(func):
 
 def _print_warnings(warnings: list[str]) -> None:
     for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+        console.err(f"warning: {w}")
 
 
 _TEMPLATE_OPTIONS = {
@@ -49,8 +50,19 @@ _TEMPLATE_OPTIONS = {
     type=click.Path(path_type=Path),
     help="SentencePiece tokenizer.model (or tokenizer.json for .litertlm)",
 )
-@click.option("--model", help="registered model whose start/stop tokens and chat template are the defaults")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, path_type=Path),
+    help="HF checkpoint directory: its tokenizer, tokenizer_config/generation_config tokens and chat template",
+)
+@click.option("--model", help="registered model whose start/stop tokens and chat template fill what is not given")
 @click.option("--start-token", help="token that starts every sequence, e.g. '<bos>'")
+@click.option("--no-start-token", is_flag=True, help="the model takes no start token (.litertlm only)")
+@click.option(
+    "--chat-template",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Jinja chat template file (as transformers' chat_template.jinja)",
+)
 @click.option("--stop-token", "stop_tokens", multiple=True, help="token that ends generation (repeatable)")
 @click.option("--prompt-prefix-user", default=None, help="text before each user turn")
 @click.option("--prompt-suffix-user", default=None, help="text after each user turn")
@@ -73,6 +85,9 @@ def bundle(
     tokenizer: Path | None,
     model: str | None,
     output: Path | None,
+    checkpoint: Path | None = None,
+    no_start_token: bool = False,
+    chat_template: Path | None = None,
     start_token: str | None = None,
     stop_tokens: tuple[str, ...] = (),
     system_prompt: str | None = None,
@@ -90,21 +105,32 @@ def bundle(
     """
     if ctx.invoked_subcommand is not None:
         return
+    if tokenizer is None and checkpoint is not None and output is not None:
+        tokenizer = checkpoint_tokenizer(checkpoint, output)
     missing = [
         flag
-        for flag, value in (("--tflite", tflite), ("--tokenizer", tokenizer), ("-o/--output", output))
+        for flag, value in (("--tflite", tflite), ("--tokenizer or --checkpoint", tokenizer), ("-o/--output", output))
         if value is None
     ]
     if missing:
         raise click.UsageError(f"bundle needs {', '.join(missing)} (or a subcommand: inspect, check)")
+    if no_start_token and start_token:
+        raise click.UsageError("--start-token and --no-start-token exclude each other")
+    from edge_models.hf import ChatTemplate, read_checkpoint_tokens
+
     from edge_models_bundler.options import resolve_options
 
     overrides = {field: template[opt] for opt, field in _TEMPLATE_OPTIONS.items() if template.get(opt) is not None}
     options = resolve_options(
         model,
+        checkpoint=read_checkpoint_tokens(checkpoint, tokenizer) if checkpoint is not None else None,
         start_token=start_token,
+        no_start_token=no_start_token,
         stop_tokens=stop_tokens,
         template_overrides=overrides,
+        chat_template=ChatTemplate(chat_template.read_text(encoding="utf-8"), str(chat_template))
+        if chat_template
+        else None,
         system_prompt=system_prompt,
         user_role_token=user_role_token,
         system_role_token=system_role_token,
@@ -112,12 +138,32 @@ def bundle(
         end_role_token=end_role_token,
         bytes_to_unicode=bytes_to_unicode,
     )
+    write_and_report(output, tflite, tokenizer, options)
+
+
+def checkpoint_tokenizer(checkpoint: Path, output: Path) -> Path:
+    """The checkpoint's tokenizer file that `output`'s format carries: `.task` only SentencePiece."""
+    from edge_models.hf import find_tokenizer
+
+    directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    prefer = (
+        ("tokenizer.model", "tokenizer.json") if output.suffix == ".task" else ("tokenizer.json", "tokenizer.model")
+    )
+    found = find_tokenizer(directory, prefer)
+    if found is None:
+        raise click.UsageError(f"no tokenizer.json or tokenizer.model in {directory}: give --tokenizer")
+    return found
+
+
+def write_and_report(output: Path, tflite: Path, tokenizer: Path, options) -> None:
     from edge_models_bundler import write_bundle
 
     report = write_bundle(output, tflite, tokenizer, options)
     _print_warnings(report.warnings)
     size = output.stat().st_size
-    click.echo(f"wrote {output} ({size:,} bytes): start {options.start_token!r}, stop {list(options.stop_tokens)!r}")
+    start = repr(options.start_token) if options.start_token else "none"
+    template = ", Jinja chat template" if options.chat_template and output.suffix == ".litertlm" else ""
+    console.out(f"wrote {output} ({size / 1e6:,.1f} MB): start {start}, stop {list(options.stop_tokens)!r}{template}")
 
 
 @bundle.command("inspect")
@@ -127,7 +173,7 @@ def inspect_cmd(file: Path) -> None:
     """Show a .task's entries, metadata, model signatures and tokenizer."""
     from edge_models_bundler.inspect import describe_task
 
-    click.echo(describe_task(file))
+    console.out(describe_task(file))
 
 
 @bundle.command("check")
@@ -141,10 +187,10 @@ def check_cmd(file: Path) -> None:
     _print_warnings(report.warnings)
     if report.problems:
         for p in report.problems:
-            click.echo(f"problem: {p}", err=True)
+            console.err(f"problem: {p}")
         raise SystemExit(1)
     info = report.tflite
-    click.echo(
+    console.out(
         f"{file}: OK ({', '.join(info.signatures) if info else ''}; "
         f"{report.tokenizer_pieces} pieces; KV {info.kv_len if info else '?'})"
     )

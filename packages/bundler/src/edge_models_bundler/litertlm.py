@@ -10,11 +10,13 @@ import tempfile
 from pathlib import Path
 
 from edge_models.fileio import write_atomically
+from edge_models.runtime.bundles import SELF_TEST_KEY
 
 from edge_models_bundler.options import BundleOptions
 from edge_models_bundler.validate import (
     BundleError,
     Report,
+    chat_starts_with,
     check_model,
     check_template,
     check_tokens,
@@ -44,8 +46,10 @@ def _metadata(options: BundleOptions, tok, kv_len: int | None) -> bytes:
     from litert_lm_builder.runtime.proto import llm_metadata_pb2
 
     meta = llm_metadata_pb2.LlmMetadata()
-    # Token ids, not strings: the runtime would tokenize a string like "<s>" as plain text.
-    meta.start_token.token_ids.ids.append(tok.piece_to_id(options.start_token))
+    # Token ids, not strings: the runtime would tokenize a string like "<s>" as plain text. LiteRT-LM puts the start
+    # token before every conversation, so it is set only when the chat template would write it there itself.
+    if chat_starts_with(options):
+        meta.start_token.token_ids.ids.append(tok.piece_to_id(options.start_token))
     for stop in options.stop_tokens:
         meta.stop_tokens.add().token_ids.ids.append(tok.piece_to_id(stop))
     t = options.template
@@ -58,6 +62,8 @@ def _metadata(options: BundleOptions, tok, kv_len: int | None) -> bytes:
             affixes = getattr(meta.prompt_templates, role)
             affixes.prefix = prefix
             affixes.suffix = suffix
+    if options.chat_template is not None:
+        meta.jinja_prompt_template = options.chat_template.for_litert_lm()
     if kv_len:
         meta.max_num_tokens = kv_len
     meta.llm_model_type.generic_model.SetInParent()
@@ -83,8 +89,15 @@ def write_litertlm(
     check_vocab(report.tokenizer_pieces, report.tflite, report)
     if output.suffix != ".litertlm":
         report.problems.append(f"output {output}: a LiteRT-LM bundle must be named *.litertlm")
+    if options.start_token is not None and not chat_starts_with(options):
+        report.warnings.append(
+            f"the chat template does not begin with the start token {options.start_token!r}, so the bundle sets "
+            "none: LiteRT-LM chats match transformers', plain-text sessions get no start token"
+        )
     if report.problems:
         raise BundleError(report.problems, report.warnings)
+
+    import json
 
     import litert_lm_builder as lb
 
@@ -93,6 +106,9 @@ def write_litertlm(
         meta_path.write_bytes(_metadata(options, tok, report.tflite.kv_len if report.tflite else None))
         builder = lb.LitertLmFileBuilder()
         builder.add_system_metadata(lb.Metadata(key="Authors", value="edge-models", dtype=lb.DType.STRING))
+        if options.self_test is not None:
+            record = json.dumps(options.self_test)
+            builder.add_system_metadata(lb.Metadata(key=SELF_TEST_KEY, value=record, dtype=lb.DType.STRING))
         builder.add_tflite_model(str(tflite), lb.TfLiteModelType.PREFILL_DECODE)
         if tokenizer.suffix == ".json":
             builder.add_hf_tokenizer(str(tokenizer))

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from edge_models.hf import ChatTemplate, CheckpointTokens, resolve_conventions
 from edge_models.spec import PromptTemplate
 from edge_models.task_format import NORMALIZATION_BYTES_TO_UNICODE, LlmParams
 
 
 @dataclass(frozen=True)
 class BundleOptions:
-    """Tokens and chat format; the same knobs as MediaPipe's `BundleConfig`."""
+    """Tokens and chat format; the same knobs as MediaPipe's `BundleConfig`, plus the checkpoint's Jinja chat
+    template (carried by `.litertlm`; `.task` gets `template`, the affixes derived from it) and the self-test
+    record. `start_token` None: the model has no start token (ChatML models); only `.litertlm` allows that."""
 
-    start_token: str
+    start_token: str | None
     stop_tokens: tuple[str, ...]
     template: PromptTemplate = field(default_factory=PromptTemplate)
+    chat_template: ChatTemplate | None = None
+    # {"prompt": ..., "tokens": [...]}: greedy tokens the converted model produced, replayed by `bundle check --run`.
+    self_test: dict | None = None
     # Text fed once at the start of each session (MediaPipe's `system_prompt`); it cannot be
     # combined with the system prefix/suffix of `template`.
     system_prompt: str = ""
@@ -60,29 +67,39 @@ class BundleOptions:
 def resolve_options(
     model: str | None = None,
     *,
+    checkpoint: CheckpointTokens | None = None,
     start_token: str | None = None,
+    no_start_token: bool = False,
     stop_tokens: tuple[str, ...] | list[str] | None = None,
     template: PromptTemplate | None = None,
     template_overrides: dict[str, str] | None = None,
+    chat_template: ChatTemplate | None = None,
     system_prompt: str | None = None,
     **extra,
 ) -> BundleOptions:
-    """Options from explicit values, falling back to the registered model `model`'s tokenizer defaults.
+    """Options from explicit values, then what the `checkpoint`'s own files say, then the registered model
+    `model`'s tokenizer defaults.
 
-    `template_overrides` sets single fields of the template (e.g. {"user_prefix": "..."}) on top
-    of the model's template, which is how the CLI's --prompt-* flags combine with --model.
+    `template_overrides` sets single fields of the template (e.g. {"user_prefix": "..."}) on top of the resolved
+    one, which is how the CLI's --prompt-* flags combine with --model and --checkpoint.
     """
     defaults = None
     if model is not None:
         from edge_models.plugins import registry
 
         defaults = registry().get(model).tokenizer
-    if start_token is None:
-        start_token = defaults.start_token if defaults else None
-    if not stop_tokens:
-        stop_tokens = defaults.stop_tokens if defaults else ()
-    if template is None:
-        template = defaults.template if defaults else PromptTemplate()
+    if chat_template is not None:
+        checkpoint = replace(checkpoint or CheckpointTokens(Path()), chat_template=chat_template)
+    conventions = resolve_conventions(
+        checkpoint,
+        defaults,
+        start_token=start_token,
+        no_start_token=no_start_token,
+        stop_tokens=tuple(stop_tokens or ()),
+        affixes=template,
+    )
+    template = conventions.affixes
+    jinja = chat_template or conventions.chat_template
     overrides = template_overrides or {}
     user_system_affixes = {"system_prefix", "system_suffix"} & {k for k, v in overrides.items() if v}
     if system_prompt and not user_system_affixes and (template.system_prefix or template.system_suffix):
@@ -92,12 +109,11 @@ def resolve_options(
         template = replace(template, system_prefix="", system_suffix="")
     if overrides:
         template = replace(template, **overrides)
-    if start_token is None:
-        raise ValueError("no start token: give --start-token, or --model NAME for the model's defaults")
     return BundleOptions(
-        start_token=start_token,
-        stop_tokens=tuple(stop_tokens),
+        start_token=conventions.start_token,
+        stop_tokens=conventions.stop_tokens,
         template=template,
+        chat_template=jinja,
         system_prompt=system_prompt or "",
         **extra,
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from edge_models.fileio import write_atomically
+from edge_models.runtime.bundles import SELF_TEST_ENTRY
 from edge_models.task_format import (
     EMBEDDER_ENTRY,
     METADATA_ENTRY,
@@ -17,7 +19,7 @@ from edge_models.task_format import (
 )
 
 from edge_models_bundler.options import BundleOptions
-from edge_models_bundler.validate import BundleError, Report, validate_inputs
+from edge_models_bundler.validate import BundleError, Report, check_task_chat, validate_inputs
 from edge_models_bundler.zipwriter import DEFAULT_DATE_TIME, Source, write_aligned_zip
 
 _OPTIONAL = {
@@ -50,6 +52,8 @@ def write_task(
     if unknown:
         raise TypeError(f"write_task() got unexpected keyword arguments {sorted(unknown)}")
     report = validate_inputs(tflite, tokenizer, options) if validate else Report()
+    if validate:
+        check_task_chat(options, report)
     if output.suffix != ".task":
         report.problems.append(f"output {output}: a MediaPipe bundle must be named *.task")
     if output.resolve() in (tflite.resolve(), tokenizer.resolve()):
@@ -70,5 +74,7 @@ def write_task(
     for key, entry in _OPTIONAL.items():
         if extra_models.get(key) is not None:
             sources.append(Source(entry, path=Path(extra_models[key])))
+    if options.self_test is not None:
+        sources.append(Source(SELF_TEST_ENTRY, data=json.dumps(options.self_test).encode()))
     write_atomically(output, lambda f: write_aligned_zip(f, sources, date_time))
     return report

@@ -76,7 +76,8 @@ def check_tokens(options: BundleOptions, piece_to_id, source: str, report: Repor
     """Start and stop tokens must each be one piece of the vocabulary."""
     if not options.stop_tokens:
         report.problems.append("no stop token: give at least one --stop-token, or generation never ends")
-    named = [("start token", options.start_token)] + [("stop token", t) for t in options.stop_tokens]
+    named = [("start token", options.start_token)] if options.start_token is not None else []
+    named += [("stop token", t) for t in options.stop_tokens]
     for what, token in named:
         if not token:
             report.problems.append(f"{what} is empty")
@@ -124,6 +125,48 @@ def check_template(options: BundleOptions, piece_to_id, report: Report) -> None:
         report.warnings.append(
             "model affixes without user affixes: the deprecated single template that older MediaPipe runtimes "
             "read will not contain the model prefix"
+        )
+
+
+def chat_starts_with(options: BundleOptions) -> bool:
+    """Whether the chat template writes the start token at the beginning of a conversation itself."""
+    if options.chat_template is None or options.start_token is None:
+        return options.start_token is not None
+    text = options.chat_template.render([{"role": "user", "content": "Hello"}])
+    return text.startswith(options.start_token)
+
+
+def check_task_chat(options: BundleOptions, report: Report) -> None:
+    """What a `.task` can carry of the checkpoint's chat conventions: a start token, fixed affixes."""
+    if options.start_token is None:
+        report.problems.append(
+            "the model has no start token (its tokenizer adds none), and a .task bundle requires one: bundle as "
+            ".litertlm (-o NAME.litertlm), which allows none, or give --start-token"
+        )
+        return
+    if options.chat_template is None:
+        return
+    from edge_models.hf import ChatTemplateError
+
+    t = options.template
+    try:
+        preamble, _ = options.chat_template.affixes()
+    except ChatTemplateError as e:
+        if not (t.user_prefix or t.user_suffix or t.model_prefix):
+            report.problems.append(
+                f"{e}. A .task carries only such fixed text: bundle as .litertlm (-o NAME.litertlm), which "
+                "carries the Jinja template, or give the --prompt-* affixes"
+            )
+        return
+    if preamble not in ("", options.start_token):
+        report.warnings.append(
+            f"the chat template opens every conversation with {preamble!r}, which a .task cannot carry besides "
+            "the start token; .litertlm carries the whole template"
+        )
+    if not chat_starts_with(options):
+        report.warnings.append(
+            f"MediaPipe puts the start token {options.start_token!r} before every chat; this model's chat template "
+            "does not, so chats differ from transformers' by that token (.litertlm follows the template)"
         )
 
 

@@ -77,10 +77,10 @@ def bench_tflite(
     from edge_models.runtime import LiteRTModel
 
     path = Path(path)
-    if path.suffix == ".task":
-        from edge_models.task_format import read_task
+    if path.suffix in (".task", ".litertlm"):
+        from edge_models.runtime.bundles import read_bundle
 
-        model = LiteRTModel(read_task(path).tflite, threads, engine, windows)
+        model = LiteRTModel(read_bundle(path).tflite, threads, engine, windows)
     else:
         model = LiteRTModel(path, threads, engine, windows)
     row = BenchRow(f"edge-models {path.name} ({engine})", path.stat().st_size)

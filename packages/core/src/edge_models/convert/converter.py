@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import resource
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,9 @@ Progress = Callable[[str], None]
 
 
 def _stderr(message: str) -> None:
-    print(f"[edge-models] {message}", file=sys.stderr, flush=True)
+    from edge_models import console
+
+    console.stage(message)
 
 
 @dataclass(frozen=True)

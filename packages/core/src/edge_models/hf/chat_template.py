@@ -52,7 +52,9 @@ class ChatTemplate:
             from jinja2.sandbox import ImmutableSandboxedEnvironment
         except ImportError:
             raise ChatTemplateError("Jinja chat templates need `pip install jinja2`") from None
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
         env.filters["tojson"] = _tojson
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
@@ -70,6 +72,28 @@ class ChatTemplate:
             )
         except Exception as e:  # noqa: BLE001 - Jinja raises anything the template's code raises
             raise ChatTemplateError(f"{self.source}: the chat template fails to render: {e}") from None
+
+    def for_litert_lm(self) -> str:
+        """The template as LiteRT-LM 0.18 must be given it. Its engine passes each message's content as a list of
+        typed parts ([{"type": "text", "text": ...}]) and `bos_token` / `eos_token` as empty strings (it adds the
+        start token itself), so templates written for `transformers` would fail on `+` or lose their end-of-turn
+        tokens. A one-line prelude turns the contents back into strings and sets every special token but the start
+        token; the template itself follows unchanged."""
+        text_of = "m.content if m.content is string else m.content | map(attribute='text') | join('')"
+        tags = [
+            "{% set ns = namespace(messages=[]) %}",
+            "{% for m in messages %}",
+            f"{{% set ns.messages = ns.messages + [{{'role': m.role, 'content': {text_of}}}] %}}",
+            "{% endfor %}",
+            "{% set messages = ns.messages %}",
+            *(
+                f"{{% set {name} = {json.dumps(value)} %}}"
+                for name, value in self.special_tokens.items()
+                if name != "bos_token"
+            ),
+        ]
+        # No whitespace between or after the tags: the template's own first characters must stay as they are.
+        return "".join(tags) + self.text
 
     def check(self) -> None:
         """Render a two-turn conversation, so a broken template fails now rather than at the first chat."""
@@ -108,9 +132,9 @@ def _between(text: str, start: str | None, end: str | None) -> str:
 
 
 def _derive_affixes(template: ChatTemplate) -> tuple[str, PromptTemplate]:
-    u1, a1, u2, s1 = (_MARK.format(n) for n in ("u1", "a1", "u2", "s1"))
+    u1, a1, u2 = (_MARK.format(n) for n in ("u1", "a1", "u2"))
     user1, user2 = {"role": "user", "content": u1}, {"role": "user", "content": u2}
-    answer, system = {"role": "assistant", "content": a1}, {"role": "system", "content": s1}
+    answer = {"role": "assistant", "content": a1}
     problem = f"{template.source}: the chat template cannot be written as fixed text around each turn"
     try:
         plain = template.render([user1, answer, user2], add_generation_prompt=True)
@@ -188,6 +212,11 @@ def _common_suffix(a: str, b: str) -> str:
         if inside_a is None and inside_b is None:
             return a[len(a) - n :]
         # Start the common part after the cut token: shrink to the nearer token end.
-        ends = [m.end() - (len(t) - n) for t, c in ((a, inside_a), (b, inside_b)) if c is not None
-                for m in _TOKEN_LIKE.finditer(t) if m.start() == c]
+        ends = [
+            m.end() - (len(t) - n)
+            for t, c in ((a, inside_a), (b, inside_b))
+            if c is not None
+            for m in _TOKEN_LIKE.finditer(t)
+            if m.start() == c
+        ]
         n -= max(ends)

@@ -1,11 +1,17 @@
 """Desktop runtime: needs ai-edge-litert, numpy and a tokenizer library, never torch."""
 
+from edge_models.runtime.bundles import BundleContents, BundleFormatError, read_bundle
+from edge_models.runtime.chat import ChatSession, ConversationFullError
 from edge_models.runtime.generator import GenerationStats, Generator
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
 from edge_models.runtime.tokenizer import HFTokenizer, SentencePieceTokenizer, TokenizerError, load_tokenizer
 
 __all__ = [
+    "BundleContents",
+    "BundleFormatError",
+    "ChatSession",
+    "ConversationFullError",
     "GenerationStats",
     "Generator",
     "HFTokenizer",
@@ -15,4 +21,5 @@ __all__ = [
     "SentencePieceTokenizer",
     "TokenizerError",
     "load_tokenizer",
+    "read_bundle",
 ]

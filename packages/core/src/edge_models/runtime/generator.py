@@ -8,15 +8,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_models.hf.chat_template import ChatTemplate
+from edge_models.runtime.bundles import BUNDLE_SUFFIXES, read_bundle
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
-from edge_models.runtime.tokenizer import SentencePieceTokenizer, Tokenizer, TokenizerError, load_tokenizer
+from edge_models.runtime.tokenizer import Tokenizer, TokenizerError, load_tokenizer
 from edge_models.spec import PromptTemplate
 
 
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0
+    # Prompt tokens run through prefill: fewer than prompt_tokens when a chat session reuses its cache.
+    prefilled_tokens: int = 0
     generated_tokens: int = 0
     time_to_first_token_s: float = 0.0
     prefill_s: float = 0.0
@@ -30,24 +34,40 @@ class GenerationStats:
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        return self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+        return self.prefilled_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
 
     def summary(self) -> str:
+        reused = (
+            f" ({self.prompt_tokens - self.prefilled_tokens} from the cache)"
+            if self.prefilled_tokens < self.prompt_tokens
+            else ""
+        )
         return (
-            f"[{self.prompt_tokens} prompt tokens, {self.generated_tokens} generated ({self.stop_reason}); "
+            f"[{self.prompt_tokens} prompt tokens{reused}, {self.generated_tokens} generated ({self.stop_reason}); "
             f"first token {self.time_to_first_token_s * 1000:.0f} ms; "
             f"prefill {self.prefill_tokens_per_s:.1f} tok/s; decode {self.decode_tokens_per_s:.1f} tok/s]"
         )
 
 
+Message = dict[str, str]
+
+
 @dataclass
 class Generator:
+    """`start_token` begins plain prompts; `chat_start_token` begins chat prompts, whose text comes from
+    `chat_template` (Jinja) or else from the `template` affixes. They differ for a checkpoint whose chat template
+    writes the start token itself (then `chat_start_token` is None) or leaves it out."""
+
     model: LiteRTModel
     tokenizer: Tokenizer
     stop_tokens: tuple[str, ...]
     start_token: str | None = None
     template: PromptTemplate = field(default_factory=PromptTemplate)
+    chat_template: ChatTemplate | None = None
+    chat_start_token: str | None = None
     last_stats: GenerationStats = field(default_factory=GenerationStats)
+    # The tokens whose keys and values the model's KV cache holds, in order from position 0.
+    cached_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         tok, model = self.tokenizer, self.model
@@ -66,6 +86,7 @@ class Generator:
             raise TokenizerError("no stop tokens: generation would only end at max tokens")
         self.stop_ids = {self._single_id(t, "stop") for t in self.stop_tokens}
         self.start_id = self._single_id(self.start_token, "start") if self.start_token else None
+        self.chat_start_id = self._single_id(self.chat_start_token, "start") if self.chat_start_token else None
 
     def _single_id(self, token: str, role: str) -> int:
         i = self.tokenizer.piece_to_id(token)
@@ -82,48 +103,80 @@ class Generator:
         extra_stop_tokens: tuple[str, ...] = (),
         threads: int | None = None,
     ) -> Generator:
-        """A .task bundle carries everything; a .tflite needs a tokenizer and a model name (or
-        a tokenizer.model / tokenizer.json beside it) for start/stop tokens."""
+        """A `.task` or `.litertlm` bundle carries everything. A `.tflite` takes the conventions of the checkpoint
+        directory its tokenizer sits in (`tokenizer_config.json`, `generation_config.json`, the chat template),
+        then the registered `model`'s defaults; the tokenizer is `tokenizer` or one beside the file."""
         path = Path(path)
-        start, stops, template = None, (), PromptTemplate()
+        if path.suffix in BUNDLE_SUFFIXES:
+            bundle = read_bundle(path)
+            tok = load_tokenizer(tokenizer) if tokenizer else bundle.tokenizer
+            stops = tuple(dict.fromkeys((*bundle.stop_tokens, *extra_stop_tokens)))
+            return cls(
+                LiteRTModel(bundle.tflite, threads),
+                tok,
+                stops,
+                start_token=bundle.start_token,
+                template=bundle.affixes,
+                chat_template=bundle.chat_template,
+                chat_start_token=bundle.start_token,
+            )
+        from edge_models.hf.tokens import find_tokenizer, read_checkpoint_tokens, resolve_conventions
+
+        runner = LiteRTModel(path, threads)
+        if tokenizer is None:
+            tokenizer = find_tokenizer(path.parent)
+            if tokenizer is None:
+                raise TokenizerError(f"{path}: give --tokenizer (no tokenizer.json or tokenizer.model beside it)")
+        checkpoint = read_checkpoint_tokens(Path(tokenizer).parent, tokenizer)
+        defaults = None
         if model is not None:
             from edge_models.plugins import registry
 
             defaults = registry().get(model).tokenizer
-            start, stops, template = defaults.start_token, defaults.stop_tokens, defaults.template
-        if path.suffix == ".task":
-            from edge_models.task_format import read_task
-
-            bundle = read_task(path)
-            runner = LiteRTModel(bundle.tflite, threads)
-            tok: Tokenizer = (
-                load_tokenizer(tokenizer) if tokenizer else SentencePieceTokenizer(bundle.tokenizer_model, str(path))
+        conventions = resolve_conventions(checkpoint, defaults, stop_tokens=())
+        stops = tuple(dict.fromkeys((*conventions.stop_tokens, *extra_stop_tokens)))
+        if not stops:
+            raise TokenizerError(
+                f"{path}: no stop token: none in {checkpoint.directory} (tokenizer_config.json eos_token, "
+                "generation_config.json eos_token_id); give --stop-token or --model NAME"
             )
-            if model is None:
-                p = bundle.params
-                start, stops, template = p.start_token or None, tuple(p.stop_tokens), p.prompt_template
-        else:
-            runner = LiteRTModel(path, threads)
-            if tokenizer is None:
-                beside = [
-                    p for p in (path.with_name("tokenizer.model"), path.with_name("tokenizer.json")) if p.exists()
-                ]
-                if not beside:
-                    raise TokenizerError(f"{path}: give --tokenizer (no tokenizer.model or tokenizer.json beside it)")
-                tokenizer = beside[0]
-            tok = load_tokenizer(tokenizer)
-        stops = tuple(dict.fromkeys((*stops, *extra_stop_tokens)))
-        return cls(runner, tok, stops, start, template)
+        jinja = conventions.chat_template
+        return cls(
+            runner,
+            load_tokenizer(tokenizer),
+            stops,
+            start_token=conventions.start_token,
+            template=conventions.affixes,
+            chat_template=jinja,
+            # A Jinja template writes the start token itself when the model wants one, as in transformers.
+            chat_start_token=None if jinja is not None else conventions.start_token,
+        )
+
+    def render_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
+        if self.chat_template is not None:
+            return self.chat_template.render(messages, add_generation_prompt)
+        return self.template.render_messages(messages, add_generation_prompt)
+
+    def encode_chat(self, messages: list[Message]) -> list[int]:
+        """The conversation's token ids, opened for the assistant's answer."""
+        ids = self.tokenizer.encode(self.render_chat(messages))
+        return [self.chat_start_id, *ids] if self.chat_start_id is not None else ids
 
     def encode(self, prompt: str, chat: bool = False) -> list[int]:
         if not prompt:
             raise ValueError("the prompt is empty")
-        text = self.template.render(prompt) if chat else prompt
-        ids = self.tokenizer.encode(text)
+        if chat:
+            return self.encode_chat([{"role": "user", "content": prompt}])
+        ids = self.tokenizer.encode(prompt)
         return [self.start_id, *ids] if self.start_id is not None else ids
 
-    def generate_ids(self, ids: list[int], max_tokens: int, sampler: SamplerConfig | None = None) -> Iterator[int]:
-        """Yield generated ids; stops at a stop token (not yielded), max_tokens or a full cache."""
+    def generate_ids(
+        self, ids: list[int], max_tokens: int, sampler: SamplerConfig | None = None, cached: int = 0
+    ) -> Iterator[int]:
+        """Yield generated ids; stops at a stop token (not yielded), max_tokens or a full cache.
+
+        `cached` leading ids are already in the KV cache from the previous call (a chat session's earlier turns):
+        only the rest is prefilled. `self.cached_ids` holds what the cache holds afterwards."""
         if not ids:
             raise ValueError("no prompt tokens")
         kv = self.model.kv_len
@@ -131,19 +184,28 @@ class Generator:
             raise ValueError(
                 f"the prompt has {len(ids)} tokens; the KV cache holds {kv} (convert with a larger --kv-cache)"
             )
+        cached = min(cached, len(ids) - 1)
+        if ids[:cached] != self.cached_ids[:cached]:
+            raise ValueError("the cached tokens are not a prefix of the prompt")
         sample = Sampler(sampler or SamplerConfig(), vocab_limit=self.tokenizer.vocab_size)
-        stats = self.last_stats = GenerationStats(prompt_tokens=len(ids), stop_reason="max tokens")
+        stats = self.last_stats = GenerationStats(
+            prompt_tokens=len(ids), prefilled_tokens=len(ids) - cached, stop_reason="max tokens"
+        )
         started = time.perf_counter()
-        self.model.reset()
+        if cached == 0:
+            self.model.reset()
         # Like LiteRT-LM: prefill all but the last prompt token, then decode from it.
-        self.model.prefill(ids[:-1], 0)
+        self.cached_ids = list(ids[:cached])
+        self.model.prefill(ids[cached:-1], cached)
         history, token, pos = list(ids), ids[-1], len(ids) - 1
+        self.cached_ids = history[:pos]
         decode_started = None
         for _ in range(max_tokens):
             if pos >= kv:
                 stats.stop_reason = "KV cache full"
                 break
             logits = self.model.decode(token, pos)
+            self.cached_ids.append(token)
             token = sample(logits, history)
             if decode_started is None:
                 decode_started = time.perf_counter()
@@ -157,14 +219,13 @@ class Generator:
             yield token
         stats.decode_s = time.perf_counter() - (decode_started or started)
 
-    def stream(
-        self, prompt: str, max_tokens: int = 128, sampler: SamplerConfig | None = None, chat: bool = False
+    def stream_ids(
+        self, ids: list[int], max_tokens: int = 128, sampler: SamplerConfig | None = None, cached: int = 0
     ) -> Iterator[str]:
         """Yield text as it is produced; multi-byte characters are held until complete."""
-        ids = self.encode(prompt, chat)
         generated: list[int] = []
         emitted = ""
-        for token in self.generate_ids(ids, max_tokens, sampler):
+        for token in self.generate_ids(ids, max_tokens, sampler, cached):
             generated.append(token)
             text = self.tokenizer.decode(generated)
             if text.endswith("\ufffd"):
@@ -175,6 +236,11 @@ class Generator:
         text = self.tokenizer.decode(generated)
         if text != emitted and text.startswith(emitted):
             yield text[len(emitted) :]
+
+    def stream(
+        self, prompt: str, max_tokens: int = 128, sampler: SamplerConfig | None = None, chat: bool = False
+    ) -> Iterator[str]:
+        return self.stream_ids(self.encode(prompt, chat), max_tokens, sampler)
 
     def generate(
         self, prompt: str, max_tokens: int = 128, sampler: SamplerConfig | None = None, chat: bool = False

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edge_models import console
+
 
 @click.group("tokenizer")
 def tokenizer_group() -> None:
@@ -37,7 +39,7 @@ def from_gguf(file: Path, output: Path, verbatim_types: bool) -> None:
     except GGUFTokenizerError as e:
         raise click.ClickException(str(e)) from None
     for line in _describe(out):
-        click.echo(line)
+        console.out(line)
 
 
 def _describe(path: Path) -> list[str]:

@@ -1,0 +1,3 @@
+from edge_models.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""The `edge-models` group and what every verb module shares: error handling, option parsing."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+@click.version_option(package_name="edge-models")
+@click.option("-v", "--verbose", is_flag=True, help="show native and library logs (by default they go to a log file)")
+def cli(verbose: bool) -> None:
+    """Re-author, verify, quantize, convert and run LLMs for on-device inference."""
+
+
+def _is_main_process() -> bool:
+    import sys
+
+    return getattr(sys.modules.get("__main__"), "__file__", "").endswith(("edge-models", "__main__.py"))
+
+
+def logged(func):
+    """Run a verb with native and library output sent to its log file (`edge-models -v VERB` shows it)."""
+    import functools
+
+    from edge_models import console
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        verbose = bool(ctx.find_root().params.get("verbose"))
+        # A command-line process ends after its verb: native teardown output at exit goes to the log too.
+        with console.quiet(ctx.info_name, verbose, until_exit=_is_main_process()):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+class UserError(click.ClickException):
+    """Errors a user can fix: printed as one line, exit code 1, no traceback."""
+
+
+def friendly(func):
+    """Turn our own error types into clean CLI errors."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, LookupError, FileNotFoundError) as e:
+            raise UserError(str(e)) from None
+
+    return wrapper
+
+
+def lengths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None

@@ -1,0 +1,264 @@
+"""Verbs about models: list, recipes, convert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_models import console
+from edge_models.cli.base import UserError, cli, friendly, lengths, logged
+
+
+@cli.command("list")
+@click.option("--names", is_flag=True, help="only the names, one per line (for scripts)")
+@friendly
+def list_models(names: bool) -> None:
+    """Show every registered model and the plugin that provides it."""
+    from edge_models.plugins import registry
+
+    entries = registry().entries()
+    if names:
+        for e in entries:
+            console.out(e.spec.name)
+        return
+    if not entries:
+        console.out("No models registered. Install a plugin, e.g. `pip install edge-models-gemma`.")
+        return
+    rows = [("name", "family", "params", "plugin", "description")]
+    for e in entries:
+        params = e.spec.config.num_parameters()
+        rows.append((e.spec.name, e.spec.family, f"{params / 1e6:,.0f}M", e.provider, e.spec.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        console.out("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+
+
+@cli.command()
+def recipes() -> None:
+    """List quantization recipes."""
+    from edge_models.quantize import COMPONENTS, DEFAULT_RECIPE, all_schemes
+
+    for name, scheme in all_schemes().items():
+        console.out(f"{name:<19} {scheme.description}")
+    console.out(
+        f"{'auto':<19} a scheme per block part (int8-gptq or int4-block32-gptq) chosen by measured sensitivity to\n"
+        f"{'':<19} meet --max-ppl-increase 3% or --max-size 250MB at the least size; prints the recipe it chose"
+    )
+    console.out(
+        "\nDefault of `convert`: int8-gptq (int8 without the model's tokenizer). -gptq schemes calibrate on a text\n"
+        "shipped with edge-models, or --calibration FILE.\n"
+        f"Mix per component ({', '.join(COMPONENTS)}); components not named get {DEFAULT_RECIPE};\n"
+        "one block's part as layers.N.attention / layers.N.feedforward. E.g.\n"
+        "  --quantize attention=int4-block32-gptq,feedforward=int4-block128-gptq,embedding=int8,lm_head=int8"
+    )
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory, .safetensors, .bin/.pt or .gguf"
+)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="output .tflite [MODEL.tflite]")
+@click.option(
+    "--quantize",
+    "recipe",
+    default=None,
+    help="recipe, per-component mix or auto (see `edge-models recipes`) [int8-gptq: int8 calibrated on shipped text]",
+)
+@click.option("--prefill", default="32,128", show_default=True, help="prefill signature lengths")
+@click.option("--kv-cache", "kv_len", default=1024, show_default=True, help="KV cache length")
+@click.option(
+    "--decode-windows",
+    default="256",
+    show_default=True,
+    help="extra decode signatures step_<W> reading only the first W cache slots ('' for none)",
+)
+@click.option(
+    "--prefill-windows",
+    default="256",
+    show_default=True,
+    help="extra prefill signatures fill_<N>_<W> reading only the first W cache slots ('' for none)",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="processes exporting the signatures at once (each ~1 GiB); 1 for the least memory",
+)
+@click.option("--tiny", is_flag=True, help="convert the plugin's tiny random config (no checkpoint)")
+@click.option("--bundle", type=click.Path(path_type=Path), help="also write a .task bundle (needs edge-models-bundler)")
+@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer for --bundle")
+@click.option(
+    "--calibration",
+    type=click.Path(path_type=Path),
+    help="UTF-8 text for calibrated (-gptq) schemes and auto [the text shipped with edge-models]",
+)
+@click.option("--max-ppl-increase", help="with --quantize auto: e.g. 3% (perplexity on the calibration text)")
+@click.option("--max-size", help="with --quantize auto: size of the stored weights, e.g. 250MB")
+@click.pass_context
+@logged
+@friendly
+def convert(
+    ctx,
+    model,
+    checkpoint,
+    output,
+    recipe,
+    prefill,
+    kv_len,
+    decode_windows,
+    prefill_windows,
+    jobs,
+    tiny,
+    bundle,
+    tokenizer,
+    calibration,
+    max_ppl_increase,
+    max_size,
+) -> None:
+    """Convert MODEL (a registered name, or `auto`) to a .tflite."""
+    from edge_models.convert import ExportSettings, parse_recipe
+    from edge_models.convert import convert as run_convert
+    from edge_models.models import load_for_spec, random_model, resolve_spec
+
+    spec = resolve_spec(model, checkpoint)
+    target = _auto_target(recipe, max_ppl_increase, max_size)
+    recipe_obj = parse_recipe("int8-gptq" if target or recipe is None else recipe)
+    settings = ExportSettings(
+        prefill_lengths=lengths(prefill),
+        kv_cache_len=kv_len,
+        decode_windows=lengths(decode_windows) if decode_windows.strip() else (),
+        prefill_windows=lengths(prefill_windows) if prefill_windows.strip() else (),
+    )
+    bundle_cmd = cli.commands.get("bundle") if bundle else None
+    if bundle and bundle_cmd is None:
+        raise UserError("--bundle needs the bundler plugin: pip install edge-models-bundler")
+    if calibration is not None and not recipe_obj.is_calibrated and not target:
+        raise UserError(
+            f"--calibration is used by calibrated schemes only (e.g. int4-block32-gptq), not {recipe_obj.text!r}"
+        )
+    windows = None
+    if recipe_obj.is_calibrated:
+        # Checked before any conversion work: a bad text fails in a second, not after minutes.
+        try:
+            windows = _calibration_windows(spec, checkpoint, tokenizer, calibration, tiny)
+        except UserError:
+            if recipe is not None or target:
+                raise
+            console.out(
+                "no tokenizer beside the checkpoint: converting with int8 rounded to nearest "
+                "(give --tokenizer for the calibrated default, int8-gptq)",
+                err=True,
+            )
+            recipe_obj = parse_recipe("int8")
+    weights = None
+    if tiny:
+        net = random_model(spec.tiny_config)
+    elif checkpoint is None:
+        raise UserError("give --checkpoint PATH, or --tiny for a random tiny model")
+    else:
+        console.err(f"loading {checkpoint} as {spec.name}")
+        # The large weights are read one at a time while the file is written, not all up front.
+        net, weights = load_for_spec(spec, checkpoint, deferred=True)
+    output = output or Path(f"{spec.name}.tflite")
+    if bundle_cmd is not None:
+        # Settle the tokenizer and the checkpoint's conventions before minutes of conversion, not after.
+        tokenizer = tokenizer or _bundle_tokenizer(checkpoint, bundle, spec)
+    calibrated = None
+    if target:
+        from edge_models.quantize.auto import choose_recipe
+
+        plan = choose_recipe(net, windows, target, weights, console.stage)
+        console.err(plan.table())
+        recipe_obj, calibrated = parse_recipe(plan.recipe), plan.calibrated
+    run_convert(
+        net, output, settings, recipe_obj, weights=weights, workers=jobs, calibration=windows, calibrated=calibrated
+    )
+    if bundle_cmd is not None:
+        hf_dir = checkpoint if checkpoint is not None and checkpoint.suffix != ".gguf" else None
+        ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, checkpoint=hf_dir, model=spec.name, output=bundle)
+
+
+def _auto_target(recipe: str | None, max_ppl_increase: str | None, max_size: str | None):
+    from edge_models.quantize.auto import Target, parse_percent, parse_size
+
+    if recipe != "auto":
+        if max_ppl_increase or max_size:
+            raise UserError("--max-ppl-increase and --max-size go with --quantize auto")
+        return None
+    return Target(
+        max_ppl_increase=parse_percent(max_ppl_increase) if max_ppl_increase else None,
+        max_size=parse_size(max_size) if max_size else None,
+    )
+
+
+def _calibration_windows(spec, checkpoint: Path | None, tokenizer: Path | None, text_file: Path | None, tiny: bool):
+    """Token windows of the calibration text, in the checkpoint's own tokenizer."""
+    from edge_models.quantize.calibration_data import (
+        calibration_windows,
+        read_calibration_text,
+        tokenized_calibration,
+    )
+
+    if tiny:
+        # A random tiny model has no tokenizer: its windows are the text's bytes folded into its vocabulary.
+        vocab = spec.tiny_config.vocab_size
+        text = read_calibration_text(text_file)
+        return calibration_windows(text, lambda t: [b % vocab for b in t.encode()], None)
+    tok, start = checkpoint_tokenizer(checkpoint, tokenizer, "calibrated schemes", spec)
+    return tokenized_calibration(tok, start, text_file)
+
+
+def checkpoint_tokenizer(checkpoint: Path | None, tokenizer: Path | None, needed_by: str, spec):
+    """(tokenizer, start token) of the checkpoint: `tokenizer` or the one beside it (the start token as its
+    tokenizer_config.json says), or one rebuilt from a GGUF's metadata (the plugin's start token)."""
+    import tempfile
+
+    from edge_models.hf import find_tokenizer, read_checkpoint_tokens, resolve_conventions
+    from edge_models.runtime import load_tokenizer
+
+    if tokenizer is None and checkpoint is not None and checkpoint.suffix == ".gguf":
+        from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
+
+        with tempfile.TemporaryDirectory() as tmp:
+            tok = load_tokenizer(write_sentencepiece_from_gguf(checkpoint, Path(tmp) / "tokenizer.model"))
+        return tok, spec.tokenizer.start_token
+    directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    found = tokenizer or (find_tokenizer(directory) if directory else None)
+    if found is None:
+        raise UserError(f"{needed_by} need the model's tokenizer: give --tokenizer (none beside the checkpoint)")
+    own = read_checkpoint_tokens(directory or found.parent, found)
+    return load_tokenizer(found), resolve_conventions(own, spec.tokenizer).start_token
+
+
+def _bundle_tokenizer(checkpoint: Path | None, bundle: Path, spec) -> Path:
+    """The tokenizer for the bundle: beside the checkpoint (the file `bundle`'s format carries), or rebuilt from a
+    GGUF's metadata. The checkpoint's token files are read (and checked) here, before any conversion work."""
+    from edge_models.hf import find_tokenizer, read_checkpoint_tokens, resolve_conventions
+
+    if checkpoint is not None and checkpoint.suffix == ".gguf":
+        from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
+
+        out = bundle.with_name(f"{bundle.stem}.tokenizer.model")
+        console.err(f"rebuilding the tokenizer from {checkpoint.name} into {out}")
+        return write_sentencepiece_from_gguf(checkpoint, out)
+    directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    task = bundle.suffix == ".task"
+    prefer = ("tokenizer.model", "tokenizer.json") if task else ("tokenizer.json", "tokenizer.model")
+    found = find_tokenizer(directory, prefer) if directory else None
+    if found is None:
+        raise UserError("--bundle needs the model's tokenizer: none beside the checkpoint; give --tokenizer")
+    if task and found.suffix == ".json":
+        raise UserError(
+            f"{found}: a .task bundle carries only a SentencePiece tokenizer.model; bundle as .litertlm "
+            f"(--bundle {bundle.with_suffix('.litertlm')}), which carries tokenizer.json"
+        )
+    conventions = resolve_conventions(read_checkpoint_tokens(directory, found), spec.tokenizer)
+    if task and conventions.start_token is None:
+        raise UserError(
+            f"{directory}: the model has no start token, and a .task bundle requires one: bundle as .litertlm "
+            f"(--bundle {bundle.with_suffix('.litertlm')})"
+        )
+    return found

@@ -1,0 +1,156 @@
+"""Verbs that run a converted model: generate, chat, bench."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_models import console
+from edge_models.cli.base import cli, friendly, logged
+
+
+def _model_options(func):
+    """How FILE is opened and sampled: shared by generate and chat."""
+    options = [
+        click.argument("file", type=click.Path(exists=True, path_type=Path)),
+        click.option(
+            "--tokenizer",
+            type=click.Path(exists=True, path_type=Path),
+            help="tokenizer.json or tokenizer.model (bundles carry theirs) [beside a .tflite]",
+        ),
+        click.option("--model", "model_name", help="registered model whose defaults fill what the checkpoint lacks"),
+        click.option("--temperature", default=0.0, show_default=True, help="0 means greedy"),
+        click.option("--top-k", default=0, show_default=True),
+        click.option("--top-p", default=1.0, show_default=True),
+        click.option("--min-p", default=0.0, show_default=True),
+        click.option("--repetition-penalty", default=1.0, show_default=True),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--stop-token", "stop_tokens", multiple=True, help="extra stop token (repeatable)"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _open(file, tokenizer, model_name, stop_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed):
+    from edge_models.runtime import Generator, SamplerConfig
+
+    gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
+    sampler = SamplerConfig(
+        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed
+    )
+    return gen, sampler
+
+
+@cli.command()
+@_model_options
+@click.option("--prompt", required=True)
+@click.option("--max-tokens", default=128, show_default=True)
+@click.option("--chat", is_flag=True, help="wrap the prompt in the model's chat template")
+@logged
+@friendly
+def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens, **sampling) -> None:
+    """Generate text from a .tflite, .task or .litertlm FILE, streamed to stdout.
+
+    A .tflite takes the tokenizer, special tokens and chat template of the checkpoint directory its tokenizer is
+    in (tokenizer_config.json, generation_config.json, chat_template.jinja)."""
+    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **sampling)
+    for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):
+        console.out(piece, end="")
+    console.out()
+    console.err(gen.last_stats.summary())
+
+
+CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and starts over), /quit ends; so does Ctrl-D"
+
+
+@cli.command()
+@_model_options
+@click.option("--system", "system", default=None, help="system message opening the conversation")
+@click.option("--max-tokens", default=256, show_default=True, help="most tokens per reply")
+@click.option(
+    "--no-cache-reuse", is_flag=True, help="prefill the whole conversation every turn (the baseline, for timing)"
+)
+@logged
+@friendly
+def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_tokens, **sampling) -> None:
+    """Talk with the model in FILE, turn by turn, in its chat template.
+
+    The KV cache is kept across turns, so each turn prefills only its own tokens. Reads standard input line by
+    line, so it can be scripted: `printf 'Hi\\n/reset\\nHello\\n' | edge-models chat model.litertlm`."""
+    import sys
+
+    from edge_models.runtime import ChatSession, ConversationFullError
+
+    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **sampling)
+    session = ChatSession(gen, system=system, max_tokens=max_tokens, sampler=sampler, reuse_cache=not no_cache_reuse)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        console.err(f"chatting with {file.name}: {CHAT_HELP}")
+    turn = 0
+    while True:
+        if interactive:
+            console.out("> ", end="")
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/reset":
+            session.reset()
+            console.err("[new conversation]")
+            continue
+        if text == "/system" or text.startswith("/system "):
+            session.system = text[len("/system") :].strip() or None
+            session.reset()
+            console.err(f"[new conversation, system message {session.system!r}]")
+            continue
+        if text.startswith("/"):
+            console.err(f"unknown command {text.split()[0]}: {CHAT_HELP}")
+            continue
+        try:
+            for piece in session.send(text):
+                console.out(piece, end="")
+        except ConversationFullError as e:
+            console.err(str(e))
+            continue
+        turn += 1
+        console.out()
+        console.err(f"[turn {turn}] {gen.last_stats.summary()[1:-1]}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--decode-tokens", default=64, show_default=True)
+@click.option("--threads", default=None, type=int)
+@click.option(
+    "--compare-torch", "torch_model", default=None, help="registered model name: run PyTorch eager side by side"
+)
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="weights for --compare-torch")
+@click.option("--tiny", is_flag=True, help="--compare-torch on the model's tiny config (random weights)")
+@click.option(
+    "--engine",
+    type=click.Choice(["compiled", "interpreter", "both"]),
+    default="compiled",
+    show_default=True,
+    help="LiteRT CompiledModel with in-place KV buffers, or the plain signature-runner loop",
+)
+@logged
+@friendly
+def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, engine) -> None:
+    """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite, .task or .litertlm.
+
+    Without --checkpoint, --compare-torch runs the model's published shape with random weights."""
+    from edge_models.bench import bench_tflite, bench_torch, format_table
+
+    engines = ["compiled", "interpreter"] if engine == "both" else [engine]
+    rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e) for e in engines]
+    if torch_model:
+        rows.append(
+            bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
+        )
+    console.out(format_table(rows))
