@@ -27,6 +27,9 @@ def check_bundle(path: str | Path) -> Report:
     """Run every validation on the bundle at `path`; never raises for a bad bundle, returns the problems."""
     path = Path(path)
     report = Report()
+    if path.suffix == ".litertlm":
+        check_litertlm(path, report)
+        return report
     try:
         bundle = read_task(path)
     except TaskFormatError as e:
@@ -34,6 +37,34 @@ def check_bundle(path: str | Path) -> Report:
         return report
     check_task(bundle, report)
     return report
+
+
+def check_litertlm(path: Path, report: Report) -> None:
+    from edge_models.runtime.bundles import BundleFormatError, read_bundle
+
+    try:
+        contents = read_bundle(path)
+    except (BundleFormatError, ValueError) as e:
+        report.problems.append(str(e))
+        return
+    tok = contents.tokenizer
+    report.tokenizer_pieces = tok.vocab_size
+    options = BundleOptions(contents.start_token, contents.stop_tokens, contents.affixes)
+    check_tokens(options, tok.piece_to_id, "the bundled tokenizer", report)
+    if contents.chat_template is not None:
+        from edge_models.hf import ChatTemplateError
+
+        try:
+            contents.chat_template.check()
+        except ChatTemplateError as e:
+            report.problems.append(str(e))
+    try:
+        interpreter = _interpreter(contents.tflite)
+    except Exception as e:  # noqa: BLE001 - the interpreter raises bare errors; its message says what is wrong
+        report.problems.append(f"{path}: the prefill/decode model is not a loadable .tflite model ({e})")
+        return
+    check_model(f"{path}:TFLiteModel", report, interpreter=interpreter)
+    check_vocab(report.tokenizer_pieces, report.tflite, report)
 
 
 def check_task(bundle: TaskBundle, report: Report) -> None:

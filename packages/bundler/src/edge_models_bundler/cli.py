@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from edge_models import console
+from edge_models.cli.base import logged
 
 from edge_models_bundler.validate import BundleError, Report
 
@@ -77,7 +78,14 @@ _TEMPLATE_OPTIONS = {
 @click.option("--end-role-token", default=None)
 @click.option("--bytes-to-unicode", is_flag=True, help="tokenizer pieces use GPT-2's byte-to-unicode mapping")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="model.task or model.litertlm")
+@click.option(
+    "--self-test/--no-self-test",
+    default=True,
+    show_default=True,
+    help="record a prompt and the model's greedy tokens in the bundle, for `bundle check --run`",
+)
 @click.pass_context
+@logged
 @_errors_as_click
 def bundle(
     ctx: click.Context,
@@ -86,6 +94,7 @@ def bundle(
     model: str | None,
     output: Path | None,
     checkpoint: Path | None = None,
+    self_test: bool = True,
     no_start_token: bool = False,
     chat_template: Path | None = None,
     start_token: str | None = None,
@@ -138,7 +147,7 @@ def bundle(
         end_role_token=end_role_token,
         bytes_to_unicode=bytes_to_unicode,
     )
-    write_and_report(output, tflite, tokenizer, options)
+    write_and_report(output, tflite, tokenizer, options, self_test)
 
 
 def checkpoint_tokenizer(checkpoint: Path, output: Path) -> Path:
@@ -155,11 +164,14 @@ def checkpoint_tokenizer(checkpoint: Path, output: Path) -> Path:
     return found
 
 
-def write_and_report(output: Path, tflite: Path, tokenizer: Path, options) -> None:
-    from edge_models_bundler import write_bundle
+def write_and_report(output: Path, tflite: Path, tokenizer: Path, options, self_test: bool = True) -> None:
+    from edge_models_bundler import selftest, write_bundle
 
     report = write_bundle(output, tflite, tokenizer, options)
     _print_warnings(report.warnings)
+    if self_test:
+        # Recorded from the written file as our runtime reads it, then written into it (the checks run again).
+        write_bundle(output, tflite, tokenizer, options.replace(self_test=selftest.record(output)))
     size = output.stat().st_size
     start = repr(options.start_token) if options.start_token else "none"
     template = ", Jinja chat template" if options.chat_template and output.suffix == ".litertlm" else ""
@@ -168,19 +180,22 @@ def write_and_report(output: Path, tflite: Path, tokenizer: Path, options) -> No
 
 @bundle.command("inspect")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@logged
 @_errors_as_click
 def inspect_cmd(file: Path) -> None:
-    """Show a .task's entries, metadata, model signatures and tokenizer."""
-    from edge_models_bundler.inspect import describe_task
+    """Show a .task's or .litertlm's sections, metadata, model signatures and tokenizer."""
+    from edge_models_bundler.inspect import describe_litertlm, describe_task
 
-    console.out(describe_task(file))
+    console.out(describe_litertlm(file) if file.suffix == ".litertlm" else describe_task(file))
 
 
 @bundle.command("check")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--run", "run", is_flag=True, help="replay the bundle's self-test in our runtime and in LiteRT-LM")
+@logged
 @_errors_as_click
-def check_cmd(file: Path) -> None:
-    """Run every validation on an existing .task; exit 1 on a problem."""
+def check_cmd(file: Path, run: bool) -> None:
+    """Run every validation on an existing .task or .litertlm; exit 1 on a problem."""
     from edge_models_bundler.check import check_bundle
 
     report: Report = check_bundle(file)
@@ -194,3 +209,12 @@ def check_cmd(file: Path) -> None:
         f"{file}: OK ({', '.join(info.signatures) if info else ''}; "
         f"{report.tokenizer_pieces} pieces; KV {info.kv_len if info else '?'})"
     )
+    if run:
+        from edge_models_bundler.selftest import replay
+
+        result = replay(file)
+        console.out(f"self-test: {result.prompt!r} -> {result.expected!r}")
+        for r in result.results:
+            console.out(f"  {r.runtime:<12} {'agrees' if r.agreed else 'DIFFERS'}: {r.detail}")
+        if not result.passed:
+            raise SystemExit(1)

@@ -88,3 +88,27 @@ def _user_defined(sp, i: int) -> bool:
     # The Python binding has no IsUserDefined; user-defined specials look like <name>.
     piece = sp.IdToPiece(i)
     return piece.startswith("<") and piece.endswith(">") and len(piece) > 2
+
+
+def describe_litertlm(path: str | Path) -> str:
+    """Text for `edge-models bundle inspect` on a .litertlm; raises BundleFormatError for an unreadable file."""
+    from edge_models.runtime.bundles import read_bundle
+
+    b = read_bundle(path)
+    lines = [str(b.path), "", "sections:"]
+    lines += [f"  {name:<28} {_sizes(size):>12}" for name, size in b.sections]
+    lines += ["", "metadata (LlmMetadata):"]
+    lines.append(f"  start_token        {b.start_token!r}" if b.start_token else "  start_token        none")
+    lines.append(f"  stop_tokens        {list(b.stop_tokens)!r}")
+    for f in fields(b.affixes):
+        value = getattr(b.affixes, f.name)
+        if value:
+            lines.append(f"  {f.name:<18} {value!r}")
+    if b.chat_template is not None:
+        lines.append(f"  jinja template     {len(b.chat_template.text):,} characters")
+        hello = b.chat_template.render([{"role": "user", "content": "Hello"}])
+        lines.append(f"  renders 'Hello' as {hello!r}")
+    if b.self_test is not None:
+        lines.append(f"  self-test          {b.self_test['prompt']!r}, {len(b.self_test['tokens'])} tokens")
+    lines += ["", "tokenizer:", f"  {type(b.tokenizer).__name__}, {b.tokenizer.vocab_size} tokens"]
+    return "\n".join(lines)

@@ -147,10 +147,9 @@ def convert(
         except UserError:
             if recipe is not None or target:
                 raise
-            console.out(
+            console.err(
                 "no tokenizer beside the checkpoint: converting with int8 rounded to nearest "
-                "(give --tokenizer for the calibrated default, int8-gptq)",
-                err=True,
+                "(give --tokenizer for the calibrated default, int8-gptq)"
             )
             recipe_obj = parse_recipe("int8")
     weights = None

@@ -1,0 +1,101 @@
+"""A self-test inside every bundle: a prompt and the greedy tokens the converted model produced for it.
+
+Recorded when the bundle is written (by running the written file in our runtime), replayed by
+`edge-models bundle check --run FILE` in our runtime and, when `litert-lm-api` is installed, in LiteRT-LM. A bundle
+that decodes to garbage on some runtime then shows up on the machine at hand, before it ships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROMPT = "Here is a short story about the sea."
+TOKENS = 16
+
+
+@dataclass
+class ReplayResult:
+    runtime: str
+    agreed: bool
+    detail: str
+
+
+@dataclass
+class SelfTestReport:
+    prompt: str
+    expected: str
+    results: list[ReplayResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.agreed for r in self.results)
+
+
+def record(bundle: str | Path, prompt: str = PROMPT, max_tokens: int = TOKENS) -> dict:
+    """Greedy tokens of `bundle` (as our runtime reads it) for `prompt` as plain text after the start token."""
+    from edge_models.runtime import Generator
+
+    gen = Generator.open(bundle)
+    ids = gen.encode(prompt)
+    tokens = list(gen.generate_ids(ids, max_tokens))
+    return {"prompt": prompt, "ids": ids, "tokens": tokens, "max_tokens": max_tokens}
+
+
+def replay(bundle: str | Path, threads: int | None = None) -> SelfTestReport:
+    """Run the bundle's recorded prompt in every runtime at hand and compare with the recorded tokens."""
+    from edge_models.runtime import Generator, read_bundle
+
+    contents = read_bundle(bundle)
+    test = contents.self_test
+    if test is None:
+        raise ValueError(f"{bundle}: no self-test recorded (bundles written by edge-models 0.1 with `bundle` have one)")
+    gen = Generator.open(bundle, threads=threads)
+    expected = gen.tokenizer.decode(test["tokens"])
+    report = SelfTestReport(test["prompt"], expected)
+    ids = gen.encode(test["prompt"])
+    if ids != test["ids"]:
+        report.results.append(ReplayResult("edge-models", False, f"the prompt encodes to {ids}, not {test['ids']}"))
+    else:
+        ours = list(gen.generate_ids(ids, test["max_tokens"]))
+        same = _agreeing(ours, test["tokens"])
+        report.results.append(
+            ReplayResult("edge-models", ours == test["tokens"], f"{same}/{len(test['tokens'])} tokens agree")
+        )
+    try:
+        import litert_lm  # noqa: F401 - only to know whether LiteRT-LM is at hand
+    except ImportError:
+        return report
+    text = litert_lm_greedy(Path(bundle), test["prompt"], test["max_tokens"])
+    report.results.append(
+        ReplayResult("LiteRT-LM", text == expected, "same text" if text == expected else f"got {text!r}")
+    )
+    return report
+
+
+def _agreeing(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def litert_lm_greedy(bundle: Path, prompt: str, max_tokens: int) -> str:
+    """LiteRT-LM's greedy text for `prompt` as plain text (the engine adds the start token itself)."""
+    import litert_lm
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    engine = litert_lm.Engine(str(bundle))
+    try:
+        session = engine.create_session(
+            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
+        )
+        try:
+            session.run_prefill([prompt])
+            return session.run_decode().texts[0]
+        finally:
+            session.close()
+    finally:
+        engine.close()
