@@ -52,7 +52,7 @@ def test_bad_inputs_give_one_line_errors(run, tmp_path):
     # Checked before the conversion, so nothing is written.
     _fails_cleanly(
         run("convert", "llama", "--tiny", "-o", tmp_path / "m.tflite", "--bundle", tmp_path / "m.task"),
-        "--bundle needs --tokenizer",
+        "--bundle needs the model's tokenizer",
     )
     assert not list(tmp_path.iterdir())
 
