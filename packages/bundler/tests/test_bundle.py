@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -35,11 +36,32 @@ def _nothing_written(out: Path) -> None:
 
 def test_convert_bundle_in_one_go(tiny_task):
     b = read_task(tiny_task)
-    assert list(b.entries) == ["TF_LITE_PREFILL_DECODE", "TOKENIZER_MODEL", "METADATA"]
+    assert list(b.entries) == ["TF_LITE_PREFILL_DECODE", "TOKENIZER_MODEL", "METADATA", "EDGE_MODELS_SELF_TEST"]
     assert all(e.aligned for e in b.entries.values())
     # --model llama gave the defaults: the spec's start/stop tokens.
     assert b.params.start_token == "<s>" and b.params.stop_tokens == ("</s>",)
-    assert check_bundle(tiny_task).ok
+    report = check_bundle(tiny_task)
+    assert report.ok and not report.warnings, report.warnings
+
+
+def test_self_test_replays_and_catches_a_different_model(tmp_path, tiny_task, tokenizer):
+    """The recorded tokens replay in every runtime; a bundle whose model was swapped afterwards is caught."""
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.models import random_model
+    from edge_models.plugins import registry
+
+    from edge_models_bundler import write_task
+    from edge_models_bundler.selftest import replay
+
+    assert replay(tiny_task).passed
+    record = read_task(tiny_task).read("EDGE_MODELS_SELF_TEST")
+    other = random_model(registry().get("llama").tiny_config, seed=9)
+    other_tflite = convert(other, tmp_path / "o.tflite", ExportSettings((8,), 64), "fp32", progress=None).path
+    swapped = tmp_path / "swapped.task"
+    options = BundleOptions(start_token="<s>", stop_tokens=("</s>",), self_test=json.loads(record))
+    write_task(swapped, other_tflite, tokenizer, options)
+    result = replay(swapped)
+    assert not result.passed and "tokens agree" in result.results[0].detail
 
 
 def test_write_task_and_read_it_back(tmp_path, tiny_tflite, tokenizer):

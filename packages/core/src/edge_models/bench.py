@@ -39,8 +39,12 @@ def run_measured(fn, *args):
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    from edge_models import console
+
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_measured, fn, *args).result()
+        future = pool.submit(_measured, fn, *args)
+        console.relay_stages(future)
+        return future.result()
 
 
 def _measured(fn, *args):

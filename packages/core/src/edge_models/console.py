@@ -22,6 +22,7 @@ from typing import TextIO
 _terminal_out: TextIO | None = None
 _terminal_err: TextIO | None = None
 _bar = None  # (rich Progress, task id, label) while a progress bar is on screen
+_log_path: Path | None = None
 # "calibrated block 3/18", "wrote 16/48 weights", "auto: sensitivity 5/36 (...)": a step of a long task.
 _STEP = re.compile(r"^(?P<head>.*?)(?P<done>\d+)/(?P<total>\d+)(?P<tail>.*)$")
 
@@ -87,6 +88,26 @@ def _end_bar() -> None:
         _bar = None
 
 
+def relay_stages(future) -> None:
+    """Until `future` (a child process's work) is done, show the stage messages the child writes: its output
+    goes to our log file, so they are read back from there."""
+    if _log_path is None:
+        return
+    with open(_log_path, encoding="utf-8", errors="replace") as log:
+        log.seek(0, os.SEEK_END)
+        pending = ""
+        while True:
+            finished = future.done()
+            pending += log.read()
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                if line.startswith("[edge-models] "):
+                    stage(line[len("[edge-models] ") :])
+            if finished:
+                return
+            time.sleep(0.2)
+
+
 def log_dir() -> Path:
     base = os.environ.get("EDGE_MODELS_LOG_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge-models", "logs"
@@ -103,7 +124,7 @@ def quiet(name: str, verbose: bool = False, until_exit: bool = False) -> Iterato
     tears its accelerators down, with more log lines, only when the process exits; Python's own streams go back
     to the terminal.
     """
-    global _terminal_out, _terminal_err
+    global _terminal_out, _terminal_err, _log_path
     if verbose or _terminal_err is not None or not _real_descriptors():
         # Output captured by a caller (click's test runner, a notebook) is not the terminal: leave it alone.
         yield None
@@ -124,6 +145,7 @@ def quiet(name: str, verbose: bool = False, until_exit: bool = False) -> Iterato
     _terminal_err = os.fdopen(os.dup(saved[1]), "w", buffering=1, encoding="utf-8", errors="replace")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
+    _log_path = path
     failure: BaseException | None = None
     try:
         yield path
@@ -144,7 +166,7 @@ def quiet(name: str, verbose: bool = False, until_exit: bool = False) -> Iterato
             log.close()
         for fd in saved:
             os.close(fd)
-        _terminal_out = _terminal_err = None
+        _terminal_out = _terminal_err = _log_path = None
         if failure is not None:
             _report_failure(failure, path)
 

