@@ -52,6 +52,16 @@ def test_gptq_output_error_is_below_round_to_nearest(grid):
     assert output_error(dequantize(q, scales, grid)) < 0.7 * output_error(rtn)
 
 
+@pytest.mark.parametrize("grid", [Grid(4, 32), Grid(8)], ids=str)
+def test_gptq_in_row_passes_is_identical(grid):
+    """Rows are independent in GPTQ: a large LM head done a slice of rows at a time gives the same result."""
+    weight = torch.randn(300, 64, generator=torch.Generator().manual_seed(3))
+    x = _correlated_inputs(512, 64, seed=4)
+    whole = gptq(weight, x.T @ x, grid, rows_per_pass=1000)
+    sliced = gptq(weight, x.T @ x, grid, rows_per_pass=64)
+    assert torch.equal(whole[0], sliced[0]) and torch.equal(whole[1], sliced[1])
+
+
 def test_clipping_search_is_never_worse_than_the_absolute_maximum():
     torch.manual_seed(0)
     weight = torch.randn(64, 128) * torch.rand(64, 1)

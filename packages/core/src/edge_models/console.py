@@ -56,8 +56,14 @@ def stage(message: str) -> None:
     terminal (each new label starts a bar); other messages are printed as lines."""
     global _bar
     step = _STEP.match(message)
-    if step is None or not stderr().isatty():
+    if step is None:
         err(f"[edge-models] {message}")
+        return
+    if not stderr().isatty():
+        # A log or a pipe gets the first step, each quarter and the last, not a line per step.
+        done, total = int(step["done"]), int(step["total"])
+        if done in (1, total) or done * 4 // total != (done - 1) * 4 // total:
+            err(f"[edge-models] {message}")
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from edge_models.convert import parallel
 from edge_models.convert.export import ExportSettings, lower_signatures
 from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
@@ -122,7 +123,7 @@ def convert(
         seconds=time.perf_counter() - started,
         peak_rss_bytes=peak_rss_bytes(),
         recipe=recipe.text,
-        worker_peak_rss_bytes=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 if workers > 1 else 0,
+        worker_peak_rss_bytes=parallel.worker_peak_rss_bytes if workers > 1 else 0,
     )
     say(result.summary())
     return result

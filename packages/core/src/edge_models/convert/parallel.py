@@ -17,6 +17,24 @@ from concurrent.futures import ProcessPoolExecutor
 from edge_models.convert.export import ExportSettings
 from edge_models.layers import Decoder
 
+# The largest export worker's own peak resident memory in the last `export_in_parallel`, for the summary line.
+worker_peak_rss_bytes = 0
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's peak resident memory since it started its program. Linux's `ru_maxrss` survives `exec`, so a
+    spawned worker would report the memory of the parent it was forked from; VmHWM is reset by `exec`."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
 
 def export_in_parallel(
     model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], workers: int
@@ -36,17 +54,21 @@ def export_in_parallel(
     names = settings.signature_names()
     groups = [names[k::workers] for k in range(min(workers, len(names)))]
     # spawn: a forked child would inherit torch's thread pools and locks mid-use.
+    global worker_peak_rss_bytes
     with ProcessPoolExecutor(len(groups) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = [pool.submit(_export_group, blob, settings, shapes, group) for group in groups[1:]]
         parts = [export_signatures(model, settings, shapes, groups[0])]
-        parts += [job.result() for job in pending]
-    return merge_models(parts)
+        results = [job.result() for job in pending]
+    worker_peak_rss_bytes = max((peak for _, peak in results), default=0)
+    return merge_models(parts + [part for part, _ in results])
 
 
-def _export_group(blob: bytes, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], names: list[str]) -> bytes:
+def _export_group(
+    blob: bytes, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], names: list[str]
+) -> tuple[bytes, int]:
     from edge_models.convert.streaming import export_signatures
 
-    return export_signatures(pickle.loads(blob), settings, shapes, names)
+    return export_signatures(pickle.loads(blob), settings, shapes, names), own_peak_rss_bytes()
 
 
 def merge_models(parts: list[bytes]) -> bytes:

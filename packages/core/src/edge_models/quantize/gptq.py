@@ -104,11 +104,20 @@ def gptq(
     *,
     damping: float = 0.01,
     block_columns: int = 128,
+    rows_per_pass: int = 16384,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GPTQ-round `weight` [rows, cols] given the input Hessian [cols, cols]: (int8 values, scales).
 
     `damping` adds that fraction of the mean diagonal to H, which keeps the inverse stable when some inputs are
-    (nearly) collinear or never active."""
+    (nearly) collinear or never active. Rows are independent (the error of a rounding moves along its own row
+    only), so they are done `rows_per_pass` at a time: the working copies of a 262,144-row LM head took ~6 GB at
+    once, now a sixteenth of that, with identical results."""
+    if weight.shape[0] > rows_per_pass:
+        parts = [
+            gptq(weight[r : r + rows_per_pass], hessian, grid, damping=damping, block_columns=block_columns)
+            for r in range(0, weight.shape[0], rows_per_pass)
+        ]
+        return torch.cat([q for q, _ in parts]), torch.cat([s for _, s in parts])
     w = weight.detach().float().clone()
     rows, cols = w.shape
     h = hessian.detach().float().clone()
