@@ -378,7 +378,11 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         args.max_tokens,
     )["result"]
     for prompt, reply in zip(CHAT_PROMPTS, chat.get("replies") or runtime_chat(str(litertlm), CHAT_PROMPTS, 32)):
-        console.out(f"> {prompt}\n{reply.strip()}")
+        lines = reply.strip().splitlines() or [""]
+        more = " [...]" if len(lines[0]) > 110 or len(lines) > 1 else ""
+        console.out(f"> {prompt}\n{lines[0][:110]}{more}")
+    if args.model == DEFAULT_MODEL:
+        console.out("(Gemma 3 270M is the base model, not tuned for chat: the check is that both engines agree)")
 
     conformance_prompts = [args.prompt, *VERIFY_PROMPTS]
     conformance = run_stage(
