@@ -1,4 +1,4 @@
-"""Sessions: tests (the README's test command), demo (the main job), convert, verify, list, lint, bench.
+"""Sessions: tests (the README's test command), demo (the main job), convert, verify, matrix, list, lint, bench.
 
 `convert` and `verify` discover models through the `edge_models` entry points, exactly as a
 user's install does, so a new plugin is covered without editing this file.
@@ -13,7 +13,14 @@ nox.options.reuse_existing_virtualenvs = True
 
 # Any other torch spec pulls a multi-GB CUDA build on these machines.
 TORCH = "torch==2.13.0"
-PLUGINS = ["packages/models-gemma", "packages/models-tinyllama", "packages/models-phi2"]
+PLUGINS = [
+    "packages/models-gemma",
+    "packages/models-tinyllama",
+    "packages/models-phi2",
+    "packages/models-qwen",
+    "packages/models-mistral",
+    "packages/models-phi3",
+]
 PYTHON = "3.11"
 
 
@@ -61,6 +68,16 @@ def _model_args(session: nox.Session) -> tuple[list[str], list[str]]:
     if checkpoint and not model:
         models = ["auto"]
     return models, (["--checkpoint", checkpoint] if checkpoint else ["--tiny"])
+
+
+@nox.session(python=PYTHON)
+def matrix(session: nox.Session) -> None:
+    """The registered models as a JSON list, for a CI matrix that runs `verify` and `convert` with
+    `-- --model NAME` on one runner per model (.github/workflows/zoo.yml)."""
+    import json
+
+    install_all(session)
+    print(json.dumps(registered_models(session)))
 
 
 @nox.session(python=PYTHON)

@@ -217,7 +217,7 @@ def test_fused_qkv_checkpoint(tiny_llama, tmp_path):
     save_file(state, path)
     with pytest.raises(
         CheckpointError,
-        match=r"1 problem\(s\)\):\n.*qkv_proj.weight': expected \[256, 128\] \(q, k and v stacked\), "
+        match=r"1 problem\(s\)\):\n.*qkv_proj.weight': expected \[256, 128\] \(fused projections stacked\), "
         r"found \[255, 128\]$",
     ):
         load_model(spec.tiny_config, path, names)

@@ -115,18 +115,19 @@ def _one_spec_per_architecture() -> list[str]:
 
 @pytest.mark.parametrize("name", _one_spec_per_architecture())
 def test_every_family_runs_in_litert_lm_like_on_the_desktop(name, tmp_path, tokenizer):
-    """A bundle of each architecture's tiny model (sliding windows, soft-capping, parallel blocks...)."""
+    """A .task and a .litertlm of each architecture's tiny model (sliding windows, soft-capping, parallel blocks,
+    fused projections, LongRoPE...)."""
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
     from edge_models.models import random_model
 
-    from edge_models_bundler import write_task
+    from edge_models_bundler import write_bundle
 
     model = random_model(registry().get(name).tiny_config, seed=4)
     tflite = convert(model, tmp_path / "m.tflite", ExportSettings((8,), 64), "fp32", progress=None).path
-    task = tmp_path / "m.task"
-    write_task(task, tflite, tokenizer, OPTIONS)
-    _runtime_matches_engine(task)
+    for bundle in (tmp_path / "m.task", tmp_path / "m.litertlm"):
+        write_bundle(bundle, tflite, tokenizer, OPTIONS)
+        _runtime_matches_engine(bundle)
 
 
 def test_litertlm_with_sentencepiece(tmp_path, tiny_tflite, tokenizer):

@@ -58,12 +58,23 @@ def rope_parameters(hf: dict, layer_type: str = "full_attention") -> tuple[float
         if "partial_rotary_factor" in hf:
             params["partial_rotary_factor"] = hf["partial_rotary_factor"]
     base = float(params.pop("rope_theta", 10_000.0))
-    fraction = float(params.pop("partial_rotary_factor", 1.0))
+    fraction = float(params.pop("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)))
     kind = params.get("rope_type", params.get("type", "default"))
-    if kind not in ("default", "linear", "llama3"):
+    if kind not in ("default", "linear", "llama3", "longrope"):
         raise UnsupportedConfigError(
-            f"config.json rope scaling type {kind!r} is not supported; supported: default, linear, llama3"
+            f"config.json rope scaling type {kind!r} is not supported; supported: default, linear, llama3, longrope"
         )
+    if kind == "longrope":
+        # Older files keep these beside rope_scaling; the extension factor defaults to the ratio of the two lengths.
+        original = params.get("original_max_position_embeddings") or hf.get("original_max_position_embeddings")
+        if not original:
+            raise UnsupportedConfigError("config.json longrope scaling needs original_max_position_embeddings")
+        params["original_max_position_embeddings"] = original
+        if params.get("factor") is None:
+            params["factor"] = hf.get("max_position_embeddings", original) / original
+        for key in ("short_factor", "long_factor"):
+            if not isinstance(params.get(key), list):
+                raise UnsupportedConfigError(f"config.json longrope scaling needs a {key!r} list")
     return base, (params if kind != "default" else None), fraction
 
 
@@ -79,3 +90,26 @@ def layer_types(hf: dict, num_layers: int) -> tuple[str, ...] | None:
     if len(types) != num_layers:
         raise UnsupportedConfigError(f"config.json layer_types has {len(types)} entries for {num_layers} layers")
     return tuple(mapping[t] for t in types)
+
+
+def check_fields(hf: dict, allowed: dict[str, tuple], problems: list[str] | None = None) -> None:
+    """Every field of `hf` whose value is not in its `allowed` tuple (a missing field counts as None), plus any
+    `problems` found already, raised as one UnsupportedConfigError naming them all."""
+    problems = list(problems or [])
+    for key, values in allowed.items():
+        if hf.get(key) not in values:
+            problems.append(f"{key!r} = {hf.get(key)!r} (supported: {list(values)})")
+    if problems:
+        arch = ", ".join(hf.get("architectures") or []) or "the model"
+        raise UnsupportedConfigError(
+            f"config.json ({arch}) has {len(problems)} unsupported setting(s):\n  " + "\n  ".join(problems)
+        )
+
+
+def attempt(problems: list[str], read, *args):
+    """`read(*args)`, or None with its UnsupportedConfigError's message added to `problems`."""
+    try:
+        return read(*args)
+    except UnsupportedConfigError as e:
+        problems.append(str(e).removeprefix("config.json "))
+        return None

@@ -18,13 +18,16 @@ class TensorNames:
     input_norm: str
     o_proj: str
     down_proj: str
-    up_proj: str
+    # None only with gate_up_proj.
+    up_proj: str | None
     q_proj: str | None = None
     k_proj: str | None = None
     v_proj: str | None = None
     # One tensor holding q, k and v stacked along the output axis.
     qkv_proj: str | None = None
     gate_proj: str | None = None
+    # One tensor holding the gate and up projections stacked along the output axis, gate first (Phi-3).
+    gate_up_proj: str | None = None
     q_norm: str | None = None
     k_norm: str | None = None
     pre_mlp_norm: str | None = None
@@ -32,11 +35,15 @@ class TensorNames:
     post_mlp_norm: str | None = None
 
     def __post_init__(self) -> None:
+        if self.up_proj is None and self.gate_up_proj is None:
+            raise ValueError("TensorNames needs up_proj, or gate_up_proj")
         separate = (self.q_proj, self.k_proj, self.v_proj)
         if self.qkv_proj is None and None in separate:
             raise ValueError("TensorNames needs q_proj, k_proj and v_proj, or qkv_proj")
         if self.qkv_proj is not None and any(separate):
             raise ValueError("TensorNames takes either qkv_proj or q_proj/k_proj/v_proj, not both")
+        if self.gate_up_proj is not None and self.gate_proj is not None:
+            raise ValueError("TensorNames takes either gate_up_proj or gate_proj/up_proj, not both")
         for f in fields(self):
             value = getattr(self, f.name)
             per_layer = f.name not in ("embedding", "final_norm", "lm_head")

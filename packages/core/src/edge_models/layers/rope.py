@@ -21,7 +21,15 @@ def inverse_frequencies(rotary_dim: int, base: float, scaling: dict | None) -> t
         return inv_freq / float(scaling["factor"])
     if kind == "llama3":
         return _llama3_scaled(inv_freq, scaling)
-    raise ValueError(f"unsupported rope_scaling type {kind!r}; supported: default, linear, llama3")
+    if kind == "longrope":
+        # LongRoPE (Phi-3.5, Phi-4-mini): each frequency divided by its own factor. The short factors are the ones
+        # for contexts up to original_max_position_embeddings, which every on-device KV cache stays within;
+        # transformers switches to the long factors only past that length.
+        factors = torch.tensor(scaling["short_factor"], dtype=torch.float32, device="cpu")
+        if factors.numel() != inv_freq.numel():
+            raise ValueError(f"rope short_factor has {factors.numel()} entries; the rotary dimension needs {inv_freq.numel()}")
+        return inv_freq / factors
+    raise ValueError(f"unsupported rope_scaling type {kind!r}; supported: default, linear, llama3, longrope")
 
 
 def _llama3_scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
@@ -39,7 +47,13 @@ def _llama3_scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
 
 
 def rope_attention_factor(scaling: dict | None) -> float:
-    """Cos/sin multiplier some scalings ask for (1.0 for every one we support)."""
+    """Cos/sin multiplier some scalings ask for: LongRoPE's, from its extension factor unless given."""
+    kind = (scaling or {}).get("rope_type", (scaling or {}).get("type"))
+    if kind == "longrope":
+        if scaling.get("attention_factor") is not None:
+            return float(scaling["attention_factor"])
+        factor, original = float(scaling.get("factor") or 1.0), float(scaling["original_max_position_embeddings"])
+        return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
     if scaling and scaling.get("attention_factor") not in (None, 1.0):
         raise ValueError("rope_scaling.attention_factor other than 1.0 is not supported")
     return 1.0
@@ -51,12 +65,14 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, rotary_dim: int, base: float, scaling: dict | None) -> None:
         super().__init__()
         self.rotary_dim = rotary_dim
-        rope_attention_factor(scaling)
+        self.attention_factor = rope_attention_factor(scaling)
         self.register_buffer("inv_freq", inverse_frequencies(rotary_dim, base, scaling), persistent=False)
 
     def cos_sin(self, input_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = input_pos.float()[:, None] * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)  # [T, rotary_dim]
+        if self.attention_factor != 1.0:
+            return emb.cos() * self.attention_factor, emb.sin() * self.attention_factor
         return emb.cos(), emb.sin()
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

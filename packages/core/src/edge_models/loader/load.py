@@ -22,7 +22,7 @@ _IGNORED_SUFFIXES = ("rotary_emb.inv_freq", ".masked_bias", ".attn.bias")
 @dataclass(frozen=True)
 class Pick:
     """Our parameter comes from `rows` of checkpoint tensor `name` (all rows when None), a tensor
-    that then has `total_rows` rows (q, k and v stacked)."""
+    that then has `total_rows` rows (fused projections: q, k and v, or gate and up, stacked)."""
 
     name: str
     rows: tuple[int, int] | None = None
@@ -34,11 +34,17 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
     cfg = model.config
     a = cfg.attention
     q_rows, kv_rows = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
-    fused = {
-        "attn.q_proj": (0, q_rows),
-        "attn.k_proj": (q_rows, q_rows + kv_rows),
-        "attn.v_proj": (q_rows + kv_rows, q_rows + 2 * kv_rows),
-    }
+    inter = cfg.mlp.intermediate_size
+    # slot -> (fused tensor template, its rows for this slot, its total rows)
+    fused = {}
+    if names.qkv_proj is not None:
+        total = q_rows + 2 * kv_rows
+        fused["attn.q_proj"] = (names.qkv_proj, (0, q_rows), total)
+        fused["attn.k_proj"] = (names.qkv_proj, (q_rows, q_rows + kv_rows), total)
+        fused["attn.v_proj"] = (names.qkv_proj, (q_rows + kv_rows, total), total)
+    if names.gate_up_proj is not None:
+        fused["mlp.gate_proj"] = (names.gate_up_proj, (0, inter), 2 * inter)
+        fused["mlp.up_proj"] = (names.gate_up_proj, (inter, 2 * inter), 2 * inter)
     picks: dict[str, Pick] = {}
     for param in model.state_dict():
         module, _, kind = param.rpartition(".")
@@ -52,8 +58,9 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
             picks[param] = Pick(f"{names.lm_head}.{kind}")
         elif module.startswith("layers."):
             _, index, slot = module.split(".", 2)
-            if names.qkv_proj is not None and slot in fused:
-                picks[param] = Pick(f"{names.qkv_proj.format(index)}.{kind}", fused[slot], q_rows + 2 * kv_rows)
+            if slot in fused:
+                template, rows, total = fused[slot]
+                picks[param] = Pick(f"{template.format(index)}.{kind}", rows, total)
                 continue
             template = getattr(names, LAYER_SLOTS[slot])
             if template is None:
@@ -78,7 +85,7 @@ def load_weights(
     problems: list[str] = []
     checked: set[str] = set()
     for param, pick in picks.items():
-        if pick.name in checked:  # q, k and v share one fused tensor: report it once
+        if pick.name in checked:  # the parts of a fused tensor: report it once
             continue
         checked.add(pick.name)
         want = tuple(expected[param].shape)
@@ -89,7 +96,7 @@ def load_weights(
         if pick.rows is not None:
             total = [pick.total_rows, *want[1:]]
             ok = list(found) == total
-            want_desc = f"{total} (q, k and v stacked)"
+            want_desc = f"{total} (fused projections stacked)"
         else:
             ok = found == want
             want_desc = str(list(want))

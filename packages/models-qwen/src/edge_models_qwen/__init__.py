@@ -1,0 +1,181 @@
+"""Qwen 2 / 2.5 and Qwen 3 for edge-models: configs and tensor-name maps on core's decoder.
+
+Qwen 2 is the Llama block with biases on q, k and v (not on the output projection); Qwen 3 drops the biases and
+normalises each head's q and k (RMSNorm over head_dim) before RoPE, with an explicit head_dim.
+"""
+
+from __future__ import annotations
+
+from edge_models import (
+    AttentionConfig,
+    MLPConfig,
+    ModelConfig,
+    ModelSpec,
+    NormConfig,
+    PromptTemplate,
+    RopeConfig,
+    TensorNames,
+    TokenizerDefaults,
+    hookimpl,
+)
+from edge_models.hf_config import attempt, check_fields, layer_types, require, rope_parameters
+
+__version__ = "0.1.0"
+
+
+def _qwen_config(hf: dict, qwen3: bool) -> ModelConfig:
+    problems: list[str] = []
+    rope = attempt(problems, rope_parameters, hf)
+    if rope is not None and rope[2] != 1.0:
+        problems.append(f"partial rotary factor {rope[2]} (Qwen rotates whole heads)")
+    types = attempt(problems, layer_types, hf, hf.get("num_hidden_layers", 0))
+    sliding = types is not None and "sliding" in types
+    if hf.get("use_sliding_window") and types is None:
+        problems.append("'use_sliding_window' = True without 'layer_types' (which layers slide is not known)")
+    allowed = {"hidden_act": ("silu", None), "attention_bias": (False, None)} if qwen3 else {"hidden_act": ("silu", None)}
+    check_fields(hf, allowed, problems)
+    hidden, heads = require(hf, "hidden_size"), require(hf, "num_attention_heads")
+    eps = hf.get("rms_norm_eps", 1e-6)
+    return ModelConfig(
+        vocab_size=require(hf, "vocab_size"),
+        hidden_size=hidden,
+        num_layers=require(hf, "num_hidden_layers"),
+        attention=AttentionConfig(
+            num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hidden // heads,
+            qkv_bias=not qwen3,
+            qk_norm=NormConfig(kind="rms", eps=eps) if qwen3 else None,
+            sliding_window=hf.get("sliding_window") if sliding else None,
+        ),
+        mlp=MLPConfig(intermediate_size=require(hf, "intermediate_size"), activation="silu", gated=True),
+        norm=NormConfig(kind="rms", eps=eps),
+        rope=RopeConfig(base=rope[0], scaling=rope[1]),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        layer_types=types if sliding else None,
+        max_seq_len=hf.get("max_position_embeddings", 32768),
+    )
+
+
+def qwen2_config_from_hf(hf: dict) -> ModelConfig:
+    """`Qwen2ForCausalLM` (Qwen 2, Qwen 2.5): every unsupported field is named in one error."""
+    return _qwen_config(hf, qwen3=False)
+
+
+def qwen3_config_from_hf(hf: dict) -> ModelConfig:
+    """`Qwen3ForCausalLM` (dense Qwen 3)."""
+    return _qwen_config(hf, qwen3=True)
+
+
+def _names(qk_norm: bool) -> TensorNames:
+    layer = "model.layers.{}."
+    return TensorNames(
+        embedding="model.embed_tokens",
+        final_norm="model.norm",
+        lm_head="lm_head",
+        input_norm=layer + "input_layernorm",
+        q_proj=layer + "self_attn.q_proj",
+        k_proj=layer + "self_attn.k_proj",
+        v_proj=layer + "self_attn.v_proj",
+        o_proj=layer + "self_attn.o_proj",
+        q_norm=layer + "self_attn.q_norm" if qk_norm else None,
+        k_norm=layer + "self_attn.k_norm" if qk_norm else None,
+        pre_mlp_norm=layer + "post_attention_layernorm",
+        gate_proj=layer + "mlp.gate_proj",
+        up_proj=layer + "mlp.up_proj",
+        down_proj=layer + "mlp.down_proj",
+    )
+
+
+QWEN2_NAMES, QWEN3_NAMES = _names(False), _names(True)
+
+_COMMON = {"model_type": "qwen2", "vocab_size": 151936, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6}
+QWEN25_05B = {
+    **_COMMON,
+    "architectures": ["Qwen2ForCausalLM"],
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 32768,
+    "tie_word_embeddings": True,
+}
+QWEN25_15B = {
+    **QWEN25_05B,
+    "hidden_size": 1536,
+    "intermediate_size": 8960,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 12,
+}
+QWEN3_06B = {
+    **_COMMON,
+    "model_type": "qwen3",
+    "architectures": ["Qwen3ForCausalLM"],
+    "hidden_size": 1024,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "attention_bias": False,
+    "max_position_embeddings": 40960,
+    "tie_word_embeddings": True,
+}
+QWEN3_17B = {**QWEN3_06B, "hidden_size": 2048, "intermediate_size": 6144}
+
+_TINY = {"vocab_size": 256, "num_hidden_layers": 2, "max_position_embeddings": 512}
+TINY_QWEN2 = {**QWEN25_05B, **_TINY, "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4}
+TINY_QWEN3 = {
+    **QWEN3_06B,
+    **_TINY,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 48,
+    "tie_word_embeddings": False,
+}
+
+# ChatML; Qwen's tokenizers add no start token. A checkpoint's own files override these.
+QWEN_TOKENS = TokenizerDefaults(
+    start_token=None,
+    stop_tokens=("<|im_end|>", "<|endoftext|>"),
+    template=PromptTemplate(
+        user_prefix="<|im_start|>user\n",
+        user_suffix="<|im_end|>\n",
+        model_prefix="<|im_start|>assistant\n",
+        model_suffix="<|im_end|>\n",
+        system_prefix="<|im_start|>system\n",
+        system_suffix="<|im_end|>\n",
+    ),
+)
+
+_PRESETS = [
+    ("qwen2", qwen2_config_from_hf, QWEN25_05B, TINY_QWEN2, QWEN2_NAMES, "Qwen2ForCausalLM", "any Qwen2ForCausalLM"),
+    ("qwen2.5-0.5b", qwen2_config_from_hf, QWEN25_05B, TINY_QWEN2, QWEN2_NAMES, "Qwen2ForCausalLM", "Qwen2.5-0.5B"),
+    ("qwen2.5-1.5b", qwen2_config_from_hf, QWEN25_15B, TINY_QWEN2, QWEN2_NAMES, "Qwen2ForCausalLM", "Qwen2.5-1.5B"),
+    ("qwen3", qwen3_config_from_hf, QWEN3_06B, TINY_QWEN3, QWEN3_NAMES, "Qwen3ForCausalLM", "any Qwen3ForCausalLM"),
+    ("qwen3-0.6b", qwen3_config_from_hf, QWEN3_06B, TINY_QWEN3, QWEN3_NAMES, "Qwen3ForCausalLM", "Qwen3-0.6B"),
+    ("qwen3-1.7b", qwen3_config_from_hf, QWEN3_17B, TINY_QWEN3, QWEN3_NAMES, "Qwen3ForCausalLM", "Qwen3-1.7B"),
+]
+
+
+@hookimpl
+def register_models(register):
+    for name, from_hf, published, tiny, names, reference, description in _PRESETS:
+        register(
+            ModelSpec(
+                name=name,
+                family="qwen3" if reference == "Qwen3ForCausalLM" else "qwen2",
+                architectures=(reference,),
+                config_from_hf=from_hf,
+                config=from_hf(published),
+                published_hf_config=published,
+                tiny_hf_config=tiny,
+                tensor_names=names,
+                tokenizer=QWEN_TOKENS,
+                reference_class=reference,
+                description=f"{description}; byte-level BPE tokenizer.json (bundles as .litertlm)",
+            )
+        )
