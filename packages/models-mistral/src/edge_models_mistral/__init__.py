@@ -27,7 +27,11 @@ def mistral_config_from_hf(hf: dict) -> ModelConfig:
     if rope is not None and rope[2] != 1.0:
         problems.append(f"partial rotary factor {rope[2]} (Mistral rotates whole heads)")
     check_fields(hf, {"hidden_act": ("silu", None)}, problems)
-    hidden, heads, layers = require(hf, "hidden_size"), require(hf, "num_attention_heads"), require(hf, "num_hidden_layers")
+    hidden, heads, layers = (
+        require(hf, "hidden_size"),
+        require(hf, "num_attention_heads"),
+        require(hf, "num_hidden_layers"),
+    )
     window = hf.get("sliding_window")
     return ModelConfig(
         vocab_size=require(hf, "vocab_size"),

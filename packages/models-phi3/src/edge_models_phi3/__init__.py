@@ -30,7 +30,11 @@ def phi3_config_from_hf(hf: dict) -> ModelConfig:
     problems: list[str] = []
     rope = attempt(problems, rope_parameters, hf)
     check_fields(hf, {"hidden_act": ("silu", None)}, problems)
-    hidden, heads, layers = require(hf, "hidden_size"), require(hf, "num_attention_heads"), require(hf, "num_hidden_layers")
+    hidden, heads, layers = (
+        require(hf, "hidden_size"),
+        require(hf, "num_attention_heads"),
+        require(hf, "num_hidden_layers"),
+    )
     # A window as long as the model's context changes nothing: attend globally.
     window = hf.get("sliding_window")
     if window and window >= hf.get("max_position_embeddings", 4096):
@@ -124,6 +128,9 @@ TINY_PHI3 = {
     "original_max_position_embeddings": 64,
     "max_position_embeddings": 512,
     "sliding_window": None,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "pad_token_id": 0,
 }
 
 PHI3_TOKENS = TokenizerDefaults(

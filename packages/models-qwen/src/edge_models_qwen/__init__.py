@@ -32,7 +32,9 @@ def _qwen_config(hf: dict, qwen3: bool) -> ModelConfig:
     sliding = types is not None and "sliding" in types
     if hf.get("use_sliding_window") and types is None:
         problems.append("'use_sliding_window' = True without 'layer_types' (which layers slide is not known)")
-    allowed = {"hidden_act": ("silu", None), "attention_bias": (False, None)} if qwen3 else {"hidden_act": ("silu", None)}
+    allowed = (
+        {"hidden_act": ("silu", None), "attention_bias": (False, None)} if qwen3 else {"hidden_act": ("silu", None)}
+    )
     check_fields(hf, allowed, problems)
     hidden, heads = require(hf, "hidden_size"), require(hf, "num_attention_heads")
     eps = hf.get("rms_norm_eps", 1e-6)

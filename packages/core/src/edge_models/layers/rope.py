@@ -27,7 +27,9 @@ def inverse_frequencies(rotary_dim: int, base: float, scaling: dict | None) -> t
         # transformers switches to the long factors only past that length.
         factors = torch.tensor(scaling["short_factor"], dtype=torch.float32, device="cpu")
         if factors.numel() != inv_freq.numel():
-            raise ValueError(f"rope short_factor has {factors.numel()} entries; the rotary dimension needs {inv_freq.numel()}")
+            raise ValueError(
+                f"rope short_factor has {factors.numel()} entries; the rotary dimension needs {inv_freq.numel()}"
+            )
         return inv_freq / factors
     raise ValueError(f"unsupported rope_scaling type {kind!r}; supported: default, linear, llama3, longrope")
 
