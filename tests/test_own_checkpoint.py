@@ -329,3 +329,61 @@ def test_native_logs_go_to_the_log_file(converted, tmp_path):
     assert "XNNPACK" in (tmp_path / "generate.log").read_text()
     loud = subprocess.run(command[:3] + ["-v"] + command[3:], capture_output=True, text=True, env=env, timeout=120)
     assert loud.returncode == 0 and "XNNPACK" in loud.stderr
+
+
+GEMMA_STYLE_SP = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def test_sentencepiece_checkpoint_bundles_as_task_with_no_flags(tmp_path, run):
+    """A checkpoint with a SentencePiece tokenizer.model: `--bundle m.task` needs no other flag; the .task (affixes
+    derived from the Jinja template) prompts and answers like the .tflite run on the checkpoint's own files, and
+    LiteRT-LM's conversation API on the .task gives the same text."""
+    from edge_models.plugins import registry
+    from edge_models.testing import tiny_checkpoint, train_sentencepiece
+
+    directory = tiny_checkpoint(registry().get("llama"), tmp_path / "ckpt")
+    tok = load_tokenizer(train_sentencepiece(directory / "tokenizer.model", vocab_size=256))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "chat_template": GEMMA_STYLE_SP})
+    )
+    eos = [tok.piece_to_id("</s>"), tok.piece_to_id("<end_of_turn>")]
+    (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": eos}))
+    out = run(
+        "convert",
+        "auto",
+        "--checkpoint",
+        directory,
+        "--quantize",
+        "fp32",
+        "--prefill",
+        "8,32",
+        "--kv-cache",
+        "128",
+        "-o",
+        directory / "m.tflite",
+        "--bundle",
+        directory / "m.task",
+    )
+    assert out.exit_code == 0, out.output
+    messages = [{"role": "user", "content": "kalo mine ruta"}]
+    bare, task = Generator.open(directory / "m.tflite"), Generator.open(directory / "m.task")
+    ids = bare.encode_chat(messages)
+    # The start token as its id (SentencePiece would spell "<s>" out as text), the turn marker as one piece.
+    assert ids[0] == tok.piece_to_id("<s>") and tok.piece_to_id("<start_of_turn>") in ids[1:3]
+    assert task.encode_chat(messages) == ids and task.stop_tokens == ("</s>", "<end_of_turn>")
+    generated = list(bare.generate_ids(ids, NEW_TOKENS))
+    assert generated and list(task.generate_ids(ids, NEW_TOKENS)) == generated
+    assert _engine_chat(directory / "m.task", messages) == tok.decode(generated)
+
+
+def test_bench_and_inspect_take_litertlm(converted, run):
+    bundle = converted("llama3") / "m.litertlm"
+    bench = run("bench", bundle, "--decode-tokens", 8)
+    assert bench.exit_code == 0 and "m.litertlm" in bench.stdout, bench.output
+    inspect = run("bundle", "inspect", bundle)
+    assert inspect.exit_code == 0, inspect.output
+    for fragment in ("HF_Tokenizer_Zlib", "start_token        '<|begin_of_text|>'", "jinja template", "self-test"):
+        assert fragment in inspect.stdout, inspect.stdout

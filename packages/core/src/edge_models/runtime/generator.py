@@ -140,7 +140,15 @@ class Generator:
                 f"{path}: no stop token: none in {checkpoint.directory} (tokenizer_config.json eos_token, "
                 "generation_config.json eos_token_id); give --stop-token or --model NAME"
             )
-        jinja = conventions.chat_template
+        jinja, chat_start = conventions.chat_template, conventions.start_token
+        if jinja is not None:
+            # A Jinja template writes the start token itself when the model wants one, as in transformers. That text
+            # becomes the token's id here instead (a SentencePiece model would spell "<s>" out as plain text).
+            chat_start = None
+            bos = checkpoint.bos
+            if bos and jinja.render([{"role": "user", "content": "Hello"}]).startswith(bos):
+                jinja = ChatTemplate(jinja.text, jinja.source, {**jinja.special_tokens, "bos_token": ""})
+                chat_start = bos
         return cls(
             runner,
             load_tokenizer(tokenizer),
@@ -148,8 +156,7 @@ class Generator:
             start_token=conventions.start_token,
             template=conventions.affixes,
             chat_template=jinja,
-            # A Jinja template writes the start token itself when the model wants one, as in transformers.
-            chat_start_token=None if jinja is not None else conventions.start_token,
+            chat_start_token=chat_start,
         )
 
     def render_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
