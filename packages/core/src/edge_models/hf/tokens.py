@@ -33,7 +33,6 @@ class CheckpointTokens:
     add_bos: bool | None = None
     eos: tuple[str, ...] = ()
     chat_template: ChatTemplate | None = None
-    special_tokens: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,6 @@ class Conventions:
     stop_tokens: tuple[str, ...]
     affixes: PromptTemplate = field(default_factory=PromptTemplate)
     chat_template: ChatTemplate | None = None
-
-    def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        if self.chat_template is not None:
-            return self.chat_template.render(messages, add_generation_prompt)
-        return self.affixes.render_messages(messages, add_generation_prompt)
 
 
 def find_tokenizer(directory: Path, prefer: tuple[str, ...] = TOKENIZER_FILES) -> Path | None:
@@ -177,7 +171,6 @@ def read_checkpoint_tokens(checkpoint: str | Path, tokenizer: str | Path | None 
         add_bos=add_bos,
         eos=tuple(dict.fromkeys(eos)),
         chat_template=template,
-        special_tokens=specials,
     )
 
 
