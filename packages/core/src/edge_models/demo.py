@@ -92,7 +92,9 @@ def convert(
 
     spec = resolve_spec(model, checkpoint)
     net, weights = load_for_spec(spec, checkpoint, deferred=True)
-    settings = ExportSettings(prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows, prefill_windows=fills)
+    settings = ExportSettings(
+        prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows, prefill_windows=fills, verify_lengths=(8,)
+    )
     calibration = None
     if parse_recipe(recipe).is_calibrated:
         calibration = tokenized_calibration(load_tokenizer(tokenizer), spec.tokenizer.start_token)

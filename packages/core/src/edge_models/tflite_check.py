@@ -25,15 +25,18 @@ class TFLiteInfo:
     prefill_logits: bool
     decode_windows: dict[str, int] = field(default_factory=dict)  # step_<W> signature -> cache slots it reads
     prefill_windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # fill_<N>_<W> -> (N, W)
+    # verify_<K>[_<W>] -> (K, W or None): K tokens scored at once, logits for each (speculative decoding)
+    verify: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
     @property
     def signatures(self) -> list[str]:
-        return [*self.prefill_lengths, "decode", *self.decode_windows, *self.prefill_windows]
+        return [*self.prefill_lengths, "decode", *self.decode_windows, *self.prefill_windows, *self.verify]
 
 
 _PREFILL = re.compile(r"^prefill(_\d+)?$")
 _STEP = re.compile(r"^step_(\d+)$")
 _FILL = re.compile(r"^fill_(\d+)_(\d+)$")
+_VERIFY = re.compile(r"^verify_(\d+)(?:_(\d+))?$")
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):
@@ -69,8 +72,11 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
 
     steps = {m.string: int(m.group(1)) for m in map(_STEP.match, sigs) if m}
     fills = {m.string: (int(m.group(1)), int(m.group(2))) for m in map(_FILL.match, sigs) if m}
+    verify = {
+        m.string: (int(m.group(1)), int(m.group(2)) if m.group(2) else None) for m in map(_VERIFY.match, sigs) if m
+    }
     details = {}
-    for name in [*prefills, "decode", *steps, *fills]:
+    for name in [*prefills, "decode", *steps, *fills, *verify]:
         runner = it.get_signature_runner(name)
         details[name] = (runner.get_input_details(), runner.get_output_details())
     layers = num_layers
@@ -120,11 +126,12 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         if "logits" in outputs:
             shape = list(outputs["logits"]["shape"])
             vocab = shape[-1] if vocab is None else vocab
-        elif name == "decode" or name in steps:
+        elif name == "decode" or name in steps or name in verify:
             problems.append(f"signature {name!r} lacks output 'logits'")
         else:
             prefill_logits = False
-    for name, expected in [("decode", 1), *((s, 1) for s in steps), *((s, n) for s, (n, _) in fills.items())]:
+    expected_lengths = [("decode", 1), *((s, 1) for s in steps), *((s, n) for s, (n, _) in fills.items())]
+    for name, expected in [*expected_lengths, *((s, k) for s, (k, _) in verify.items())]:
         if lengths.get(name) not in (None, expected):
             problems.append(f"{name} takes {lengths[name]} tokens, expected {expected}")
     if problems:
@@ -137,4 +144,5 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         prefill_logits=prefill_logits,
         decode_windows=steps,
         prefill_windows=fills,
+        verify=verify,
     )

@@ -81,6 +81,13 @@ def recipes() -> None:
     help="extra prefill signatures fill_<N>_<W> reading only the first W cache slots ('' for none)",
 )
 @click.option(
+    "--verify",
+    "verify_lengths",
+    default="8",
+    show_default=True,
+    help="verify_<K> signatures scoring K tokens at once, for speculative decoding ('' for none)",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1),
     default=2,
@@ -110,6 +117,7 @@ def convert(
     kv_len,
     decode_windows,
     prefill_windows,
+    verify_lengths,
     jobs,
     tiny,
     bundle,
@@ -131,6 +139,7 @@ def convert(
         kv_cache_len=kv_len,
         decode_windows=lengths(decode_windows) if decode_windows.strip() else (),
         prefill_windows=lengths(prefill_windows) if prefill_windows.strip() else (),
+        verify_lengths=lengths(verify_lengths) if verify_lengths.strip() else (),
     )
     bundle_cmd = cli.commands.get("bundle") if bundle else None
     if bundle and bundle_cmd is None:

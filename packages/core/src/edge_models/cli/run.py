@@ -27,16 +27,25 @@ def _model_options(func):
         click.option("--repetition-penalty", default=1.0, show_default=True),
         click.option("--seed", default=0, show_default=True),
         click.option("--stop-token", "stop_tokens", multiple=True, help="extra stop token (repeatable)"),
+        click.option(
+            "--no-speculate",
+            is_flag=True,
+            help="decode one token per step (by default prompt-lookup drafts are verified several at a time "
+            "where the file has verify signatures; the output is the same)",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _open(file, tokenizer, model_name, stop_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed):
+def _open(
+    file, tokenizer, model_name, stop_tokens, no_speculate, temperature, top_k, top_p, min_p, repetition_penalty, seed
+):
     from edge_models.runtime import Generator, SamplerConfig
 
     gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
+    gen.speculate = not no_speculate
     sampler = SamplerConfig(
         temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed
     )
@@ -50,12 +59,12 @@ def _open(file, tokenizer, model_name, stop_tokens, temperature, top_k, top_p, m
 @click.option("--chat", is_flag=True, help="wrap the prompt in the model's chat template")
 @logged
 @friendly
-def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens, **sampling) -> None:
+def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens, no_speculate, **sampling) -> None:
     """Generate text from a .tflite, .task or .litertlm FILE, streamed to stdout.
 
     A .tflite takes the tokenizer, special tokens and chat template of the checkpoint directory its tokenizer is
     in (tokenizer_config.json, generation_config.json, chat_template.jinja)."""
-    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **sampling)
+    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, no_speculate, **sampling)
     for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):
         console.out(piece, end="")
     console.out()
@@ -74,7 +83,9 @@ CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and start
 )
 @logged
 @friendly
-def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_tokens, **sampling) -> None:
+def chat(
+    file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_tokens, no_speculate, **sampling
+) -> None:
     """Talk with the model in FILE, turn by turn, in its chat template.
 
     The KV cache is kept across turns, so each turn prefills only its own tokens. Reads standard input line by
@@ -83,7 +94,7 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 
     from edge_models.runtime import ChatSession, ConversationFullError
 
-    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **sampling)
+    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, no_speculate, **sampling)
     session = ChatSession(gen, system=system, max_tokens=max_tokens, sampler=sampler, reuse_cache=not no_cache_reuse)
     interactive = sys.stdin.isatty()
     if interactive:

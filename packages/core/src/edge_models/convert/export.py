@@ -17,6 +17,9 @@ from edge_models.layers import Decoder
 # ignores them: `step_<W>` decodes one token, `fill_<N>_<W>` prefills N tokens.
 STEP_PREFIX = "step_"
 FILL_PREFIX = "fill_"
+# `verify_<K>` (and `verify_<K>_<W>`, reading the first W slots) score K tokens at once with logits for each: the
+# target model's side of speculative decoding.
+VERIFY_PREFIX = "verify_"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class ExportSettings:
     # The same for prefill: `fill_<N>_<W>` for every prefill length N <= W, used while the chunk ends below W.
     # A prompt's first chunk otherwise attends over the whole (empty) cache.
     prefill_windows: tuple[int, ...] = (256,)
+    # Speculative decoding's verify signatures (see VERIFY_PREFIX); none by default in the Python API, the CLI's
+    # `convert` adds verify_8.
+    verify_lengths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.prefill_lengths:
@@ -63,7 +69,14 @@ class ExportSettings:
             for p in prefills
             if p.tokens <= w
         ]
-        return [*prefills, SignatureSpec("decode", 1, True, None), *steps, *fills]
+        verify_windows = sorted({w for w in (*self.decode_windows, *self.prefill_windows) if 0 < w < self.kv_cache_len})
+        verifies = [
+            SignatureSpec(f"{VERIFY_PREFIX}{k}{f'_{w}' if w else ''}", k, True, w)
+            for k in sorted(set(self.verify_lengths))
+            for w in (None, *verify_windows)
+            if 1 < k <= (w or self.kv_cache_len)
+        ]
+        return [*prefills, SignatureSpec("decode", 1, True, None), *steps, *fills, *verifies]
 
     def signature_names(self) -> list[str]:
         return [s.name for s in self.signatures()]

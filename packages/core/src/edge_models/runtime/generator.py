@@ -12,6 +12,7 @@ from edge_models.hf.chat_template import ChatTemplate
 from edge_models.runtime.bundles import BUNDLE_SUFFIXES, read_bundle
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
+from edge_models.runtime.speculative import BackOff, prompt_lookup
 from edge_models.runtime.tokenizer import Tokenizer, TokenizerError, load_tokenizer
 from edge_models.spec import PromptTemplate
 
@@ -22,6 +23,8 @@ class GenerationStats:
     # Prompt tokens run through prefill: fewer than prompt_tokens when a chat session reuses its cache.
     prefilled_tokens: int = 0
     generated_tokens: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
     time_to_first_token_s: float = 0.0
     prefill_s: float = 0.0
     decode_s: float = 0.0
@@ -42,14 +45,17 @@ class GenerationStats:
             if self.prefilled_tokens < self.prompt_tokens
             else ""
         )
+        drafts = f"; drafts {self.accepted_tokens}/{self.drafted_tokens} accepted" if self.drafted_tokens else ""
         return (
             f"[{self.prompt_tokens} prompt tokens{reused}, {self.generated_tokens} generated ({self.stop_reason}); "
             f"first token {self.time_to_first_token_s * 1000:.0f} ms; "
-            f"prefill {self.prefill_tokens_per_s:.1f} tok/s; decode {self.decode_tokens_per_s:.1f} tok/s]"
+            f"prefill {self.prefill_tokens_per_s:.1f} tok/s; decode {self.decode_tokens_per_s:.1f} tok/s{drafts}]"
         )
 
 
 Message = dict[str, str]
+# Drafted tokens per verify call at most (verify_8 scores the fed token and 7 drafts).
+MAX_DRAFT = 7
 
 
 @dataclass
@@ -68,6 +74,8 @@ class Generator:
     last_stats: GenerationStats = field(default_factory=GenerationStats)
     # The tokens whose keys and values the model's KV cache holds, in order from position 0.
     cached_ids: list[int] = field(default_factory=list)
+    # Prompt-lookup speculative decoding, where the file has verify signatures (`convert` adds them).
+    speculate: bool = True
 
     def __post_init__(self) -> None:
         tok, model = self.tokenizer, self.model
@@ -178,12 +186,20 @@ class Generator:
         return [self.start_id, *ids] if self.start_id is not None else ids
 
     def generate_ids(
-        self, ids: list[int], max_tokens: int, sampler: SamplerConfig | None = None, cached: int = 0
+        self,
+        ids: list[int],
+        max_tokens: int,
+        sampler: SamplerConfig | None = None,
+        cached: int = 0,
+        speculate: bool | None = None,
     ) -> Iterator[int]:
         """Yield generated ids; stops at a stop token (not yielded), max_tokens or a full cache.
 
         `cached` leading ids are already in the KV cache from the previous call (a chat session's earlier turns):
-        only the rest is prefilled. `self.cached_ids` holds what the cache holds afterwards."""
+        only the rest is prefilled. `self.cached_ids` holds what the cache holds afterwards. With `speculate`
+        (default: `self.speculate`) and a file with verify signatures, prompt-lookup drafts are checked several
+        tokens per call; the output is what plain decoding gives (greedy: the same tokens; sampling: the same
+        distribution)."""
         if not ids:
             raise ValueError("no prompt tokens")
         kv = self.model.kv_len
@@ -194,6 +210,7 @@ class Generator:
         cached = min(cached, len(ids) - 1)
         if ids[:cached] != self.cached_ids[:cached]:
             raise ValueError("the cached tokens are not a prefix of the prompt")
+        speculate = self.speculate if speculate is None else speculate
         sample = Sampler(sampler or SamplerConfig(), vocab_limit=self.tokenizer.vocab_size)
         stats = self.last_stats = GenerationStats(
             prompt_tokens=len(ids), prefilled_tokens=len(ids) - cached, stop_reason="max tokens"
@@ -206,25 +223,57 @@ class Generator:
         self.model.prefill(ids[cached:-1], cached)
         history, token, pos = list(ids), ids[-1], len(ids) - 1
         self.cached_ids = history[:pos]
+        backoff = BackOff()
         decode_started = None
-        for _ in range(max_tokens):
+        while stats.generated_tokens < max_tokens:
             if pos >= kv:
                 stats.stop_reason = "KV cache full"
                 break
-            logits = self.model.decode(token, pos)
-            self.cached_ids.append(token)
-            token = sample(logits, history)
+            room = min(self.model.verify_capacity(pos) - 1, max_tokens - stats.generated_tokens - 1, MAX_DRAFT)
+            draft = prompt_lookup(history, room) if speculate and room > 0 and backoff.allows() else []
+            if draft:
+                chosen = self._check_draft(token, draft, pos, history, sample)
+                stats.drafted_tokens += len(draft)
+                stats.accepted_tokens += len(chosen) - 1
+                backoff.record(len(chosen))
+            else:
+                logits = self.model.decode(token, pos)
+                self.cached_ids.append(token)
+                chosen = [sample(logits, history)]
             if decode_started is None:
                 decode_started = time.perf_counter()
                 stats.time_to_first_token_s = stats.prefill_s = decode_started - started
-            if token in self.stop_ids:
-                stats.stop_reason = "stop token"
-                break
-            stats.generated_tokens += 1
-            history.append(token)
-            pos += 1
-            yield token
+            for token in chosen:
+                if token in self.stop_ids:
+                    stats.stop_reason = "stop token"
+                    break
+                stats.generated_tokens += 1
+                history.append(token)
+                yield token
+                if stats.generated_tokens >= max_tokens:
+                    break
+            else:
+                pos = len(self.cached_ids)
+                continue
+            break
         stats.decode_s = time.perf_counter() - (decode_started or started)
+
+    def _check_draft(self, token: int, draft: list[int], pos: int, history: list[int], sample: Sampler) -> list[int]:
+        """Score `token` and `draft` in one verify call; the accepted drafts plus the model's own next token."""
+        block = [token, *draft]
+        rows = self.model.verify(block, pos)
+        chosen: list[int] = []
+        for i, row in enumerate(rows):
+            context = history + chosen
+            if i < len(draft):
+                chosen.append(sample.check_draft(row, context, draft[i]))
+                if chosen[-1] != draft[i]:
+                    break
+            else:
+                chosen.append(sample(row, context))
+        # The cache holds the fed token and the accepted drafts; slots of rejected drafts are overwritten later.
+        self.cached_ids.extend(block[: len(chosen)])
+        return chosen
 
     def stream_ids(
         self, ids: list[int], max_tokens: int = 128, sampler: SamplerConfig | None = None, cached: int = 0

@@ -56,12 +56,16 @@ class LiteRTModel:
         self._cache_spec = {
             name: (tuple(d["shape"]), d["dtype"]) for name, d in decode_inputs.items() if name.startswith("kv_cache_")
         }
-        self._logit_signatures = {"decode", *self.info.decode_windows}
+        self._logit_signatures = {"decode", *self.info.decode_windows, *self.info.verify}
         if self.info.prefill_logits:
             self._logit_signatures |= {*self.info.prefill_lengths, *self.info.prefill_windows}
         # Smallest window first: a step uses the first window that holds every position it writes.
         self._steps = sorted((w, name) for name, w in self.info.decode_windows.items()) if windows else []
         self._fills = sorted((w, n, name) for name, (n, w) in self.info.prefill_windows.items()) if windows else []
+        # (K, W or kv_len, name), smallest first: a verify uses the first that holds its tokens and positions.
+        self._verifies = sorted(
+            (k, w or self.info.kv_len, name) for name, (k, w) in self.info.verify.items() if windows or w is None
+        )
         if engine == "interpreter":
             self._runners = {name: it.get_signature_runner(name) for name in self.info.signatures}
         else:
@@ -161,6 +165,26 @@ class LiteRTModel:
             positions[:take] = np.arange(pos, pos + take, dtype=np.int32)
             self._run(signature, ids, positions)
             pos += take
+
+    def verify_capacity(self, pos: int) -> int:
+        """How many tokens one `verify` call can score starting at `pos` (0: no verify signature fits)."""
+        return max((k for k, w, _ in self._verifies if pos + k <= w), default=0)
+
+    def verify(self, tokens: list[int], pos: int) -> np.ndarray:
+        """Logits [len(tokens), vocab] for `tokens` written at positions pos..: row i predicts what follows tokens[i].
+
+        The cache slots from pos on are written like decoding each token would write them; slots past the tokens
+        (padding) get junk, which is masked and overwritten later, exactly like prefill padding."""
+        n = len(tokens)
+        picked = next(((k, name) for k, w, name in self._verifies if k >= n and pos + k <= w), None)
+        if picked is None:
+            raise ValueError(f"no verify signature takes {n} tokens at position {pos} (cache {self.kv_len})")
+        k, signature = picked
+        ids = np.zeros((1, k), np.int32)
+        ids[0, :n] = tokens
+        positions = np.zeros(k, np.int32)
+        positions[:n] = np.arange(pos, pos + n, dtype=np.int32)
+        return self._run(signature, ids, positions)["logits"][0, :n]
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         """Logits [vocab] for `token` at position `pos`."""

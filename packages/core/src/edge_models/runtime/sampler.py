@@ -38,18 +38,12 @@ class Sampler:
         self.vocab_limit = vocab_limit
         self.rng = np.random.default_rng(config.seed)
 
-    def __call__(self, logits: np.ndarray, history: list[int] | None = None) -> int:
+    def distribution(self, logits: np.ndarray, history: list[int] | None = None) -> np.ndarray | None:
+        """The probabilities a token is drawn from, after every filter; None when greedy (no distribution)."""
         cfg = self.config
-        x = np.array(logits, dtype=np.float64).reshape(-1)
-        if self.vocab_limit is not None and self.vocab_limit < x.size:
-            x[self.vocab_limit :] = -np.inf
-        if cfg.repetition_penalty != 1.0 and history:
-            seen = np.unique(np.asarray(history, dtype=np.int64))
-            seen = seen[seen < x.size]
-            vals = x[seen]
-            x[seen] = np.where(vals > 0, vals / cfg.repetition_penalty, vals * cfg.repetition_penalty)
+        x = self._penalised(logits, history)
         if cfg.temperature == 0:
-            return int(np.argmax(x))
+            return None
         x = x / cfg.temperature
         if cfg.top_k and cfg.top_k < x.size:
             kth = np.partition(x, -cfg.top_k)[-cfg.top_k]
@@ -66,5 +60,40 @@ class Sampler:
             probs[~mask] = 0.0
         if cfg.min_p > 0:
             probs[probs < cfg.min_p * probs.max()] = 0.0
-        probs /= probs.sum()
+        return probs / probs.sum()
+
+    def _penalised(self, logits: np.ndarray, history: list[int] | None) -> np.ndarray:
+        cfg = self.config
+        x = np.array(logits, dtype=np.float64).reshape(-1)
+        if self.vocab_limit is not None and self.vocab_limit < x.size:
+            x[self.vocab_limit :] = -np.inf
+        if cfg.repetition_penalty != 1.0 and history:
+            seen = np.unique(np.asarray(history, dtype=np.int64))
+            seen = seen[seen < x.size]
+            vals = x[seen]
+            x[seen] = np.where(vals > 0, vals / cfg.repetition_penalty, vals * cfg.repetition_penalty)
+        return x
+
+    def __call__(self, logits: np.ndarray, history: list[int] | None = None) -> int:
+        probs = self.distribution(logits, history)
+        if probs is None:
+            return int(np.argmax(self._penalised(logits, history)))
         return int(self.rng.choice(probs.size, p=probs))
+
+    def check_draft(self, logits: np.ndarray, history: list[int] | None, draft: int) -> int:
+        """The next token given a drafted one: `draft` itself when accepted, else a replacement.
+
+        Greedy: the argmax (accepted when it is the draft). Sampling: speculative sampling's rule for a draft that
+        was proposed with certainty (prompt lookup): accept with probability p(draft), else draw from p with the
+        draft removed; the token is then distributed exactly as `__call__` would draw it."""
+        probs = self.distribution(logits, history)
+        if probs is None:
+            return int(np.argmax(self._penalised(logits, history)))
+        if self.rng.random() < probs[draft]:
+            return draft
+        rest = probs.copy()
+        rest[draft] = 0.0
+        total = rest.sum()
+        if total <= 0:
+            return draft
+        return int(self.rng.choice(rest.size, p=rest / total))

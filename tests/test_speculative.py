@@ -1,0 +1,154 @@
+"""Speculative decoding (issue 17): verify signatures, prompt lookup, exactness, cache state, sampling, back-off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_models import registry
+from edge_models.convert import ExportSettings, convert
+from edge_models.models import random_model
+from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
+from edge_models.runtime.sampler import Sampler
+from edge_models.runtime.speculative import BackOff, prompt_lookup
+from test_families import CASES
+
+SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=48, verify_lengths=(4,))
+PROMPT = [5, 9, 13, 5, 9, 17, 21, 5, 9]
+
+
+class _Tokenizer:
+    """Just enough of a tokenizer for the generation loop: ids in, ids out."""
+
+    def __init__(self, vocab: int) -> None:
+        self.vocab_size = vocab
+
+    def piece_to_id(self, piece: str) -> int | None:
+        return int(piece) if piece.isdigit() else None
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(map(str, ids))
+
+
+def _generator(path, vocab: int) -> Generator:
+    # A stop id the random model is unlikely to pick often: the loop must run long enough to speculate.
+    return Generator(LiteRTModel(path), _Tokenizer(vocab), (str(vocab - 1),))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    out = {}
+    root = tmp_path_factory.mktemp("speculative")
+
+    def get(name: str):
+        if name not in out:
+            config = registry().get(name).tiny_config
+            path = convert(random_model(config, seed=2), root / f"{name}.tflite", SETTINGS, "fp32", progress=None).path
+            out[name] = (path, config.vocab_size)
+        return out[name]
+
+    return get
+
+
+def test_prompt_lookup_proposes_what_followed_the_latest_match():
+    assert prompt_lookup([1, 2, 3, 4, 1, 2], 2) == [3, 4]
+    # The longest suffix wins, then the most recent occurrence.
+    assert prompt_lookup([7, 8, 1, 2, 9, 1, 2, 5, 1, 2], 3) == [5, 1, 2]
+    assert prompt_lookup([1, 2, 3], 4) == []
+    assert prompt_lookup([1, 2, 1], 0) == []
+
+
+def _oracle(monkeypatch, truth: list[int], prompt_len: int, vocab: int):
+    """Drafts from the plain run's own future tokens, every other round with its second token wrong, so both the
+    accepting and the rejecting paths run many times."""
+    import edge_models.runtime.generator as generator
+
+    rounds = []
+
+    def drafts(history, room, *args, **kwargs):
+        ahead = truth[len(history) - prompt_len :][:room]
+        rounds.append(len(ahead))
+        if len(rounds) % 2 == 0 and len(ahead) > 1:
+            ahead = [ahead[0], (ahead[1] + 1) % (vocab - 1), *ahead[2:]]
+        return ahead
+
+    monkeypatch.setattr(generator, "prompt_lookup", drafts)
+    monkeypatch.setattr(BackOff, "allows", lambda self: True)
+    return rounds
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_greedy_speculation_is_exactly_plain_decoding(name, converted, monkeypatch):
+    path, vocab = converted(name)
+    gen = _generator(path, vocab)
+    plain = list(gen.generate_ids(PROMPT, 30, speculate=False))
+    plain_cache = list(gen.cached_ids)
+    rounds = _oracle(monkeypatch, plain, len(PROMPT), vocab)
+    spec = list(gen.generate_ids(PROMPT, 30, speculate=True))
+    stats = gen.last_stats
+    assert spec == plain
+    assert rounds and stats.drafted_tokens > stats.accepted_tokens > 0
+    assert gen.cached_ids == plain_cache
+
+
+def test_cache_after_rejected_drafts_is_the_plain_cache(converted, monkeypatch):
+    """After a run with rejected drafts, the next step's logits equal those after plain decoding: the slots the
+    rejected drafts wrote are masked and overwritten, never read."""
+    path, vocab = converted("llama")
+    gen = _generator(path, vocab)
+    plain = list(gen.generate_ids(PROMPT, 20, speculate=False))
+    position = len(gen.cached_ids)
+    after_plain = gen.model.decode(plain[-1], position)
+    _oracle(monkeypatch, plain, len(PROMPT), vocab)
+    assert list(gen.generate_ids(PROMPT, 20, speculate=True)) == plain
+    assert len(gen.cached_ids) == position
+    np.testing.assert_allclose(gen.model.decode(plain[-1], position), after_plain, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [SamplerConfig(temperature=0.8, seed=1), SamplerConfig(temperature=1.2, top_k=5, top_p=0.9, seed=2)],
+    ids=["temperature", "top-k-top-p"],
+)
+def test_speculative_sampling_keeps_the_distribution(config):
+    logits = np.random.default_rng(0).normal(size=12) * 2
+    sampler = Sampler(config)
+    expected = sampler.distribution(logits)
+    for draft in (int(np.argmax(expected)), int(np.argsort(expected)[-3]), int(np.argmin(expected))):
+        counts = np.bincount([sampler.check_draft(logits, None, draft) for _ in range(20000)], minlength=12)
+        # 20,000 draws: a standard error below 0.0036 per probability.
+        assert np.abs(counts / counts.sum() - expected).max() < 0.015, (draft, counts / counts.sum(), expected)
+
+
+def test_sampling_with_speculation_stays_in_the_sampled_support(converted, monkeypatch):
+    path, vocab = converted("llama")
+    gen = _generator(path, vocab)
+    config = SamplerConfig(temperature=0.7, top_k=3, seed=5)
+    plain = list(gen.generate_ids(PROMPT, 16, sampler=config, speculate=False))
+    _oracle(monkeypatch, plain, len(PROMPT), vocab)
+    assert len(list(gen.generate_ids(PROMPT, 16, sampler=config, speculate=True))) == len(plain)
+
+
+def test_back_off_pauses_drafting_that_does_not_pay():
+    b = BackOff(cost_ratio=1.5, window=2)
+    for _ in range(2):
+        assert b.allows()
+        b.record(1)
+    paused = [b.allows() for _ in range(10)]
+    assert paused[:8] == [False] * 8 and paused[8:] == [True, True]
+    for _ in range(2):
+        b.record(1)
+    assert b.cooldown == 32 and b.paused == 16
+    b.paused = 0
+    for _ in range(2):
+        b.record(4)
+    assert b.cooldown == 8 and b.allows()
+
+
+def test_files_without_verify_signatures_decode_plainly(tmp_path):
+    config = registry().get("llama").tiny_config
+    path = convert(random_model(config), tmp_path / "m.tflite", ExportSettings((8,), 48), "fp32", progress=None).path
+    gen = _generator(path, config.vocab_size)
+    assert gen.model.verify_capacity(0) == 0
+    list(gen.generate_ids(PROMPT, 8))
+    assert gen.last_stats.drafted_tokens == 0
