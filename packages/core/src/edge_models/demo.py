@@ -329,7 +329,7 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         stamps,
         "convert",
         f"converting to {tflite.name} (recipe {args.quantize})",
-        (checkpoint, args.model, args.quantize, prefill, args.kv_cache, windows, fills, tokenizer),
+        (checkpoint, args.model, args.quantize, prefill, args.kv_cache, windows, fills, tokenizer, "verify_8"),
         [tflite],
         convert,
         args.model,
