@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import time
@@ -33,12 +34,41 @@ PREFILL, KV = (32, 128), 1024
 CONVERTERS = ("litert-torch", "edge-models")
 
 
+# Llama-3.1-8B's dimensions: ~32 GB of fp32 weights, more than this machine's memory, so its random checkpoint is
+# written tensor by tensor in bf16 (16 GB on disk) instead of through transformers.
+SHAPE_LLAMA31_8B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "vocab_size": 128256,
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+    "max_position_embeddings": 131072,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+STREAMED_SHAPES = {"llama-3.1-8b": SHAPE_LLAMA31_8B}
+
+
 def shape_of(model: str) -> tuple[str, dict]:
     """(registered model used to load it, published config.json) for a --model name."""
     from edge_models import registry
 
     if model == "llama-135m":
         return "llama", SHAPE_135M
+    if model in STREAMED_SHAPES:
+        return "llama", STREAMED_SHAPES[model]
     spec = registry().get(model)
     if spec.published_hf_config is None:
         raise SystemExit(f"the {spec.name} plugin does not publish its config.json shape")
@@ -52,9 +82,54 @@ def write_checkpoint(model: str, directory: Path) -> None:
     from edge_models import registry
     from edge_models.testing import build_reference
 
+    if model in STREAMED_SHAPES:
+        write_streamed_checkpoint(model, directory)
+        return
     name, config = shape_of(model)
     reference = build_reference(config, registry().get(name).reference_class, noise=0.0)
     reference.to(torch.float32).save_pretrained(directory)
+
+
+def write_streamed_checkpoint(model: str, directory: Path, shard_bytes: int = 2 << 30) -> None:
+    """Random bf16 weights in the HF layout (sharded safetensors + index), one tensor in memory at a time."""
+    import torch
+    from safetensors.torch import save_file
+
+    from edge_models import registry
+    from edge_models.layers import Decoder
+    from edge_models.loader.load import plan
+
+    name, config = shape_of(model)
+    spec = registry().get(name)
+    with torch.device("meta"):
+        skeleton = Decoder(spec.config_from_hf(config))
+    shapes = {p: tuple(t.shape) for p, t in skeleton.state_dict().items()}
+    picks = plan(skeleton, spec.tensor_names)
+    directory.mkdir(parents=True, exist_ok=True)
+    # Shards planned from the shapes first, so each is generated, written and freed before the next.
+    groups, size = [[]], 0
+    for param in picks:
+        if size >= shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(param)
+        size += math.prod(shapes[param]) * 2
+    generator = torch.Generator().manual_seed(0)
+    index = {}
+    for i, group in enumerate(groups, 1):
+        file = f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+        shard = {}
+        for param in group:
+            shape = shapes[param]
+            if len(shape) == 2:
+                shard[picks[param].name] = (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
+            else:
+                shard[picks[param].name] = torch.ones(shape, dtype=torch.bfloat16)
+        save_file(shard, directory / file, metadata={"format": "pt"})
+        index.update(dict.fromkeys(shard, file))
+        del shard
+    (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": index}))
+    (directory / "config.json").write_text(json.dumps(config))
 
 
 def convert_child(converter: str, model: str, checkpoint: str, output: str, recipe: str, jobs: int, events) -> None:
@@ -191,6 +266,9 @@ def main() -> int:
             if proc.exitcode:
                 raise SystemExit(f"writing the checkpoint failed (exit {proc.exitcode})")
         weights = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
+        if model in STREAMED_SHAPES:
+            weights *= 2  # stored in bf16; the figures compare with the fp32 weights
+
         key = f"{model} {args.recipe}"
         # With --only, the other converter's earlier result stays.
         record = records.get(key, {}) if args.only else {}
