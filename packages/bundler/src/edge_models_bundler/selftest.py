@@ -45,6 +45,7 @@ def record(bundle: str | Path, prompt: str = PROMPT, max_tokens: int = TOKENS) -
 def replay(bundle: str | Path, threads: int | None = None) -> SelfTestReport:
     """Run the bundle's recorded prompt in every runtime at hand and compare with the recorded tokens."""
     from edge_models.runtime import Generator, read_bundle
+    from edge_models.runtime.chat import common_prefix
 
     contents = read_bundle(bundle)
     test = contents.self_test
@@ -58,7 +59,7 @@ def replay(bundle: str | Path, threads: int | None = None) -> SelfTestReport:
         report.results.append(ReplayResult("edge-models", False, f"the prompt encodes to {ids}, not {test['ids']}"))
     else:
         ours = list(gen.generate_ids(ids, test["max_tokens"]))
-        same = _agreeing(ours, test["tokens"])
+        same = common_prefix(ours, test["tokens"])
         report.results.append(
             ReplayResult("edge-models", ours == test["tokens"], f"{same}/{len(test['tokens'])} tokens agree")
         )
@@ -71,15 +72,6 @@ def replay(bundle: str | Path, threads: int | None = None) -> SelfTestReport:
         ReplayResult("LiteRT-LM", text == expected, "same text" if text == expected else f"got {text!r}")
     )
     return report
-
-
-def _agreeing(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def litert_lm_greedy(bundle: Path, prompt: str, max_tokens: int) -> str:

@@ -50,6 +50,32 @@ class TensorNames:
             if value is not None and per_layer and value.count("{}") != 1:
                 raise ValueError(f"TensorNames.{f.name}={value!r} must contain exactly one '{{}}'")
 
+    @classmethod
+    def hf_decoder(cls, *, qk_norm: bool = False, fused_qkv: bool = False, fused_gate_up: bool = False) -> TensorNames:
+        """The names `transformers` uses for Llama-style decoders (Llama, Mistral, Qwen 2/3, Phi-3): `model.*`,
+        `self_attn.*`, `mlp.*`, `input_layernorm` / `post_attention_layernorm`, separate `lm_head`."""
+        layer = "model.layers.{}."
+        return cls(
+            embedding="model.embed_tokens",
+            final_norm="model.norm",
+            lm_head="lm_head",
+            input_norm=layer + "input_layernorm",
+            pre_mlp_norm=layer + "post_attention_layernorm",
+            o_proj=layer + "self_attn.o_proj",
+            down_proj=layer + "mlp.down_proj",
+            **(
+                {"qkv_proj": layer + "self_attn.qkv_proj"}
+                if fused_qkv
+                else {f"{x}_proj": layer + f"self_attn.{x}_proj" for x in "qkv"}
+            ),
+            **(
+                {"gate_up_proj": layer + "mlp.gate_up_proj", "up_proj": None}
+                if fused_gate_up
+                else {"gate_proj": layer + "mlp.gate_proj", "up_proj": layer + "mlp.up_proj"}
+            ),
+            **({"q_norm": layer + "self_attn.q_norm", "k_norm": layer + "self_attn.k_norm"} if qk_norm else {}),
+        )
+
 
 # Our module path inside one DecoderBlock -> TensorNames field.
 LAYER_SLOTS: dict[str, str] = {

@@ -52,21 +52,7 @@ def mistral_config_from_hf(hf: dict) -> ModelConfig:
     )
 
 
-_LAYER = "model.layers.{}."
-MISTRAL_NAMES = TensorNames(
-    embedding="model.embed_tokens",
-    final_norm="model.norm",
-    lm_head="lm_head",
-    input_norm=_LAYER + "input_layernorm",
-    q_proj=_LAYER + "self_attn.q_proj",
-    k_proj=_LAYER + "self_attn.k_proj",
-    v_proj=_LAYER + "self_attn.v_proj",
-    o_proj=_LAYER + "self_attn.o_proj",
-    pre_mlp_norm=_LAYER + "post_attention_layernorm",
-    gate_proj=_LAYER + "mlp.gate_proj",
-    up_proj=_LAYER + "mlp.up_proj",
-    down_proj=_LAYER + "mlp.down_proj",
-)
+MISTRAL_NAMES = TensorNames.hf_decoder()
 
 MISTRAL_7B_V03 = {
     "architectures": ["MistralForCausalLM"],

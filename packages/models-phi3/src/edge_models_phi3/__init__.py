@@ -58,19 +58,7 @@ def phi3_config_from_hf(hf: dict) -> ModelConfig:
     )
 
 
-_LAYER = "model.layers.{}."
-PHI3_NAMES = TensorNames(
-    embedding="model.embed_tokens",
-    final_norm="model.norm",
-    lm_head="lm_head",
-    input_norm=_LAYER + "input_layernorm",
-    qkv_proj=_LAYER + "self_attn.qkv_proj",
-    o_proj=_LAYER + "self_attn.o_proj",
-    pre_mlp_norm=_LAYER + "post_attention_layernorm",
-    gate_up_proj=_LAYER + "mlp.gate_up_proj",
-    up_proj=None,
-    down_proj=_LAYER + "mlp.down_proj",
-)
+PHI3_NAMES = TensorNames.hf_decoder(fused_qkv=True, fused_gate_up=True)
 
 
 def _longrope(rotary_dim: int, original: int = 4096) -> dict:

@@ -69,27 +69,7 @@ def qwen3_config_from_hf(hf: dict) -> ModelConfig:
     return _qwen_config(hf, qwen3=True)
 
 
-def _names(qk_norm: bool) -> TensorNames:
-    layer = "model.layers.{}."
-    return TensorNames(
-        embedding="model.embed_tokens",
-        final_norm="model.norm",
-        lm_head="lm_head",
-        input_norm=layer + "input_layernorm",
-        q_proj=layer + "self_attn.q_proj",
-        k_proj=layer + "self_attn.k_proj",
-        v_proj=layer + "self_attn.v_proj",
-        o_proj=layer + "self_attn.o_proj",
-        q_norm=layer + "self_attn.q_norm" if qk_norm else None,
-        k_norm=layer + "self_attn.k_norm" if qk_norm else None,
-        pre_mlp_norm=layer + "post_attention_layernorm",
-        gate_proj=layer + "mlp.gate_proj",
-        up_proj=layer + "mlp.up_proj",
-        down_proj=layer + "mlp.down_proj",
-    )
-
-
-QWEN2_NAMES, QWEN3_NAMES = _names(False), _names(True)
+QWEN2_NAMES, QWEN3_NAMES = TensorNames.hf_decoder(), TensorNames.hf_decoder(qk_norm=True)
 
 _COMMON = {"model_type": "qwen2", "vocab_size": 151936, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6}
 QWEN25_05B = {
