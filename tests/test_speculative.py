@@ -152,3 +152,35 @@ def test_files_without_verify_signatures_decode_plainly(tmp_path):
     assert gen.model.verify_capacity(0) == 0
     list(gen.generate_ids(PROMPT, 8))
     assert gen.last_stats.drafted_tokens == 0
+
+
+def test_draft_model_speculation_is_exact(converted, tmp_path):
+    """A draft model that agrees with the target (the same file) has every draft accepted; one that does not (other
+    random weights) has them rejected; greedy output is the plain output either way, and the target's cache too."""
+    path, vocab = converted("llama")
+    other = convert(
+        random_model(registry().get("llama").tiny_config, seed=7),
+        tmp_path / "other.tflite",
+        SETTINGS,
+        "fp32",
+        progress=None,
+    ).path
+    gen = _generator(path, vocab)
+    plain = list(gen.generate_ids(PROMPT, 24, speculate=False))
+    plain_cache = list(gen.cached_ids)
+    accepted = {}
+    for name, draft in (("same", path), ("other", other)):
+        gen.attach_draft(draft)
+        assert list(gen.generate_ids(PROMPT, 24)) == plain, name
+        assert gen.cached_ids == plain_cache, name
+        accepted[name] = (gen.last_stats.accepted_tokens, gen.last_stats.drafted_tokens)
+    assert accepted["same"][0] == accepted["same"][1] > 0
+    assert accepted["other"][0] < accepted["other"][1]
+
+
+def test_draft_model_must_share_the_vocabulary(converted, tmp_path):
+    path, vocab = converted("llama")
+    config = registry().get("llama").tiny_config.replace(vocab_size=300)
+    other = convert(random_model(config), tmp_path / "v.tflite", SETTINGS, "fp32", progress=None).path
+    with pytest.raises(ValueError, match="must share the tokenizer"):
+        _generator(path, vocab).attach_draft(other)

@@ -45,7 +45,7 @@ def record(bundle: str | Path, prompt: str = PROMPT, max_tokens: int = TOKENS) -
 def replay(bundle: str | Path, threads: int | None = None) -> SelfTestReport:
     """Run the bundle's recorded prompt in every runtime at hand and compare with the recorded tokens."""
     from edge_models.runtime import Generator, read_bundle
-    from edge_models.runtime.chat import common_prefix
+    from edge_models.runtime.speculative import common_prefix
 
     contents = read_bundle(bundle)
     test = contents.self_test

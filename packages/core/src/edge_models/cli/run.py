@@ -28,6 +28,11 @@ def _model_options(func):
         click.option("--seed", default=0, show_default=True),
         click.option("--stop-token", "stop_tokens", multiple=True, help="extra stop token (repeatable)"),
         click.option(
+            "--draft",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="a smaller converted model with the same tokenizer that drafts tokens (instead of prompt lookup)",
+        ),
+        click.option(
             "--no-speculate",
             is_flag=True,
             help="decode one token per step (by default prompt-lookup drafts are verified several at a time "
@@ -39,17 +44,14 @@ def _model_options(func):
     return func
 
 
-def _open(
-    file, tokenizer, model_name, stop_tokens, no_speculate, temperature, top_k, top_p, min_p, repetition_penalty, seed
-):
+def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, **sampling):
     from edge_models.runtime import Generator, SamplerConfig
 
     gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
     gen.speculate = not no_speculate
-    sampler = SamplerConfig(
-        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed
-    )
-    return gen, sampler
+    if draft is not None:
+        gen.attach_draft(draft)
+    return gen, SamplerConfig(**sampling)
 
 
 @cli.command()
@@ -59,12 +61,12 @@ def _open(
 @click.option("--chat", is_flag=True, help="wrap the prompt in the model's chat template")
 @logged
 @friendly
-def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens, no_speculate, **sampling) -> None:
+def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens, **options) -> None:
     """Generate text from a .tflite, .task or .litertlm FILE, streamed to stdout.
 
     A .tflite takes the tokenizer, special tokens and chat template of the checkpoint directory its tokenizer is
     in (tokenizer_config.json, generation_config.json, chat_template.jinja)."""
-    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, no_speculate, **sampling)
+    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **options)
     for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):
         console.out(piece, end="")
     console.out()
@@ -83,9 +85,7 @@ CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and start
 )
 @logged
 @friendly
-def chat(
-    file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_tokens, no_speculate, **sampling
-) -> None:
+def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_tokens, **options) -> None:
     """Talk with the model in FILE, turn by turn, in its chat template.
 
     The KV cache is kept across turns, so each turn prefills only its own tokens. Reads standard input line by
@@ -94,7 +94,7 @@ def chat(
 
     from edge_models.runtime import ChatSession, ConversationFullError
 
-    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, no_speculate, **sampling)
+    gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **options)
     session = ChatSession(gen, system=system, max_tokens=max_tokens, sampler=sampler, reuse_cache=not no_cache_reuse)
     interactive = sys.stdin.isatty()
     if interactive:

@@ -6,19 +6,11 @@ from collections.abc import Iterator
 
 from edge_models.runtime.generator import Generator, Message
 from edge_models.runtime.sampler import SamplerConfig
+from edge_models.runtime.speculative import common_prefix
 
 
 class ConversationFullError(ValueError):
     """The conversation no longer fits the model's KV cache."""
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class ChatSession:

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from edge_models.hf.chat_template import ChatTemplate
 from edge_models.runtime.bundles import BUNDLE_SUFFIXES, read_bundle
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
-from edge_models.runtime.speculative import BackOff, prompt_lookup
+from edge_models.runtime.speculative import BackOff, common_prefix, prompt_lookup
 from edge_models.runtime.tokenizer import Tokenizer, TokenizerError, load_tokenizer
 from edge_models.spec import PromptTemplate
 
@@ -74,8 +76,12 @@ class Generator:
     last_stats: GenerationStats = field(default_factory=GenerationStats)
     # The tokens whose keys and values the model's KV cache holds, in order from position 0.
     cached_ids: list[int] = field(default_factory=list)
-    # Prompt-lookup speculative decoding, where the file has verify signatures (`convert` adds them).
+    # Speculative decoding, where the file has verify signatures (`convert` adds them): drafts from prompt lookup,
+    # or from `draft_model`, a smaller converted model with the same tokenizer (`attach_draft`).
     speculate: bool = True
+    draft_model: LiteRTModel | None = None
+    # The tokens the draft model's cache holds, from position 0.
+    draft_cached_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         tok, model = self.tokenizer, self.model
@@ -230,7 +236,7 @@ class Generator:
                 stats.stop_reason = "KV cache full"
                 break
             room = min(self.model.verify_capacity(pos) - 1, max_tokens - stats.generated_tokens - 1, MAX_DRAFT)
-            draft = prompt_lookup(history, room) if speculate and room > 0 and backoff.allows() else []
+            draft = self._propose(token, pos, history, room) if speculate and room > 0 and backoff.allows() else []
             if draft:
                 chosen = self._check_draft(token, draft, pos, history, sample)
                 stats.drafted_tokens += len(draft)
@@ -257,6 +263,36 @@ class Generator:
                 continue
             break
         stats.decode_s = time.perf_counter() - (decode_started or started)
+
+    def attach_draft(self, path: str | Path, threads: int | None = None) -> None:
+        """Draft with the converted model at `path` (a .tflite or bundle) instead of prompt lookup: it must share the
+        tokenizer (same vocabulary size) and hold the target's KV length."""
+        model = LiteRTModel(read_bundle(path).tflite if Path(path).suffix in BUNDLE_SUFFIXES else path, threads)
+        if model.vocab_size != self.model.vocab_size:
+            raise ValueError(
+                f"{path}: the draft model has {model.vocab_size} logits, the model {self.model.vocab_size}: "
+                "a draft model must share the tokenizer"
+            )
+        if model.kv_len < self.model.kv_len:
+            raise ValueError(f"{path}: the draft model's KV cache ({model.kv_len}) is shorter than {self.model.kv_len}")
+        self.draft_model, self.draft_cached_ids = model, []
+
+    def _propose(self, token: int, pos: int, history: list[int], room: int) -> list[int]:
+        if self.draft_model is None:
+            return prompt_lookup(history, room)
+        draft = self.draft_model
+        # Bring the draft's cache to the target's tokens before `pos`, then let it decode greedily from `token`.
+        known = common_prefix(self.cached_ids[:pos], self.draft_cached_ids)
+        if known == 0:
+            draft.reset()
+        draft.prefill(self.cached_ids[known:pos], known)
+        proposals, fed = [], token
+        for i in range(room):
+            fed = int(np.argmax(draft.decode(fed, pos + i)))
+            proposals.append(fed)
+        # The last proposal was never fed: the draft's cache ends with the one before it.
+        self.draft_cached_ids = [*self.cached_ids[:pos], token, *proposals[:-1]]
+        return proposals
 
     def _check_draft(self, token: int, draft: list[int], pos: int, history: list[int], sample: Sampler) -> list[int]:
         """Score `token` and `draft` in one verify call; the accepted drafts plus the model's own next token."""

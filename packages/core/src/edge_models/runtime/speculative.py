@@ -11,6 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def prompt_lookup(history: list[int], max_draft: int, max_ngram: int = 3, min_ngram: int = 1) -> list[int]:
     """Up to `max_draft` tokens that followed the most recent earlier occurrence of the longest suffix n-gram."""
     if max_draft <= 0:
