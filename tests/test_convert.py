@@ -151,10 +151,40 @@ def test_tied_embedding_needs_one_scheme_and_mixed_recipes_shrink_it(tmp_path):
     from edge_models.models import random_model
 
     model = random_model(registry().get("gemma3-270m").tiny_config)  # tied embeddings
-    with pytest.raises(RecipeError, match=r"ties its embedding and LM head .*embedding=int8, lm_head=fp32"):
+    with pytest.raises(RecipeError, match=r"ties its embedding and LM head .*embedding=int8, lm_head=fp32.*two quant"):
         convert(model, tmp_path / "x.tflite", SETTINGS, "embedding=int8,lm_head=fp32", progress=None)
     assert not list(tmp_path.iterdir())
     int8 = convert(model, tmp_path / "int8.tflite", SETTINGS, "int8", progress=None).size_bytes
     # int4 feed-forward, the rest (by default) int8: must come out smaller than all-int8, not bigger.
     size = convert(model, tmp_path / "mixed.tflite", SETTINGS, "feedforward=int4-block32", progress=None).size_bytes
     assert size < int8, (size, int8)
+
+
+def test_tied_matrix_in_two_quantized_schemes_is_stored_twice(tmp_path):
+    """An int8 lookup (one row read per token) and an int4 head (read whole every token): the tied matrix is untied
+    for the conversion, written once per scheme, and the model is tied again afterwards."""
+    from edge_models.models import random_model
+    from edge_models.runtime import LiteRTModel
+
+    model = random_model(registry().get("gemma3-270m").tiny_config)
+    ids = [3, 17, 42, 7, 99]
+    with torch.no_grad():
+        reference, _ = model(torch.tensor([ids]), torch.arange(len(ids)), model.empty_cache(KV))
+    sizes = {}
+    for recipe in ("int8", "int4-block32", "embedding=int8,lm_head=int4-block32"):
+        result = convert(model, tmp_path / f"{len(sizes)}.tflite", SETTINGS, recipe, progress=None)
+        sizes[recipe] = result.size_bytes
+        assert (
+            model.lm_head.tied
+            and model.config.tie_embeddings
+            and "lm_head.weight" not in dict(model.named_parameters())
+        )
+    both = tmp_path / "2.tflite"
+    assert sizes["embedding=int8,lm_head=int4-block32"] > sizes["int4-block32"]
+    lite = LiteRTModel(both)
+    lite.prefill(ids[:-1], 0)
+    logits = lite.decode(ids[-1], len(ids) - 1)
+    cosine = (
+        np.dot(logits, reference[0, -1].numpy()) / np.linalg.norm(logits) / np.linalg.norm(reference[0, -1].numpy())
+    )
+    assert cosine > 0.98, cosine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 
 from edge_models.convert import parallel
 from edge_models.convert.export import ExportSettings, lower_signatures
@@ -19,6 +21,7 @@ from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
 from edge_models.quantize import Recipe, RecipeError, parse_recipe
 from edge_models.quantize.ai_edge import quantize_flatbuffer
+from edge_models.quantize.calibrate import HEAD
 from edge_models.tflite_check import check_tflite
 
 if TYPE_CHECKING:
@@ -86,6 +89,20 @@ def convert(
     output = Path(output)
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
+    if recipe.unties(model):
+        with _untied(model, weights) as untied_weights:
+            return convert(
+                model,
+                output,
+                settings,
+                recipe,
+                progress,
+                weights=untied_weights,
+                low_memory=low_memory,
+                workers=workers,
+                calibration=calibration,
+                calibrated=calibrated,
+            )
     started = time.perf_counter()
 
     model = model.eval()
@@ -127,6 +144,21 @@ def convert(
     )
     say(result.summary())
     return result
+
+
+@contextlib.contextmanager
+def _untied(model: Decoder, weights: Callable[[str], np.ndarray] | None):
+    """The LM head with its own copy of the tied matrix while converting, so lookup and head can be stored in two
+    schemes; a deferred copy reads the embedding's tensor. The model is tied again afterwards."""
+    embedding, head, config = model.embed_tokens.weight, model.lm_head, model.config
+    copy = torch.empty_like(embedding, device="meta") if embedding.is_meta else embedding.detach().clone()
+    head.weight = nn.Parameter(copy, requires_grad=False)
+    head.tied, model.config = False, config.replace(tie_embeddings=False)
+    try:
+        yield None if weights is None else (lambda name: weights("embed_tokens.weight" if name == HEAD else name))
+    finally:
+        del head.weight
+        head.tied, model.config = True, config
 
 
 def _check(path: Path, layers: int) -> None:

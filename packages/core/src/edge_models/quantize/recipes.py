@@ -105,15 +105,22 @@ class Recipe:
         if beyond:
             raise RecipeError(f"recipe {self.text!r} names {', '.join(beyond)}, but the model has {layers} layers")
         self.check_block_sizes(model)
-        if model.config.tie_embeddings:
+        if model.config.tie_embeddings and self.unties(model):
             embedding, head = self.scheme_name_for("embed_tokens"), self.scheme_name_for("lm_head")
-            if embedding != head:
-                # One matrix with two schemes is stored twice (one copy per scheme, plus the float original
-                # when one of them is float), so the file grows instead of shrinking.
+            if 32 in (all_schemes()[embedding].bits, all_schemes()[head].bits):
+                # One matrix with two schemes is stored once per scheme; with one of them float the file grows
+                # instead of shrinking.
                 raise RecipeError(
                     f"recipe {self.text!r}: this model ties its embedding and LM head (one matrix), but the recipe "
-                    f"gives them different schemes (embedding={embedding}, lm_head={head}); give both the same"
+                    f"gives them different schemes (embedding={embedding}, lm_head={head}); give both the same, "
+                    "or two quantized schemes (the matrix is then stored once in each)"
                 )
+
+    def unties(self, model) -> bool:
+        """Whether a tied embedding and LM head get different schemes, and so are stored as two matrices (e.g. an
+        int8 lookup, whose one row per token costs nothing to read, and an int4 head, read whole every token)."""
+        tied = model.config.tie_embeddings
+        return tied and self.scheme_name_for("embed_tokens") != self.scheme_name_for("lm_head")
 
     def check_block_sizes(self, model) -> None:
         """Blockwise schemes need every quantized input dimension to be a multiple of the block size;
