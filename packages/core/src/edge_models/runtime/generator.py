@@ -203,9 +203,9 @@ class Generator:
 
         `cached` leading ids are already in the KV cache from the previous call (a chat session's earlier turns):
         only the rest is prefilled. `self.cached_ids` holds what the cache holds afterwards. With `speculate`
-        (default: `self.speculate`) and a file with verify signatures, prompt-lookup drafts are checked several
-        tokens per call; the output is what plain decoding gives (greedy: the same tokens; sampling: the same
-        distribution)."""
+        (default: `self.speculate`) and a file with verify signatures, drafts (prompt lookup, or the draft model)
+        are checked several tokens per call; the output is what plain decoding gives (greedy: the same tokens;
+        sampling: the same distribution)."""
         if not ids:
             raise ValueError("no prompt tokens")
         kv = self.model.kv_len
@@ -225,7 +225,6 @@ class Generator:
         if cached == 0:
             self.model.reset()
         # Like LiteRT-LM: prefill all but the last prompt token, then decode from it.
-        self.cached_ids = list(ids[:cached])
         self.model.prefill(ids[cached:-1], cached)
         history, token, pos = list(ids), ids[-1], len(ids) - 1
         self.cached_ids = history[:pos]
