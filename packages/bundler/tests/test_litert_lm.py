@@ -94,7 +94,7 @@ def _runtime_matches_engine(task: Path) -> list[int]:
 
     gen = Generator.open(task)
     ids = gen.encode(PROMPTS[0])
-    ours = list(gen.generate_ids(ids, NEW_TOKENS))
+    ours = list(gen.generate_ids(ids, NEW_TOKENS, speculate=False))
     text, _ = engine_generate(task, PROMPTS[0], NEW_TOKENS)
     assert text == gen.tokenizer.decode(ours)
     return ours

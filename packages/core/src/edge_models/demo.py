@@ -141,6 +141,8 @@ def runtime_greedy(task: str, prompts: list[str], max_tokens: int, threads: int 
     from edge_models.runtime import Generator, SamplerConfig
 
     gen = Generator.open(task, threads=threads)
+    # Plain decoding, as LiteRT-LM decodes: on int8 files speculation may part from it at a near-tie.
+    gen.speculate = False
     return [
         gen.tokenizer.decode(list(gen.generate_ids(gen.encode(p), max_tokens, SamplerConfig(temperature=0.0))))
         for p in prompts
@@ -177,6 +179,7 @@ def runtime_chat(bundle: str, prompts: list[str], max_tokens: int, threads: int 
     from edge_models.runtime import ChatSession, Generator
 
     gen = Generator.open(bundle, threads=threads)
+    gen.speculate = False  # as LiteRT-LM decodes (see runtime_greedy)
     return ["".join(ChatSession(gen, max_tokens=max_tokens).send(p)) for p in prompts]
 
 
