@@ -113,3 +113,57 @@ def attempt(problems: list[str], read, *args):
     except UnsupportedConfigError as e:
         problems.append(str(e).removeprefix("config.json "))
         return None
+
+
+def gated_silu_decoder(
+    hf: dict,
+    problems: list[str] | None = None,
+    *,
+    family: str,
+    allowed: dict[str, tuple] | None = None,
+    qkv_bias: bool = False,
+    qk_norm: bool = False,
+    partial_rotary: bool = False,
+    sliding_window: int | None = None,
+    layer_types: tuple[str, ...] | None = None,
+    eps: float = 1e-6,
+    max_seq_len: int = 2048,
+):
+    """The decoder most families share (Llama, Mistral, Qwen, Phi-3): RMSNorm, RoPE, grouped-query attention, a
+    gated SiLU MLP, `head_dim` given or derived. A family passes what differs; `problems` it found already are raised
+    together with every unsupported field found here. A `sliding_window` without `layer_types` slides on every
+    layer."""
+    from edge_models.config import AttentionConfig, MLPConfig, ModelConfig, NormConfig, RopeConfig
+
+    problems = list(problems or [])
+    rope = attempt(problems, rope_parameters, hf)
+    if rope is not None and rope[2] != 1.0 and not partial_rotary:
+        problems.append(f"partial rotary factor {rope[2]} ({family} rotates whole heads)")
+    check_fields(hf, {"hidden_act": ("silu", None), **(allowed or {})}, problems)
+    hidden, heads, layers = (
+        require(hf, "hidden_size"),
+        require(hf, "num_attention_heads"),
+        require(hf, "num_hidden_layers"),
+    )
+    eps = hf.get("rms_norm_eps", eps)
+    if sliding_window and layer_types is None:
+        layer_types = ("sliding",) * layers
+    return ModelConfig(
+        vocab_size=require(hf, "vocab_size"),
+        hidden_size=hidden,
+        num_layers=layers,
+        attention=AttentionConfig(
+            num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hidden // heads,
+            qkv_bias=qkv_bias,
+            qk_norm=NormConfig(kind="rms", eps=eps) if qk_norm else None,
+            sliding_window=sliding_window,
+        ),
+        mlp=MLPConfig(intermediate_size=require(hf, "intermediate_size"), activation="silu", gated=True),
+        norm=NormConfig(kind="rms", eps=eps),
+        rope=RopeConfig(base=rope[0], scaling=rope[1], rotary_fraction=rope[2]),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        layer_types=layer_types if sliding_window else None,
+        max_seq_len=hf.get("max_position_embeddings", max_seq_len),
+    )

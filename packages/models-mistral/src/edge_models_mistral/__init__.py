@@ -4,52 +4,21 @@ sliding-window attention on every layer."""
 from __future__ import annotations
 
 from edge_models import (
-    AttentionConfig,
-    MLPConfig,
     ModelConfig,
     ModelSpec,
-    NormConfig,
     PromptTemplate,
-    RopeConfig,
     TensorNames,
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import attempt, check_fields, require, rope_parameters
+from edge_models.hf_config import gated_silu_decoder
 
 __version__ = "0.1.0"
 
 
 def mistral_config_from_hf(hf: dict) -> ModelConfig:
     """`MistralForCausalLM`: every unsupported field is named in one error."""
-    problems: list[str] = []
-    rope = attempt(problems, rope_parameters, hf)
-    if rope is not None and rope[2] != 1.0:
-        problems.append(f"partial rotary factor {rope[2]} (Mistral rotates whole heads)")
-    check_fields(hf, {"hidden_act": ("silu", None)}, problems)
-    hidden, heads, layers = (
-        require(hf, "hidden_size"),
-        require(hf, "num_attention_heads"),
-        require(hf, "num_hidden_layers"),
-    )
-    window = hf.get("sliding_window")
-    return ModelConfig(
-        vocab_size=require(hf, "vocab_size"),
-        hidden_size=hidden,
-        num_layers=layers,
-        attention=AttentionConfig(
-            num_heads=heads,
-            num_kv_heads=hf.get("num_key_value_heads") or heads,
-            head_dim=hf.get("head_dim") or hidden // heads,
-            sliding_window=window,
-        ),
-        mlp=MLPConfig(intermediate_size=require(hf, "intermediate_size"), activation="silu", gated=True),
-        norm=NormConfig(kind="rms", eps=hf.get("rms_norm_eps", 1e-6)),
-        rope=RopeConfig(base=rope[0], scaling=rope[1]),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        layer_types=("sliding",) * layers if window else None,
-        max_seq_len=hf.get("max_position_embeddings", 32768),
-    )
+    return gated_silu_decoder(hf, family="Mistral", sliding_window=hf.get("sliding_window"), max_seq_len=32768)
 
 
 MISTRAL_NAMES = TensorNames.hf_decoder()

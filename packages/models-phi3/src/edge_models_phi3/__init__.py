@@ -9,52 +9,26 @@ tokens for Phi-3.5-mini and Phi-4-mini). Phi-4-mini rotates 3/4 of each head.
 from __future__ import annotations
 
 from edge_models import (
-    AttentionConfig,
-    MLPConfig,
     ModelConfig,
     ModelSpec,
-    NormConfig,
     PromptTemplate,
-    RopeConfig,
     TensorNames,
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import attempt, check_fields, require, rope_parameters
+from edge_models.hf_config import gated_silu_decoder
 
 __version__ = "0.1.0"
 
 
 def phi3_config_from_hf(hf: dict) -> ModelConfig:
     """`Phi3ForCausalLM`: every unsupported field is named in one error."""
-    problems: list[str] = []
-    rope = attempt(problems, rope_parameters, hf)
-    check_fields(hf, {"hidden_act": ("silu", None)}, problems)
-    hidden, heads, layers = (
-        require(hf, "hidden_size"),
-        require(hf, "num_attention_heads"),
-        require(hf, "num_hidden_layers"),
-    )
     # A window as long as the model's context changes nothing: attend globally.
     window = hf.get("sliding_window")
     if window and window >= hf.get("max_position_embeddings", 4096):
         window = None
-    return ModelConfig(
-        vocab_size=require(hf, "vocab_size"),
-        hidden_size=hidden,
-        num_layers=layers,
-        attention=AttentionConfig(
-            num_heads=heads,
-            num_kv_heads=hf.get("num_key_value_heads") or heads,
-            head_dim=hf.get("head_dim") or hidden // heads,
-            sliding_window=window,
-        ),
-        mlp=MLPConfig(intermediate_size=require(hf, "intermediate_size"), activation="silu", gated=True),
-        norm=NormConfig(kind="rms", eps=hf.get("rms_norm_eps", 1e-5)),
-        rope=RopeConfig(base=rope[0], scaling=rope[1], rotary_fraction=rope[2]),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        layer_types=("sliding",) * layers if window else None,
-        max_seq_len=hf.get("max_position_embeddings", 4096),
+    return gated_silu_decoder(
+        hf, family="Phi-3", partial_rotary=True, sliding_window=window, eps=1e-5, max_seq_len=4096
     )
 
 

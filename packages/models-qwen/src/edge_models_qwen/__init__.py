@@ -7,55 +7,34 @@ normalises each head's q and k (RMSNorm over head_dim) before RoPE, with an expl
 from __future__ import annotations
 
 from edge_models import (
-    AttentionConfig,
-    MLPConfig,
     ModelConfig,
     ModelSpec,
-    NormConfig,
     PromptTemplate,
-    RopeConfig,
     TensorNames,
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import attempt, check_fields, layer_types, require, rope_parameters
+from edge_models.hf_config import attempt, gated_silu_decoder, layer_types
 
 __version__ = "0.1.0"
 
 
 def _qwen_config(hf: dict, qwen3: bool) -> ModelConfig:
     problems: list[str] = []
-    rope = attempt(problems, rope_parameters, hf)
-    if rope is not None and rope[2] != 1.0:
-        problems.append(f"partial rotary factor {rope[2]} (Qwen rotates whole heads)")
     types = attempt(problems, layer_types, hf, hf.get("num_hidden_layers", 0))
     sliding = types is not None and "sliding" in types
     if hf.get("use_sliding_window") and types is None:
         problems.append("'use_sliding_window' = True without 'layer_types' (which layers slide is not known)")
-    allowed = (
-        {"hidden_act": ("silu", None), "attention_bias": (False, None)} if qwen3 else {"hidden_act": ("silu", None)}
-    )
-    check_fields(hf, allowed, problems)
-    hidden, heads = require(hf, "hidden_size"), require(hf, "num_attention_heads")
-    eps = hf.get("rms_norm_eps", 1e-6)
-    return ModelConfig(
-        vocab_size=require(hf, "vocab_size"),
-        hidden_size=hidden,
-        num_layers=require(hf, "num_hidden_layers"),
-        attention=AttentionConfig(
-            num_heads=heads,
-            num_kv_heads=hf.get("num_key_value_heads") or heads,
-            head_dim=hf.get("head_dim") or hidden // heads,
-            qkv_bias=not qwen3,
-            qk_norm=NormConfig(kind="rms", eps=eps) if qwen3 else None,
-            sliding_window=hf.get("sliding_window") if sliding else None,
-        ),
-        mlp=MLPConfig(intermediate_size=require(hf, "intermediate_size"), activation="silu", gated=True),
-        norm=NormConfig(kind="rms", eps=eps),
-        rope=RopeConfig(base=rope[0], scaling=rope[1]),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        layer_types=types if sliding else None,
-        max_seq_len=hf.get("max_position_embeddings", 32768),
+    return gated_silu_decoder(
+        hf,
+        problems,
+        family="Qwen",
+        allowed={"attention_bias": (False, None)} if qwen3 else None,
+        qkv_bias=not qwen3,
+        qk_norm=qwen3,
+        sliding_window=hf.get("sliding_window") if sliding else None,
+        layer_types=types,
+        max_seq_len=32768,
     )
 
 
