@@ -3,13 +3,14 @@ agreement, size, decode speed.
 
     python benchmarks/bench_quality.py --checkpoint /work/models/gemma-3-270m-q4_k_m.gguf \
         [--model gemma3-270m] [--tokenizer artifacts/gemma3-270m/tokenizer.model] [--recipes "int8;int4-block32-gptq"]
-        [--threads 2] [--work artifacts/quality-gemma3-270m]
+        [--threads 2] [--work artifacts/quality-gemma3-270m] [--llama-cpp DIR]
 
 Rows: `transformers`' own model (fp32, loaded from the same checkpoint), our PyTorch decoder (fp32), and one .tflite
 per recipe; calibrated recipes calibrate on the text shipped with edge-models (never the evaluation text). Each
 conversion, each evaluation and each speed measurement runs in a process of its own, strictly one after another;
 every .tflite is deleted once measured. Finished rows are kept as JSON in --work, so an interrupted run picks
-up where it stopped (--fresh ignores them).
+up where it stopped (--fresh ignores them). With llama.cpp's tools (`--llama-cpp`, see `llama_cpp.py` for the build)
+and a .gguf checkpoint, llama.cpp's own quantizations of the same weights are measured in the same run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 
 from edge_models.bench import run_measured
@@ -35,6 +37,7 @@ GREEDY_TOKENS = 32
 DECODE_TOKENS = 64
 # Every built-in recipe, plus one per-component mix.
 RECIPES = [*SCHEMES, "attention=int8,feedforward=int4-block32,embedding=int8,lm_head=int8"]
+LLAMA_TYPES = "Q8_0;Q4_K_M;Q4_K_S;Q4_0"
 KL_FILE = "fp32_logprobs.f16"  # the fp32 model's log-probabilities at every scored position, for KL divergence
 HERE = Path(__file__).resolve().parent
 TEXT = HERE / "data" / "eval_text.txt"
@@ -322,6 +325,23 @@ def table(rows: dict[str, dict], n_tokens: int, n_greedy: int) -> str:
     ]
     lines = [head]
     for name, r in rows.items():
+        if "ratio" in r:  # llama.cpp's row, measured by its own tools against its own F32
+            lines.append(
+                [
+                    name,
+                    f"{r['ppl']:.3f}",
+                    f"{r['ratio']:.4f}",
+                    f"{r['kl_mean']:.4f}",
+                    f"{r['kl_99']:.3f}",
+                    f"{100 * r['top1']:.2f} % *",
+                    "-",
+                    f"{r['size'] / 1e6:.1f}",
+                    f"{r['decode_tok_s']:.1f}",
+                    "-",
+                    r.get("note", ""),
+                ]
+            )
+            continue
         if "nll" not in r:
             lines.append([f"`{name}`", *["-"] * (len(head) - 2), r.get("note", "")])
             continue
@@ -364,6 +384,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--recipes", default=";".join(RECIPES), help="semicolon-separated (default: all)")
     parser.add_argument("--work", type=Path, default=Path("artifacts/quality-gemma3-270m"))
+    parser.add_argument(
+        "--llama-cpp",
+        type=Path,
+        help="directory holding llama-quantize, llama-perplexity and llama-bench (default: PATH); rows skipped "
+        "with the reason when they are missing or the checkpoint is not a .gguf",
+    )
+    parser.add_argument("--llama-types", default=LLAMA_TYPES, help="llama.cpp quantization types, ';'-separated")
     parser.add_argument("--fresh", action="store_true", help="recompute rows already finished in --work")
     parser.add_argument("--out", type=Path, help="report [benchmarks/results/quality_<model>.md]")
     parser.add_argument("--note", default="", help="text added to the report (e.g. what else the machine was doing)")
@@ -438,6 +465,22 @@ def main() -> int:
             lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids, calibration),
         )
 
+    tools, missing = llama_cpp.find_tools(args.llama_cpp)
+    if args.checkpoint.suffix != ".gguf":
+        tools, missing = None, "the checkpoint is not a .gguf"
+    for kind in args.llama_types.split(";") if args.llama_types else []:
+        name = f"llama.cpp {kind}"
+        if tools is None:
+            rows[name] = {"note": f"not measured: {missing}"}
+            continue
+        rows[name] = cached(
+            args.work,
+            name,
+            key(name),
+            args.fresh,
+            lambda k=kind: llama_cpp.row(tools, args.checkpoint, k, TEXT, args.threads, DECODE_TOKENS, args.work),
+        )
+
     n_greedy = GREEDY_TOKENS * len(prompt_ids)
     n_windows = len(windows(len(tokens)))
     text = f"""# {spec.name}: quality of each recipe
@@ -481,6 +524,10 @@ How each column is measured:
   in a fresh process (LiteRT CompiledModel, KV cache bound in place). The `pytorch fp32` figure is PyTorch eager
   on our decoder (`bench_torch_model`, {args.threads} threads), for comparison.
 - **convert s / peak GiB**: conversion time and the peak RSS of the conversion's own process.
+- **llama.cpp rows**: `llama-quantize` of the F32 file it makes from the same GGUF, then `llama-perplexity -c 512
+  --kl-divergence` against that F32 on the same text (its own tokenization and protocol: chunks of 512, second half
+  scored), and `llama-bench -p 0 -n {DECODE_TOKENS} -t {args.threads} --repack 0`. Ratios and KL compare with ours;
+  absolute perplexities do not. * Top-1 there is "same top token as llama.cpp's F32".
 {chr(10) + args.note + chr(10) if args.note else ""}"""
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

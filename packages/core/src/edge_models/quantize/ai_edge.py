@@ -46,6 +46,11 @@ def quantize_flatbuffer(model: bytes, recipe: Recipe) -> bytes:
 
 
 def _op_config(qtyping, scheme: Scheme):
+    if scheme.block_size not in (None, 32, 64, 128, 256):
+        raise RecipeError(
+            f"{scheme.description}: ai-edge-quantizer has no blocks of {scheme.block_size}; the low-memory "
+            "converter (the default) writes them"
+        )
     granularity = {
         None: qtyping.QuantGranularity.CHANNELWISE,
         32: qtyping.QuantGranularity.BLOCKWISE_32,

@@ -26,6 +26,10 @@ Progress = Callable[[str], None]
 Reader = Callable[[str], np.ndarray]
 
 HEAD = "lm_head.weight"
+# GPTQ's damping for a tied embedding/LM head. Its integers also serve the lookup, whose error is each row's own
+# (an identity Hessian); a larger damping mixes that objective in. On Gemma 3 270M (int4, blocks 32, the rest in
+# float, emulated on held-out text) mean KL went 0.0575 -> 0.0495 from 0.01 to 0.1, and 0.0496 at 0.3.
+TIED_DAMPING = 0.1
 
 
 def grid_for(scheme: Scheme) -> Grid:
@@ -120,7 +124,8 @@ def calibrate(
         grid = grid_for(recipe.scheme_for("lm_head"))
         with materialized(model, [head_param], read):
             weight = model.get_parameter(head_param)
-            q, scales = gptq(weight, h, grid)
+            damping = TIED_DAMPING if head_param == "embed_tokens.weight" else 0.01
+            q, scales = gptq(weight, h, grid, damping=damping)
         encoded[head_param] = _encode(q, scales, grid)
         say("calibrated the LM head")
     smoothed = {}

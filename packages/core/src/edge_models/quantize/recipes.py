@@ -31,7 +31,15 @@ SCHEMES: dict[str, Scheme] = {
     "int8": Scheme("int8 per-channel weights, dynamic-range int8 compute (default)", 8, "dynamic"),
     "int4-block32": Scheme("int4 weights in blocks of 32, dynamic-range compute", 4, "dynamic", 32),
     "int4-block128": Scheme("int4 weights in blocks of 128, dynamic-range compute", 4, "dynamic", 128),
+    "int4-block16": Scheme("int4 weights in blocks of 16, dynamic-range compute", 4, "dynamic", 16),
     "int8-gptq": Scheme("int8 like `int8`, integers chosen by GPTQ on calibration text", 8, "dynamic", None, True),
+    "int4-block16-gptq": Scheme(
+        "int4 in blocks of 16 (twice int4-block32's scales), GPTQ-chosen: for a large tied embedding/LM head",
+        4,
+        "dynamic",
+        16,
+        True,
+    ),
     "int4-block32-gptq": Scheme(
         "int4 like `int4-block32`, integers and scales chosen by GPTQ on calibration text", 4, "dynamic", 32, True
     ),
