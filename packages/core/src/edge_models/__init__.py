@@ -4,26 +4,39 @@ Heavy libraries (litert-torch, transformers) are imported lazily by the modules
 that need them, so importing this package stays fast.
 """
 
-from edge_models.config import AttentionConfig, MLPConfig, ModelConfig, NormConfig, RopeConfig
+from edge_models.config import (
+    AttentionConfig,
+    EncoderConfig,
+    MLPConfig,
+    ModelConfig,
+    NormConfig,
+    PoolingConfig,
+    RopeConfig,
+)
 from edge_models.hookspecs import hookimpl
-from edge_models.plugins import DuplicateModelError, UnknownModelError, registry
-from edge_models.spec import ModelSpec, PromptTemplate, TokenizerDefaults
-from edge_models.tensor_names import TensorNames
+from edge_models.plugins import DuplicateModelError, UnknownModelError, encoder_registry, registry
+from edge_models.spec import EncoderSpec, ModelSpec, PromptTemplate, TokenizerDefaults
+from edge_models.tensor_names import EncoderTensorNames, TensorNames
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionConfig",
     "DuplicateModelError",
+    "EncoderConfig",
+    "EncoderSpec",
+    "EncoderTensorNames",
     "MLPConfig",
     "ModelConfig",
     "ModelSpec",
     "NormConfig",
+    "PoolingConfig",
     "PromptTemplate",
     "RopeConfig",
     "TensorNames",
     "TokenizerDefaults",
     "UnknownModelError",
+    "encoder_registry",
     "hookimpl",
     "registry",
 ]

@@ -1,4 +1,4 @@
-"""Model configuration dataclasses: everything a decoder needs to know about its shape."""
+"""Model configuration dataclasses: everything a decoder or an encoder needs to know about its shape."""
 
 from __future__ import annotations
 
@@ -130,3 +130,57 @@ class ModelConfig:
         if self.lm_head_bias:
             total += self.vocab_size
         return total
+
+
+PoolingMode = Literal["mean", "cls", "max"]
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    """How token states become one embedding (sentence-transformers' `1_Pooling/config.json` + `Normalize`)."""
+
+    mode: PoolingMode = "mean"
+    normalize: bool = False  # L2-normalise the pooled vector
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """A bidirectional encoder (BERT): learned absolute positions and token types, post-norm blocks, pooling.
+
+    Attention, feed-forward and norm take the decoder's config types; only what an encoder adds is here."""
+
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    attention: AttentionConfig
+    mlp: MLPConfig
+    norm: NormConfig = field(default_factory=lambda: NormConfig(kind="layer", eps=1e-12, bias=True))
+    max_positions: int = 512
+    type_vocab_size: int = 2
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        a = self.attention
+        if a.num_heads != a.num_kv_heads:
+            raise ValueError("an encoder's attention has as many key/value heads as query heads")
+        if a.num_heads * a.head_dim != self.hidden_size:
+            raise ValueError(
+                f"num_heads ({a.num_heads}) x head_dim ({a.head_dim}) must equal hidden_size ({self.hidden_size})"
+            )
+        if self.mlp.gated:
+            raise ValueError("an encoder's feed-forward is a plain two-layer MLP (gated=False)")
+        if self.max_positions < 1 or self.type_vocab_size < 1:
+            raise ValueError("max_positions and type_vocab_size must be at least 1")
+
+    def replace(self, **changes) -> EncoderConfig:
+        return dataclasses.replace(self, **changes)
+
+    def num_parameters(self) -> int:
+        d, m = self.hidden_size, self.mlp.intermediate_size
+        norm = 2 * d
+        a = self.attention
+        attn = 4 * d * d + (3 * d if a.qkv_bias else 0) + (d if a.out_bias else 0)
+        mlp = 2 * d * m + ((m + d) if self.mlp.bias else 0)
+        embeddings = (self.vocab_size + self.max_positions + self.type_vocab_size) * d + norm
+        return embeddings + self.num_layers * (attn + mlp + 2 * norm)

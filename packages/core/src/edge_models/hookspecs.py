@@ -15,6 +15,11 @@ def register_models(register):
 
 
 @hookspec
+def register_encoders(register):
+    """Call `register(EncoderSpec(...))` once for each encoder (embedding) model the plugin offers."""
+
+
+@hookspec
 def register_commands(cli):
     """Add verbs to the `edge-models` click group `cli`."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pluggy
 
 from edge_models import hookspecs
-from edge_models.spec import ModelSpec
+from edge_models.spec import EncoderSpec, ModelSpec
 
 
 class UnknownModelError(LookupError):
@@ -41,15 +41,19 @@ def plugin_manager() -> pluggy.PluginManager:
 
 
 class ModelRegistry:
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    """The specs plugins register through one hook: decoders (`register_models`, ModelSpec) or encoders
+    (`register_encoders`, EncoderSpec)."""
+
+    def __init__(self, pm: pluggy.PluginManager, hook: str = "register_models", kind: type = ModelSpec) -> None:
         self._models: dict[str, Registered] = {}
-        for impl in pm.hook.register_models.get_hookimpls():
+        self._kind = kind
+        for impl in getattr(pm.hook, hook).get_hookimpls():
             provider = _provider(pm, impl.plugin)
             impl.function(register=functools.partial(self._add, provider=provider))
 
-    def _add(self, spec: ModelSpec, *, provider: str) -> None:
-        if not isinstance(spec, ModelSpec):
-            raise TypeError(f"{provider} registered {spec!r}, expected an edge_models.ModelSpec")
+    def _add(self, spec: ModelSpec | EncoderSpec, *, provider: str) -> None:
+        if not isinstance(spec, self._kind):
+            raise TypeError(f"{provider} registered {spec!r}, expected an edge_models.{self._kind.__name__}")
         if spec.name in self._models:
             other = self._models[spec.name].provider
             raise DuplicateModelError(
@@ -89,3 +93,7 @@ class ModelRegistry:
 
 def registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
     return ModelRegistry(pm or plugin_manager())
+
+
+def encoder_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
+    return ModelRegistry(pm or plugin_manager(), "register_encoders", EncoderSpec)

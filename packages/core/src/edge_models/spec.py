@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_models.config import ModelConfig
-from edge_models.tensor_names import TensorNames
+from edge_models.config import EncoderConfig, ModelConfig
+from edge_models.tensor_names import EncoderTensorNames, TensorNames
 
 
 @dataclass(frozen=True)
@@ -74,4 +74,25 @@ class ModelSpec:
 
     @property
     def tiny_config(self) -> ModelConfig:
+        return self.config_from_hf(self.tiny_hf_config)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a plugin tells core about one encoder (embedding) model it offers; registered through
+    `register_encoders`. The checkpoint's pooling (sentence-transformers' `1_Pooling`) is read by core."""
+
+    name: str
+    family: str
+    architectures: tuple[str, ...]
+    config_from_hf: Callable[[dict], EncoderConfig]
+    config: EncoderConfig
+    tiny_hf_config: dict
+    tensor_names: EncoderTensorNames
+    # Name of the reference model class in `transformers` (its last hidden state, pooled as configured).
+    reference_class: str
+    description: str = ""
+
+    @property
+    def tiny_config(self) -> EncoderConfig:
         return self.config_from_hf(self.tiny_hf_config)

@@ -113,3 +113,70 @@ GGUF_NAMES = TensorNames(
     up_proj="blk.{}.ffn_up",
     down_proj="blk.{}.ffn_down",
 )
+
+
+@dataclass(frozen=True)
+class EncoderTensorNames:
+    """Where each of an `Encoder`'s modules lives in a checkpoint (per-layer entries hold one `{}`)."""
+
+    word_embeddings: str
+    position_embeddings: str
+    token_type_embeddings: str
+    embedding_norm: str
+    q_proj: str
+    k_proj: str
+    v_proj: str
+    o_proj: str
+    attn_norm: str
+    up_proj: str
+    down_proj: str
+    mlp_norm: str
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            per_layer = f.name in ENCODER_LAYER_SLOTS.values()
+            if per_layer and value.count("{}") != 1:
+                raise ValueError(f"EncoderTensorNames.{f.name}={value!r} must contain exactly one '{{}}'")
+
+    def with_prefix(self, prefix: str) -> EncoderTensorNames:
+        """The same map one level down (e.g. `bert.` in a checkpoint saved from a task model)."""
+        return EncoderTensorNames(**{f.name: prefix + getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def hf_bert(cls) -> EncoderTensorNames:
+        """`transformers`' BertModel names."""
+        layer = "encoder.layer.{}."
+        return cls(
+            word_embeddings="embeddings.word_embeddings",
+            position_embeddings="embeddings.position_embeddings",
+            token_type_embeddings="embeddings.token_type_embeddings",
+            embedding_norm="embeddings.LayerNorm",
+            q_proj=layer + "attention.self.query",
+            k_proj=layer + "attention.self.key",
+            v_proj=layer + "attention.self.value",
+            o_proj=layer + "attention.output.dense",
+            attn_norm=layer + "attention.output.LayerNorm",
+            up_proj=layer + "intermediate.dense",
+            down_proj=layer + "output.dense",
+            mlp_norm=layer + "output.LayerNorm",
+        )
+
+
+# Our module path in an Encoder -> EncoderTensorNames field.
+ENCODER_SLOTS: dict[str, str] = {
+    "embeddings.word_embeddings": "word_embeddings",
+    "embeddings.position_embeddings": "position_embeddings",
+    "embeddings.token_type_embeddings": "token_type_embeddings",
+    "embeddings.norm": "embedding_norm",
+}
+ENCODER_LAYER_SLOTS: dict[str, str] = {
+    "attn.q_proj": "q_proj",
+    "attn.k_proj": "k_proj",
+    "attn.v_proj": "v_proj",
+    "attn.o_proj": "o_proj",
+    "attn_norm": "attn_norm",
+    "mlp.up_proj": "up_proj",
+    "mlp.down_proj": "down_proj",
+    "mlp_norm": "mlp_norm",
+}

@@ -24,8 +24,14 @@ def verify(model, checkpoint, tiny, prompts, new_tokens, atol) -> None:
     """Compare our MODEL with transformers' reference on the same checkpoint."""
     import tempfile
 
+    from edge_models.encoders import find_encoder
     from edge_models.verify import verify_checkpoint
 
+    encoder = find_encoder(model, checkpoint)
+    if encoder is not None:
+        from edge_models.cli.encoders import verify_encoder_command
+
+        return verify_encoder_command(encoder, checkpoint, tiny, atol)
     if tiny == (checkpoint is not None):
         raise UserError("give exactly one of --checkpoint PATH and --tiny")
     with tempfile.TemporaryDirectory() as tmp:

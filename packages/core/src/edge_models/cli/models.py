@@ -15,9 +15,9 @@ from edge_models.cli.base import UserError, cli, friendly, lengths, logged
 @friendly
 def list_models(names: bool) -> None:
     """Show every registered model and the plugin that provides it."""
-    from edge_models.plugins import registry
+    from edge_models.plugins import encoder_registry, registry
 
-    entries = registry().entries()
+    entries = registry().entries() + encoder_registry().entries()
     if names:
         for e in entries:
             console.out(e.spec.name)
@@ -104,6 +104,7 @@ def recipes() -> None:
 )
 @click.option("--max-ppl-increase", help="with --quantize auto: e.g. 3% (perplexity on the calibration text)")
 @click.option("--max-size", help="with --quantize auto: size of the stored weights, e.g. 250MB")
+@click.option("--embed-lengths", default="32,128,256", show_default=True, help="encoders: embed_<N> signature lengths")
 @click.pass_context
 @logged
 @friendly
@@ -125,12 +126,22 @@ def convert(
     calibration,
     max_ppl_increase,
     max_size,
+    embed_lengths,
 ) -> None:
-    """Convert MODEL (a registered name, or `auto`) to a .tflite."""
+    """Convert MODEL (a registered name, or `auto`) to a .tflite: a decoder to prefill/decode signatures, an
+    encoder to embed_<N> signatures."""
     from edge_models.convert import ExportSettings, parse_recipe
     from edge_models.convert import convert as run_convert
+    from edge_models.encoders import find_encoder
     from edge_models.models import load_for_spec, random_model, resolve_spec
 
+    encoder = find_encoder(model, checkpoint)
+    if encoder is not None:
+        from edge_models.cli.encoders import convert_encoder_command
+
+        if bundle or max_ppl_increase or max_size or recipe == "auto":
+            raise UserError("encoders take --quantize RECIPE and --embed-lengths; bundles and auto are for decoders")
+        return convert_encoder_command(encoder, checkpoint, output, recipe, embed_lengths, tiny)
     spec = resolve_spec(model, checkpoint)
     target = _auto_target(recipe, max_ppl_increase, max_size)
     recipe_obj = parse_recipe("int8-gptq" if target or recipe is None else recipe)

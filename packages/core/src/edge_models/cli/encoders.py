@@ -1,0 +1,82 @@
+"""Encoders on the command line: `embed`, and what `convert` and `verify` do when MODEL is an encoder."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+from edge_models import console
+from edge_models.cli.base import UserError, cli, friendly, lengths, logged
+
+
+def convert_encoder_command(spec, checkpoint: Path | None, output: Path | None, recipe, embed_lengths, tiny):
+    from edge_models.convert.encoder import convert_encoder
+    from edge_models.encoders import load_encoder_for_spec, random_encoder
+
+    if tiny == (checkpoint is not None):
+        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    output = output or Path(f"{spec.name}.tflite")
+    if tiny:
+        model = random_encoder(spec.tiny_config)
+    else:
+        console.err(f"loading {checkpoint} as {spec.name}")
+        model = load_encoder_for_spec(spec, checkpoint)
+    chosen = lengths(embed_lengths) if embed_lengths else None
+    result = convert_encoder(model, output, chosen, recipe or "int8", console.stage)
+    tokenizer = checkpoint / "tokenizer.json" if checkpoint is not None and checkpoint.is_dir() else None
+    if tokenizer is not None and tokenizer.is_file() and not (output.parent / "tokenizer.json").exists():
+        (output.parent / "tokenizer.json").write_bytes(tokenizer.read_bytes())
+        console.err(f"copied {tokenizer.name} beside it (embed reads it from there)")
+    console.out(result.summary())
+
+
+def verify_encoder_command(spec, checkpoint: Path | None, tiny: bool, atol: float | None) -> None:
+    from edge_models.encoders import verify_encoder
+
+    if tiny == (checkpoint is not None):
+        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    with tempfile.TemporaryDirectory() as tmp:
+        if tiny:
+            from edge_models.testing import tiny_checkpoint
+
+            checkpoint = tiny_checkpoint(spec, Path(tmp) / spec.name)
+        report = verify_encoder(spec, checkpoint, atol=1e-5 if atol is None else atol)
+    console.out(report.table())
+    if not report.passed:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--text", "texts", multiple=True, required=True, help="text to embed (repeatable)")
+@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer.json [beside FILE]")
+@click.option("--json", "as_json", is_flag=True, help="print {text, embedding} records as JSON")
+@click.option("--threads", default=None, type=int)
+@logged
+@friendly
+def embed(file, texts, tokenizer, as_json, threads) -> None:
+    """Embed each --text with a converted encoder; with several texts, print their cosine-similarity matrix."""
+    from edge_models.runtime.embedder import Embedder, cosine_matrix
+
+    embedder = Embedder(file, tokenizer, threads)
+    vectors = embedder.embed(list(texts))
+    if as_json:
+        records = [{"text": t, "embedding": [round(float(x), 7) for x in v]} for t, v in zip(texts, vectors)]
+        console.out(json.dumps(records))
+        return
+    if len(texts) == 1:
+        v = vectors[0]
+        shown = ", ".join(f"{x:.4f}" for x in v[:8])
+        console.out(f"{len(v)} dimensions, norm {float((v * v).sum()) ** 0.5:.4f}: [{shown}, ...] (--json for all)")
+        return
+    sims = cosine_matrix(vectors)
+    labels = [t if len(t) <= 40 else t[:37] + "..." for t in texts]
+    console.out("cosine similarity")
+    for k, label in enumerate(labels):
+        console.out(f"  [{k + 1}] {label}")
+    console.out("       " + " ".join(f"[{k + 1}]".rjust(6) for k in range(len(texts))))
+    for k, row in enumerate(sims):
+        console.out(f"  [{k + 1}] " + " ".join(f"{x:6.3f}" for x in row))
