@@ -256,7 +256,7 @@ def _trained(name: str):
 
 
 def test_auto_is_deterministic_and_spells_its_choice_as_a_recipe():
-    from edge_models.quantize.auto import Target, choose_recipe
+    from edge_models.quantize.auto import LOW, Target, choose_recipe
 
     config = registry().get("llama").tiny_config
     model = _trained("llama")
@@ -271,7 +271,7 @@ def test_auto_is_deterministic_and_spells_its_choice_as_a_recipe():
     tight = choose_recipe(
         model, windows, Target(max_size=(loose.weights_bytes + sum(u.bytes_high for u in loose.units)) // 2)
     )
-    chosen = [u for u in tight.units if u.is_low]
+    chosen = [u for u in tight.units if u.choice == LOW]
     assert 0 < len(chosen) < len(tight.units) and tight.weights_bytes <= tight.target.max_size
     assert tight.calibrated is not None and tight.measured_increase is not None
 

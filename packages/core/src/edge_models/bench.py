@@ -159,6 +159,64 @@ def bench_torch(
     return bench_torch_model(model, f"pytorch eager fp32 {model_name}", list(like.prefill_tok_s) or [8], decode_tokens)
 
 
+# An input-grounded prompt: the continuation repeats text the prompt holds, which is where prompt-lookup drafts pay.
+GROUNDED_PROMPT = (
+    "Here is a list of the planets and one fact about each.\n"
+    "Mercury: the smallest planet, and the closest to the Sun.\n"
+    "Venus: the hottest planet, under thick clouds of acid.\n"
+    "Earth: the only planet known to hold life.\n"
+    "Mars: a cold desert with the tallest volcano of all.\n"
+    "Jupiter: the largest planet, a giant made mostly of gas.\n\n"
+    "The same list again, word for word:\nMercury:"
+)
+
+
+@dataclass
+class GenerationRow:
+    label: str
+    decode_tok_s: float
+    drafted: int
+    accepted: int
+    tokens: list[int]
+
+
+def bench_generation(
+    path: str | Path, tokenizer: str | Path | None, prompt: str, max_tokens: int = 64, threads: int | None = None
+) -> list[GenerationRow]:
+    """Greedy generation of `prompt`, plain and speculative (prompt-lookup drafts checked by the verify
+    signatures), each after a warm-up run; the effective decode rate counts every token the run produced.
+    No rows for a file without verify signatures."""
+    from edge_models.runtime import Generator, SamplerConfig
+
+    gen = Generator.open(path, tokenizer=tokenizer, threads=threads)
+    if not gen.model.info.verify:
+        return []
+    ids = gen.encode(prompt)
+    rows = []
+    for label, speculate in (("plain decoding", False), ("speculative (prompt lookup)", True)):
+        gen.generate_ids(ids, max_tokens, SamplerConfig(), speculate=speculate)  # warm-up
+        tokens = gen.generate_ids(ids, max_tokens, SamplerConfig(), speculate=speculate)
+        stats = gen.last_stats
+        rows.append(
+            GenerationRow(label, stats.decode_tokens_per_s, stats.drafted_tokens, stats.accepted_tokens, tokens)
+        )
+    return rows
+
+
+def format_generation(rows: list[GenerationRow]) -> str:
+    plain = rows[0]
+    lines = [
+        f"| greedy generation, {len(plain.tokens)} tokens | decode tok/s | vs plain | drafts accepted | same tokens |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        accepted = f"{r.accepted}/{r.drafted} ({100 * r.accepted / r.drafted:.0f} %)" if r.drafted else "-"
+        speedup = r.decode_tok_s / plain.decode_tok_s if plain.decode_tok_s else 0.0
+        same = "yes" if r.tokens == plain.tokens else "no"
+        lines.append(f"| {r.label} | {r.decode_tok_s:.1f} | {speedup:.2f}x | {accepted} | {same} |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
     """Markdown table; with a baseline, a column of decode speed-ups against it."""
     baseline = baseline or (rows[-1] if len(rows) > 1 else None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 NormKind = Literal["rms", "layer"]
-Activation = Literal["silu", "gelu_tanh", "gelu"]
+Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
 LayerType = Literal["global", "sliding"]
 
 
@@ -184,3 +184,44 @@ class EncoderConfig:
         mlp = 2 * d * m + ((m + d) if self.mlp.bias else 0)
         embeddings = (self.vocab_size + self.max_positions + self.type_vocab_size) * d + norm
         return embeddings + self.num_layers * (attn + mlp + 2 * norm)
+
+
+@dataclass(frozen=True)
+class RelativePositionConfig:
+    """T5's learned relative position bias: distances fall into `num_buckets` buckets (exact for short distances,
+    log-spaced up to `max_distance`), one learned bias per bucket and head."""
+
+    num_buckets: int = 32
+    max_distance: int = 128
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """An encoder-decoder (T5): pre-norm blocks with RMS norms, relative position bias shared by the layers of each
+    stack, cross-attention from every decoder block to the encoder's output."""
+
+    vocab_size: int
+    hidden_size: int
+    num_encoder_layers: int
+    num_decoder_layers: int
+    attention: AttentionConfig
+    mlp: MLPConfig
+    norm: NormConfig = field(default_factory=lambda: NormConfig(kind="rms", eps=1e-6))
+    relative_position: RelativePositionConfig = field(default_factory=RelativePositionConfig)
+    # The LM head reads the shared embedding (else a matrix of its own).
+    tie_embeddings: bool = True
+    # The decoder's output is multiplied by hidden_size ** -0.5 before the head (T5 v1.0; not v1.1 / FLAN-T5).
+    head_scale: bool = True
+    decoder_start_token_id: int = 0
+    eos_token_id: int = 1
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        a = self.attention
+        if a.num_heads != a.num_kv_heads:
+            raise ValueError("a seq2seq model's attention has as many key/value heads as query heads")
+        if self.num_encoder_layers < 1 or self.num_decoder_layers < 1:
+            raise ValueError("both stacks need at least one layer")
+
+    def replace(self, **changes) -> Seq2SeqConfig:
+        return dataclasses.replace(self, **changes)

@@ -20,6 +20,11 @@ def register_encoders(register):
 
 
 @hookspec
+def register_seq2seq(register):
+    """Call `register(Seq2SeqSpec(...))` once for each encoder-decoder model the plugin offers."""
+
+
+@hookspec
 def register_commands(cli):
     """Add verbs to the `edge-models` click group `cli`."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pluggy
 
 from edge_models import hookspecs
-from edge_models.spec import EncoderSpec, ModelSpec
+from edge_models.spec import EncoderSpec, ModelSpec, Seq2SeqSpec
 
 
 class UnknownModelError(LookupError):
@@ -51,7 +51,7 @@ class ModelRegistry:
             provider = _provider(pm, impl.plugin)
             impl.function(register=functools.partial(self._add, provider=provider))
 
-    def _add(self, spec: ModelSpec | EncoderSpec, *, provider: str) -> None:
+    def _add(self, spec: ModelSpec | EncoderSpec | Seq2SeqSpec, *, provider: str) -> None:
         if not isinstance(spec, self._kind):
             raise TypeError(f"{provider} registered {spec!r}, expected an edge_models.{self._kind.__name__}")
         if spec.name in self._models:
@@ -97,3 +97,7 @@ def registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
 
 def encoder_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
     return ModelRegistry(pm or plugin_manager(), "register_encoders", EncoderSpec)
+
+
+def seq2seq_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
+    return ModelRegistry(pm or plugin_manager(), "register_seq2seq", Seq2SeqSpec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_models.config import EncoderConfig, ModelConfig
+from edge_models.config import EncoderConfig, ModelConfig, Seq2SeqConfig
 from edge_models.tensor_names import EncoderTensorNames, TensorNames
 
 
@@ -95,4 +95,27 @@ class EncoderSpec:
 
     @property
     def tiny_config(self) -> EncoderConfig:
+        return self.config_from_hf(self.tiny_hf_config)
+
+
+@dataclass(frozen=True)
+class Seq2SeqSpec:
+    """What a plugin tells core about one encoder-decoder model it offers; registered through `register_seq2seq`."""
+
+    name: str
+    family: str
+    architectures: tuple[str, ...]
+    config_from_hf: Callable[[dict], Seq2SeqConfig]
+    config: Seq2SeqConfig
+    tiny_hf_config: dict
+    # {our module path: checkpoint module path}, `{}` for a layer index (edge_models.loader.name_map); a function
+    # of the config, since the feed-forward's tensors differ between plain and gated variants.
+    tensor_names: Callable[[Seq2SeqConfig], dict[str, str]]
+    reference_class: str
+    description: str = ""
+    # Checkpoint tensors the model does not read (tied copies of the shared embedding).
+    unused_tensors: tuple[str, ...] = ()
+
+    @property
+    def tiny_config(self) -> Seq2SeqConfig:
         return self.config_from_hf(self.tiny_hf_config)

@@ -144,6 +144,11 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 @click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="weights for --compare-torch")
 @click.option("--tiny", is_flag=True, help="--compare-torch on the model's tiny config (random weights)")
 @click.option(
+    "--tokenizer", type=click.Path(exists=True, path_type=Path), help="for the generation rows [bundled/beside]"
+)
+@click.option("--prompt", default=None, help="prompt of the generation rows [a built-in input-grounded one]")
+@click.option("--no-speculate", is_flag=True, help="skip the plain-vs-speculative generation rows")
+@click.option(
     "--engine",
     type=click.Choice(["compiled", "interpreter", "both"]),
     default="compiled",
@@ -152,11 +157,19 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 )
 @logged
 @friendly
-def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, engine) -> None:
-    """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite, .task or .litertlm.
+def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, tokenizer, prompt, no_speculate, engine) -> None:
+    """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite, .task or .litertlm; then, where
+    the file has verify signatures and a tokenizer, greedy generation plain and speculative side by side.
 
     Without --checkpoint, --compare-torch runs the model's published shape with random weights."""
-    from edge_models.bench import bench_tflite, bench_torch, format_table
+    from edge_models.bench import (
+        GROUNDED_PROMPT,
+        bench_generation,
+        bench_tflite,
+        bench_torch,
+        format_generation,
+        format_table,
+    )
 
     engines = ["compiled", "interpreter"] if engine == "both" else [engine]
     rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e) for e in engines]
@@ -165,3 +178,17 @@ def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, engine) -
             bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
         )
     console.out(format_table(rows))
+    if no_speculate:
+        return
+    from edge_models.runtime import TokenizerError
+
+    try:
+        generation = bench_generation(file, tokenizer, prompt or GROUNDED_PROMPT, decode_tokens, threads)
+    except TokenizerError as e:
+        console.err(f"no generation rows: {e}")
+        return
+    if not generation:
+        console.err("no verify_<K> signatures in the file: no speculative generation rows (convert with --verify 8)")
+        return
+    console.out()
+    console.out(format_generation(generation))

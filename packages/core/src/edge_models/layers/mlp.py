@@ -14,7 +14,7 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 # Plain functions, not lambdas: a model is pickled to the processes that export its signatures in parallel.
-_ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": gelu_tanh}
+_ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "gelu_tanh": gelu_tanh, "relu": F.relu}
 
 
 def activation(name: str):

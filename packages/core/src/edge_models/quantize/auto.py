@@ -1,7 +1,6 @@
 """`--quantize auto`: a scheme per decoder block part, chosen to meet a quality or size target at the least size.
 
-1. Every weight is calibrated twice, once as int8 (`int8-gptq`) and once as int4 (`int4-block32-gptq` in the
-   blocks, `int4-block16-gptq` for the embedding/LM head).
+1. Every weight is calibrated twice, once as int8 (`int8-gptq`) and once as int4 (`int4-block32-gptq`).
 2. Sensitivity: with everything at int8 (the file's arithmetic emulated, `quantize.simulate`), each unit (one
    block's attention, one block's feed-forward, the embedding/LM head) is switched alone to its int4 weights; the
    rise of the mean KL divergence from the float model on calibration text is that unit's cost. (KL, not the
@@ -29,14 +28,10 @@ import torch
 from torch import nn
 
 from edge_models.quantize.calibrate import CalibrationResult, calibrate, materialized
-from edge_models.quantize.recipes import RecipeError, all_schemes, parse_recipe
+from edge_models.quantize.recipes import RecipeError, parse_recipe
 from edge_models.quantize.simulate import emulated, log_probs, mean_kl, stored_weight
 
 HIGH, LOW = "int8-gptq", "int4-block32-gptq"
-# The embedding/LM head's int4: one large matrix the head reads whole every token, so finer blocks (a sixteenth of
-# a byte per weight more) buy the most per byte there. Gemma 3 270M, tied, emulated on held-out text with the rest
-# in float: blocks of 32 +5.1 % perplexity (KL 0.050), of 16 +3.9 % (0.032).
-LOW_HEAD = "int4-block16-gptq"
 SENSITIVITY_WINDOWS = 3  # calibration windows each sensitivity is measured on
 Progress = Callable[[str], None]
 
@@ -82,13 +77,8 @@ class Unit:
     bytes_high: int
     bytes_low: int | None  # None: int4 blocks do not fit this unit's input width
     numel: int = 0
-    cost: float = 0.0  # mean KL increase when only this unit is int4
+    cost: float = 0.0  # mean NLL increase when only this unit is int4
     choice: str = HIGH
-    low: str = LOW  # this unit's int4 scheme
-
-    @property
-    def is_low(self) -> bool:
-        return self.choice != HIGH
 
 
 @dataclass
@@ -106,7 +96,7 @@ class AutoPlan:
         rows = [("part", "params", "int4 cost (KL)", "choice", "MB")]
         for u in self.units:
             n = u.numel
-            size = u.bytes_low if u.is_low else u.bytes_high
+            size = u.bytes_low if u.choice == LOW else u.bytes_high
             cost = "-" if u.bytes_low is None else f"{u.cost:+.5f}"
             rows.append((u.part, f"{n / 1e6:.2f}M", cost, u.choice, f"{size / 1e6:.1f}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -139,20 +129,17 @@ def units_of(model: nn.Module) -> list[Unit]:
         groups.setdefault(part, []).append(name)
     units = []
     for part, params in groups.items():
-        scheme = LOW if part.startswith("layers.") else LOW_HEAD
-        block = all_schemes()[scheme].block_size
         high = sum(r * c + 4 * r for r, c in (shapes[p] for p in params))
-        fits = all(shapes[p][1] % block == 0 for p in params)
-        low = sum(r * c // 2 + 2 * r * (c // block) for r, c in (shapes[p] for p in params)) if fits else None
-        numel = sum(shapes[p][0] * shapes[p][1] for p in params)
-        units.append(Unit(part, params, high, low, numel=numel, low=scheme))
+        fits = all(shapes[p][1] % 32 == 0 for p in params)
+        low = sum(r * c // 2 + 2 * r * (c // 32) for r, c in (shapes[p] for p in params)) if fits else None
+        units.append(Unit(part, params, high, low, numel=sum(shapes[p][0] * shapes[p][1] for p in params)))
     return units
 
 
 def _recipe_text(units: list[Unit]) -> str:
     """The shortest spelling: the majority scheme as default, the rest per part."""
     layer_units = [u for u in units if u.part.startswith("layers.")]
-    low_layers = sum(u.is_low for u in layer_units)
+    low_layers = sum(u.choice == LOW for u in layer_units)
     default = LOW if low_layers * 2 > len(layer_units) else HIGH
     parts = [default]
     for u in units:
@@ -185,7 +172,7 @@ def choose_recipe(
     everything = [p for u in units for p in u.params]
     high_recipe = parse_recipe(_recipe_text(units))
     for u in units:
-        u.choice = u.low if u.bytes_low is not None else HIGH
+        u.choice = LOW if u.bytes_low is not None else HIGH
     low_recipe = parse_recipe(_recipe_text(units))
     for u in units:
         u.choice = HIGH
@@ -193,7 +180,7 @@ def choose_recipe(
     if target.max_size is not None and smallest > target.max_size:
         raise RecipeError(
             f"auto: weights of {target.max_size / 1e6:,.1f} MB cannot be reached with int8/int4 parts; the "
-            f"smallest is {smallest / 1e6:,.1f} MB (every part that allows it int4). Nothing was written"
+            f"smallest is {smallest / 1e6:,.1f} MB (every part that allows it {LOW}). Nothing was written"
         )
     probe = windows[:SENSITIVITY_WINDOWS]
     say(f"auto: calibrating every part as {HIGH}")
@@ -210,7 +197,7 @@ def choose_recipe(
             f"{size / 1e6:,.1f} MB of weights; estimated on the calibration text). Nothing was written; use a "
             "larger target, or a float recipe (fp16)"
         )
-    say("auto: calibrating every part as int4")
+    say(f"auto: calibrating every part as {LOW}")
     low = calibrate(model, windows, low_recipe, read, say)
     with materialized(model, everything, read):
         with emulated(model, high_recipe, high.encoded, high.smoothed):
@@ -228,14 +215,14 @@ def choose_recipe(
             break
         if predicted + max(u.cost, 0.0) > limit:
             continue
-        u.choice, predicted, size = u.low, predicted + max(u.cost, 0.0), size - (u.bytes_high - u.bytes_low)
+        u.choice, predicted, size = LOW, predicted + max(u.cost, 0.0), size - (u.bytes_high - u.bytes_low)
     if target.max_size is not None:
         # One large part (an embedding) can overshoot the budget; spend what is left on the costliest int4 parts.
-        for u in sorted((u for u in units if u.is_low), key=lambda u: u.cost, reverse=True):
+        for u in sorted((u for u in units if u.choice == LOW), key=lambda u: u.cost, reverse=True):
             if size + (u.bytes_high - u.bytes_low) <= target.max_size:
                 u.choice, predicted, size = HIGH, predicted - max(u.cost, 0.0), size + (u.bytes_high - u.bytes_low)
     plan = AutoPlan(_recipe_text(units), units, target, math.expm1(predicted), math.expm1(all_high), size)
-    say(f"auto: calibrating the chosen mix ({sum(u.is_low for u in units)}/{len(units)} parts int4)")
+    say(f"auto: calibrating the chosen mix ({sum(u.choice == LOW for u in units)}/{len(units)} parts {LOW})")
     chosen = parse_recipe(plan.recipe)
     plan.calibrated = calibrate(model, windows, chosen, read, say)
     with materialized(model, everything, read):
@@ -247,7 +234,7 @@ def choose_recipe(
 def _cost_of_low(model: nn.Module, unit: Unit, low: CalibrationResult, probe, reference, units: list[Unit]) -> float:
     """Mean KL divergence from the float model when `unit` alone takes its int4 weights (and its smoothed norms)
     in the int8 model."""
-    recipe = parse_recipe(_with_part(units, unit, unit.low))
+    recipe = parse_recipe(_with_part(units, unit, LOW))
     owned = [n for n in low.smoothed if _owner(n) == unit.part]
     saved = {n: model.get_parameter(n).detach().clone() for n in [*unit.params, *owned]}
     try:

@@ -1,0 +1,55 @@
+"""Fill any module from a checkpoint through a map of module paths: `{our module: checkpoint module}`, where `{}`
+stands for a layer index on both sides (e.g. `"decoder_layers.{}.cross_attn.q_proj":
+"decoder.block.{}.layer.1.EncDecAttention.q"`). The loader appends `.weight` / `.bias` as our module needs them."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from edge_models.loader.errors import CheckpointError
+from edge_models.loader.sources import TensorSource
+
+NameMap = dict[str, str]
+
+
+def checkpoint_name(param: str, names: NameMap) -> str:
+    module, _, kind = param.rpartition(".")
+    if module in names:
+        return f"{names[module]}.{kind}"
+    match = re.search(r"\.(\d+)\.", f".{module}.")
+    if match:
+        template = f".{module}.".replace(match.group(0), ".{}.", 1).strip(".")
+        if template in names:
+            return f"{names[template].format(match.group(1))}.{kind}"
+    raise CheckpointError(f"no entry in the tensor-name map for parameter {param}")
+
+
+def load_by_map(model: nn.Module, source: TensorSource, names: NameMap, unused: tuple[str, ...] = ()) -> nn.Module:
+    """Copy every parameter of `model` from `source`; every missing, misshapen or unexpected tensor (other than
+    those starting with an `unused` prefix) is listed in one error before anything is copied."""
+    available = set(source.names())
+    problems, picks = [], {}
+    for param, tensor in model.state_dict().items():
+        name = checkpoint_name(param, names)
+        want = list(tensor.shape)
+        if name not in available:
+            problems.append(f"missing tensor {name!r} (for {param}, expected shape {want})")
+        elif list(source.shape(name)) != want:
+            problems.append(f"shape mismatch for {name!r}: expected {want}, found {list(source.shape(name))}")
+        picks[param] = name
+    for name in sorted(available - set(picks.values())):
+        if not name.startswith(unused):
+            problems.append(f"unexpected tensor {name!r} with shape {list(source.shape(name))}")
+    if problems:
+        listing = "\n  ".join(problems)
+        raise CheckpointError(
+            f"{source.path}: checkpoint does not match the model ({len(problems)} problem(s)):\n  {listing}"
+        )
+    with torch.no_grad():
+        params = model.state_dict(keep_vars=True)
+        for param, name in picks.items():
+            params[param].copy_(source.get(name).to(torch.float32))
+    return model.eval()
