@@ -21,6 +21,7 @@ PLUGINS = [
     "packages/models-mistral",
     "packages/models-phi3",
     "packages/models-bert",
+    "packages/models-t5",
 ]
 PYTHON = "3.11"
 

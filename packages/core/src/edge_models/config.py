@@ -225,3 +225,13 @@ class Seq2SeqConfig:
 
     def replace(self, **changes) -> Seq2SeqConfig:
         return dataclasses.replace(self, **changes)
+
+    def num_parameters(self) -> int:
+        d, a = self.hidden_size, self.attention
+        attn = 4 * d * a.num_heads * a.head_dim
+        mlp = d * self.mlp.intermediate_size * (3 if self.mlp.gated else 2)
+        encoder = self.num_encoder_layers * (attn + mlp + 2 * d) + d
+        decoder = self.num_decoder_layers * (2 * attn + mlp + 3 * d) + d
+        bias = 2 * self.relative_position.num_buckets * a.num_heads
+        head = 0 if self.tie_embeddings else self.vocab_size * d
+        return self.vocab_size * d + encoder + decoder + bias + head

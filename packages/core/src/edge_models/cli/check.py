@@ -25,8 +25,14 @@ def verify(model, checkpoint, tiny, prompts, new_tokens, atol) -> None:
     import tempfile
 
     from edge_models.encoders import find_encoder
+    from edge_models.seq2seq import find_seq2seq
     from edge_models.verify import verify_checkpoint
 
+    seq2seq = find_seq2seq(model, checkpoint)
+    if seq2seq is not None:
+        from edge_models.cli.encoders import verify_seq2seq_command
+
+        return verify_seq2seq_command(seq2seq, checkpoint, tiny, new_tokens, atol)
     encoder = find_encoder(model, checkpoint)
     if encoder is not None:
         from edge_models.cli.encoders import verify_encoder_command

@@ -1,4 +1,5 @@
-"""Encoders on the command line: `embed`, and what `convert` and `verify` do when MODEL is an encoder."""
+"""Encoders and encoder-decoders on the command line: `embed`, and what `convert`, `verify` and `generate` do when
+MODEL or FILE is one."""
 
 from __future__ import annotations
 
@@ -31,6 +32,83 @@ def convert_encoder_command(spec, checkpoint: Path | None, output: Path | None, 
         (output.parent / "tokenizer.json").write_bytes(tokenizer.read_bytes())
         console.err(f"copied {tokenizer.name} beside it (embed reads it from there)")
     console.out(result.summary())
+
+
+def copy_tokenizer(checkpoint: Path | None, output: Path) -> None:
+    """The checkpoint's tokenizer beside the converted file, where `embed` and `generate` look for it."""
+    if checkpoint is None or not checkpoint.is_dir():
+        return
+    for name in ("tokenizer.json", "spiece.model", "tokenizer.model", "tokenizer_config.json"):
+        source, target = checkpoint / name, output.parent / name
+        if source.is_file() and not target.exists():
+            target.write_bytes(source.read_bytes())
+            console.err(f"copied {name} beside it")
+
+
+def convert_seq2seq_command(spec, checkpoint, output, recipe, encode_lengths: str, cache_len: int, tiny) -> None:
+    from edge_models.convert.seq2seq import convert_seq2seq
+    from edge_models.seq2seq import load_seq2seq_for_spec, random_seq2seq
+
+    if tiny == (checkpoint is not None):
+        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    output = output or Path(f"{spec.name}.tflite")
+    if tiny:
+        model = random_seq2seq(spec.tiny_config)
+    else:
+        console.err(f"loading {checkpoint} as {spec.name}")
+        model = load_seq2seq_for_spec(spec, checkpoint)
+    result = convert_seq2seq(model, output, lengths(encode_lengths), cache_len, recipe or "int8", console.stage)
+    copy_tokenizer(checkpoint, output)
+    console.out(result.summary())
+
+
+def verify_seq2seq_command(spec, checkpoint: Path | None, tiny: bool, new_tokens: int, atol: float | None) -> None:
+    from edge_models.seq2seq import verify_seq2seq
+
+    if tiny == (checkpoint is not None):
+        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    with tempfile.TemporaryDirectory() as tmp:
+        if tiny:
+            from edge_models.testing import tiny_checkpoint
+
+            checkpoint = tiny_checkpoint(spec, Path(tmp) / spec.name)
+        report = verify_seq2seq(spec, checkpoint, new_tokens, atol=1e-4 if atol is None else atol)
+    console.out(report.table())
+    if not report.passed:
+        raise SystemExit(1)
+
+
+def generate_seq2seq_command(file: Path, tokenizer: Path | None, prompt: str, max_tokens: int, stop_tokens, sampler):
+    """encode-then-decode with the file's tokenizer; T5's conventions: decoding starts at <pad>, ends at </s>."""
+    import time
+
+    from edge_models.runtime import TokenizerError, load_tokenizer
+    from edge_models.runtime.seq2seq import Seq2SeqModel, generate_ids
+
+    if tokenizer is None:
+        found = [file.parent / n for n in ("tokenizer.json", "spiece.model") if (file.parent / n).is_file()]
+        if not found:
+            raise TokenizerError(f"{file}: give --tokenizer (no tokenizer.json or spiece.model beside it)")
+        tokenizer = found[0]
+    tok = load_tokenizer(tokenizer)
+    stops = {tok.piece_to_id(t) for t in ("</s>", *stop_tokens)} - {None}
+    if not stops:
+        raise TokenizerError(f"{tokenizer} has no </s>; give --stop-token")
+    start = tok.piece_to_id("<pad>")
+    model = Seq2SeqModel(file)
+    ids = tok.encode(prompt) + sorted(stops)[:1]
+    started = time.perf_counter()
+    produced: list[int] = []
+    emitted = ""
+    for token in generate_ids(model, ids, max_tokens, 0 if start is None else start, stops, sampler):
+        produced.append(token)
+        text = tok.decode(produced)
+        if not text.endswith("\ufffd") and text.startswith(emitted):
+            console.out(text[len(emitted) :], end="")
+            emitted = text
+    console.out()
+    seconds = time.perf_counter() - started
+    console.err(f"[{len(ids)} input tokens, {len(produced)} generated in {seconds:.2f} s]")
 
 
 def verify_encoder_command(spec, checkpoint: Path | None, tiny: bool, atol: float | None) -> None:

@@ -15,9 +15,9 @@ from edge_models.cli.base import UserError, cli, friendly, lengths, logged
 @friendly
 def list_models(names: bool) -> None:
     """Show every registered model and the plugin that provides it."""
-    from edge_models.plugins import encoder_registry, registry
+    from edge_models.plugins import encoder_registry, registry, seq2seq_registry
 
-    entries = registry().entries() + encoder_registry().entries()
+    entries = registry().entries() + encoder_registry().entries() + seq2seq_registry().entries()
     if names:
         for e in entries:
             console.out(e.spec.name)
@@ -104,7 +104,8 @@ def recipes() -> None:
 )
 @click.option("--max-ppl-increase", help="with --quantize auto: e.g. 3% (perplexity on the calibration text)")
 @click.option("--max-size", help="with --quantize auto: size of the stored weights, e.g. 250MB")
-@click.option("--embed-lengths", default="32,128,256", show_default=True, help="encoders: embed_<N> signature lengths")
+@click.option("--embed-lengths", help="encoders: embed_<N> signature lengths [32,128,256, up to the model's positions]")
+@click.option("--encode-lengths", default="32,128", show_default=True, help="encoder-decoders: encode_<N> lengths")
 @click.pass_context
 @logged
 @friendly
@@ -127,6 +128,7 @@ def convert(
     max_ppl_increase,
     max_size,
     embed_lengths,
+    encode_lengths,
 ) -> None:
     """Convert MODEL (a registered name, or `auto`) to a .tflite: a decoder to prefill/decode signatures, an
     encoder to embed_<N> signatures."""
@@ -134,7 +136,15 @@ def convert(
     from edge_models.convert import convert as run_convert
     from edge_models.encoders import find_encoder
     from edge_models.models import load_for_spec, random_model, resolve_spec
+    from edge_models.seq2seq import find_seq2seq
 
+    seq2seq = find_seq2seq(model, checkpoint)
+    if seq2seq is not None:
+        from edge_models.cli.encoders import convert_seq2seq_command
+
+        if bundle or max_ppl_increase or max_size or recipe == "auto":
+            raise UserError("encoder-decoders take --quantize RECIPE, --encode-lengths and --kv-cache")
+        return convert_seq2seq_command(seq2seq, checkpoint, output, recipe, encode_lengths, kv_len, tiny)
     encoder = find_encoder(model, checkpoint)
     if encoder is not None:
         from edge_models.cli.encoders import convert_encoder_command

@@ -65,7 +65,16 @@ def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens,
     """Generate text from a .tflite, .task or .litertlm FILE, streamed to stdout.
 
     A .tflite takes the tokenizer, special tokens and chat template of the checkpoint directory its tokenizer is
-    in (tokenizer_config.json, generation_config.json, chat_template.jinja)."""
+    in (tokenizer_config.json, generation_config.json, chat_template.jinja). An encoder-decoder (T5) file encodes the
+    prompt and decodes the answer."""
+    from edge_models.runtime.seq2seq import is_seq2seq_file
+
+    if file.suffix == ".tflite" and is_seq2seq_file(file):
+        from edge_models.cli.encoders import generate_seq2seq_command
+        from edge_models.runtime import SamplerConfig
+
+        sampling = {k: v for k, v in options.items() if k not in ("no_speculate", "draft")}
+        return generate_seq2seq_command(file, tokenizer, prompt, max_tokens, stop_tokens, SamplerConfig(**sampling))
     gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **options)
     for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):
         console.out(piece, end="")
