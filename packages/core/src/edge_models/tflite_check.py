@@ -92,7 +92,11 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         where = f"signature {name!r}"
         expected_in = {"tokens", "input_pos"} | {f"kv_cache_{kv}_{i}" for i in range(layers) for kv in "kv"}
         missing = sorted(expected_in - set(inputs))
-        extra = sorted(set(inputs) - expected_in - {"mask"})
+        # LoRA slots (`convert --lora-rank`): the same matrices in every signature.
+        lora = {n for n in inputs if n.startswith("lora_")}
+        if lora != {n for n in details["decode"][0] if n.startswith("lora_")}:
+            problems.append(f"{where} does not take the same LoRA inputs as 'decode'")
+        extra = sorted(set(inputs) - expected_in - {"mask"} - lora)
         if missing:
             problems.append(f"{where} lacks inputs {missing}")
         if extra:

@@ -105,6 +105,13 @@ def recipes() -> None:
 @click.option("--max-ppl-increase", help="with --quantize auto: e.g. 3% (perplexity on the calibration text)")
 @click.option("--max-size", help="with --quantize auto: size of the stored weights, e.g. 250MB")
 @click.option("--embed-lengths", help="encoders: embed_<N> signature lengths [32,128,256, up to the model's positions]")
+@click.option("--lora-rank", type=click.IntRange(min=1), help="add LoRA inputs of this rank (see `edge-models lora`)")
+@click.option("--lora-targets", help="projections with LoRA inputs, e.g. q_proj,v_proj [every projection]")
+@click.option(
+    "--merge-lora",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="a peft adapter directory folded into the weights before quantization",
+)
 @click.option("--encode-lengths", default="32,128", show_default=True, help="encoder-decoders: encode_<N> lengths")
 @click.pass_context
 @logged
@@ -128,6 +135,9 @@ def convert(
     max_ppl_increase,
     max_size,
     embed_lengths,
+    lora_rank,
+    lora_targets,
+    merge_lora,
     encode_lengths,
 ) -> None:
     """Convert MODEL (a registered name, or `auto`) to a .tflite: a decoder to prefill/decode signatures, an
@@ -191,6 +201,22 @@ def convert(
         console.err(f"loading {checkpoint} as {spec.name}")
         # The large weights are read one at a time while the file is written, not all up front.
         net, weights = load_for_spec(spec, checkpoint, deferred=True)
+    if merge_lora is not None:
+        from edge_models.lora import merge, merged_reader, read_adapter
+
+        adapter = read_adapter(merge_lora, spec.tensor_names, net.config.num_layers)
+        if weights is not None:
+            weights = merged_reader(weights, adapter)
+        else:
+            merge(net, adapter)
+        console.err(f"merged {merge_lora} into the weights ({len(adapter.modules)} projections, rank {adapter.rank})")
+    if lora_rank:
+        from edge_models.layers.lora import add_lora_slots, parse_targets
+
+        if target:
+            raise UserError("--lora-rank and --quantize auto do not combine")
+        slots = add_lora_slots(net, lora_rank, parse_targets(lora_targets))
+        console.err(f"LoRA inputs of rank {lora_rank} on {len(slots)} projections")
     output = output or Path(f"{spec.name}.tflite")
     if bundle_cmd is not None:
         # Settle the tokenizer and the checkpoint's conventions before minutes of conversion, not after.

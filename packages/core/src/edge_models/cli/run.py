@@ -33,6 +33,11 @@ def _model_options(func):
             help="a smaller converted model with the same tokenizer that drafts tokens (instead of prompt lookup)",
         ),
         click.option(
+            "--lora",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="a packed adapter (`edge-models lora pack`) for a file converted with --lora-rank",
+        ),
+        click.option(
             "--no-speculate",
             is_flag=True,
             help="decode one token per step (by default prompt-lookup drafts are verified several at a time "
@@ -44,10 +49,14 @@ def _model_options(func):
     return func
 
 
-def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, **sampling):
+def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, lora, **sampling):
     from edge_models.runtime import Generator, SamplerConfig
 
     gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
+    if lora is not None:
+        from edge_models.lora import read_packed
+
+        gen.model.set_lora(read_packed(lora))
     gen.speculate = not no_speculate
     if draft is not None:
         gen.attach_draft(draft)
@@ -73,7 +82,7 @@ def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens,
         from edge_models.cli.encoders import generate_seq2seq_command
         from edge_models.runtime import SamplerConfig
 
-        sampling = {k: v for k, v in options.items() if k not in ("no_speculate", "draft")}
+        sampling = {k: v for k, v in options.items() if k not in ("no_speculate", "draft", "lora")}
         return generate_seq2seq_command(file, tokenizer, prompt, max_tokens, stop_tokens, SamplerConfig(**sampling))
     gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **options)
     for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):

@@ -107,6 +107,10 @@ def convert(
 
     model = model.eval()
     check = partial(_check, layers=model.config.num_layers)
+    from edge_models.layers.lora import lora_parameters
+
+    if lora_parameters(model) and not (low_memory and streaming.can_stream(model, recipe)):
+        raise RecipeError(f"recipe {recipe.text!r}: LoRA inputs are written by the low-memory converter only")
     if recipe.is_calibrated and not (low_memory and streaming.can_stream(model, recipe)):
         raise RecipeError(f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only")
     if recipe.is_calibrated and calibrated is None:

@@ -26,16 +26,23 @@ from torch import nn
 
 from edge_models.convert.export import ExportSettings, Signature, lower_signatures
 from edge_models.layers import Decoder
+from edge_models.layers.lora import INPUT_PREFIX, lora_parameters
 from edge_models.quantize.formats import EncodedWeight, WeightFormat, encode, format_for, stored_bytes
 from edge_models.quantize.recipes import Recipe
 
 WEIGHTS_ARG = "weights"  # the signature argument that carries the streamed weights during export
+LORA_ARG = INPUT_PREFIX.rstrip("_")  # the one that carries the LoRA slots: inputs `lora_<param with __>`
 _ALIGN = 16  # ai-edge-quantizer aligns offset buffers to 16 bytes; so do we
 
 
 def streamed_weights(model: Decoder) -> dict[str, tuple[int, ...]]:
-    """The parameters written by this module: every 2-D one (embedding, linear layers, LM head)."""
-    return {name: tuple(p.shape) for name, p in model.named_parameters() if p.dim() == 2}
+    """The parameters written by this module: every 2-D one (embedding, linear layers, LM head) except LoRA slots,
+    which stay inputs of the file."""
+    return {
+        name: tuple(p.shape)
+        for name, p in model.named_parameters()
+        if p.dim() == 2 and not name.endswith((".lora_a", ".lora_b"))
+    }
 
 
 def can_stream(model: Decoder, recipe: Recipe) -> bool:
@@ -47,15 +54,18 @@ def _arg_key(param: str) -> str:
 
 
 class _WeightsAsInputs(nn.Module):
-    """A signature whose 2-D weights arrive as inputs instead of being constants of the graph."""
+    """A signature whose 2-D weights arrive as inputs instead of being constants of the graph (and so do the LoRA
+    slots' matrices, which stay inputs: `lora_<param>`)."""
 
-    def __init__(self, signature: Signature, params: list[str]) -> None:
+    def __init__(self, signature: Signature, params: list[str], lora: list[str]) -> None:
         super().__init__()
         self.signature = signature
         self.params = params
+        self.lora = lora
 
-    def forward(self, tokens, input_pos, kv_cache, weights):
+    def forward(self, tokens, input_pos, kv_cache, weights, lora=None):
         swapped = {f"model.{p}": weights[_arg_key(p)] for p in self.params}
+        swapped.update({f"model.{p}": lora[_arg_key(p)] for p in self.lora})
         return torch.func.functional_call(self.signature, swapped, (tokens, input_pos, kv_cache))
 
 
@@ -96,11 +106,15 @@ def export_signatures(
     params = list(shapes)
     # Never touched: export traces shapes only, so these pages are never committed.
     placeholders = {_arg_key(p): torch.empty(shape) for p, shape in shapes.items()}
+    extra = {WEIGHTS_ARG: placeholders}
+    lora = lora_parameters(model)
+    if lora:
+        extra[LORA_ARG] = {_arg_key(p): torch.zeros(tuple(t.shape)) for p, t in lora.items()}
     return lower_signatures(
         model,
         settings,
-        lambda signature: _WeightsAsInputs(signature, params),
-        {WEIGHTS_ARG: placeholders},
+        lambda signature: _WeightsAsInputs(signature, params, list(lora)),
+        extra,
         only=only,
     )
 

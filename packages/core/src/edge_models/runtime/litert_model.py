@@ -56,6 +56,8 @@ class LiteRTModel:
         self._cache_spec = {
             name: (tuple(d["shape"]), d["dtype"]) for name, d in decode_inputs.items() if name.startswith("kv_cache_")
         }
+        # LoRA slots (files converted with --lora-rank): zeros until `set_lora` (zeros = the base model).
+        self.lora_spec = {n: tuple(d["shape"]) for n, d in decode_inputs.items() if n.startswith("lora_")}
         self._logit_signatures = {"decode", *self.info.decode_windows, *self.info.verify}
         if self.info.prefill_logits:
             self._logit_signatures |= {*self.info.prefill_lengths, *self.info.prefill_windows}
@@ -71,6 +73,9 @@ class LiteRTModel:
         else:
             del it  # the compiled model keeps its own copy
             self._compile(model if in_memory else str(model))
+        self._lora: dict[str, np.ndarray] = {}
+        if self.lora_spec:
+            self.set_lora(None)
         self.reset()
 
     def _compile(self, model: str | bytes) -> None:
@@ -83,6 +88,7 @@ class LiteRTModel:
         make = CompiledModel.from_buffer if isinstance(model, bytes) else CompiledModel.from_file
         self._cm = make(bytes(model) if isinstance(model, bytes) else model, options=options)
         self._kv_buffers = {name: self._cm.create_input_buffer_by_name("decode", name) for name in self._cache_spec}
+        self._lora_buffers = {n: self._cm.create_input_buffer_by_name("decode", n) for n in self.lora_spec}
         self._io = {}
         for sig in self.info.signatures:
             inputs = {n: self._cm.create_input_buffer_by_name(sig, n) for n in ("tokens", "input_pos")}
@@ -101,6 +107,23 @@ class LiteRTModel:
     def vocab_size(self) -> int:
         return self.info.vocab_size
 
+    def set_lora(self, matrices: dict[str, np.ndarray] | None) -> None:
+        """Bind an adapter's matrices to the LoRA inputs (`lora.read_adapter`); None: zeros, the base model."""
+        if not self.lora_spec:
+            raise ValueError("this file has no LoRA inputs (convert it with --lora-rank R)")
+        matrices = matrices or {}
+        unknown = sorted(set(matrices) - set(self.lora_spec))
+        if unknown:
+            raise ValueError(f"the adapter has matrices this file does not take: {', '.join(unknown[:4])}")
+        self._lora = {}
+        for name, shape in self.lora_spec.items():
+            value = np.ascontiguousarray(matrices.get(name, np.zeros(shape, np.float32)), dtype=np.float32)
+            if value.shape != shape:
+                raise ValueError(f"adapter matrix {name} has shape {list(value.shape)}, the file takes {list(shape)}")
+            self._lora[name] = value
+            if self.engine != "interpreter":
+                self._lora_buffers[name].write(value)
+
     def reset(self) -> None:
         """An empty cache. Not needed for correctness (unwritten slots are masked), but keeps runs identical."""
         zeros = {name: np.zeros(shape, dtype) for name, (shape, dtype) in self._cache_spec.items()}
@@ -113,14 +136,16 @@ class LiteRTModel:
     def _run(self, signature: str, tokens: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
         """Run one signature; returns its logits (when it has them) as {"logits": [1, T, vocab]}."""
         if self.engine == "interpreter":
-            out = self._runners[signature](tokens=tokens, input_pos=positions, **self.cache)
+            out = self._runners[signature](tokens=tokens, input_pos=positions, **self.cache, **self._lora)
             for name in self.cache:
                 self.cache[name] = out[name]
             return {"logits": out["logits"]} if "logits" in out else {}
         inputs, outputs = self._io[signature]
         inputs["tokens"].write(tokens)
         inputs["input_pos"].write(positions)
-        self._cm.run_by_name(signature, {**inputs, **self._kv_buffers}, {**outputs, **self._kv_buffers})
+        self._cm.run_by_name(
+            signature, {**inputs, **self._kv_buffers, **self._lora_buffers}, {**outputs, **self._kv_buffers}
+        )
         if not outputs:
             return {}
         t = tokens.shape[1]
