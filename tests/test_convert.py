@@ -8,7 +8,7 @@ import torch
 
 from conftest import build_reference, markov_text, read_hf_config, save_reference, trained_tiny_model
 from edge_models import registry
-from edge_models.convert import ExportSettings, all_schemes, convert
+from edge_models.convert import ExportSettings, all_schemes, convert, parse_recipe
 from edge_models.models import load_for_spec
 from edge_models.runtime import LiteRTModel
 from edge_models.verify import reference_greedy
@@ -188,3 +188,50 @@ def test_tied_matrix_in_two_quantized_schemes_is_stored_twice(tmp_path):
         np.dot(logits, reference[0, -1].numpy()) / np.linalg.norm(logits) / np.linalg.norm(reference[0, -1].numpy())
     )
     assert cosine > 0.98, cosine
+
+
+def test_lead_rows_of_a_tied_matrix_in_their_own_scheme(tmp_path):
+    """rows.K: the first K rows of the tied embedding/LM head stored as a matrix of their own (int8) beside the
+    rest (int4); lookup and head compute what the whole matrix does, the model is whole again afterwards, and the
+    file sits between all-int4 and all-int8 in size and fidelity."""
+    from edge_models.layers.decoder import LMHead
+    from edge_models.models import random_model
+    from edge_models.runtime import LiteRTModel
+
+    model = random_model(registry().get("gemma3-270m").tiny_config, seed=3)
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=64, prefill_logits=True)
+    ids = [3, 17, 42, 7, 99, 150, 200, 250]  # ids on both sides of the split
+    with torch.no_grad():
+        reference = model(torch.tensor([ids]), torch.arange(8), model.empty_cache(64))[0][0].numpy()
+    calibration = [markov_text(64, 256, seed=20_000 + k) for k in range(4)]
+    found = {}
+    for recipe in (
+        "int8,embedding=int4-block32,lm_head=int4-block32",
+        "int8,embedding=int4-block32,lm_head=int4-block32,rows.128=int8",
+        "int8-gptq,embedding=int4-block32-gptq,lm_head=int4-block32-gptq,rows.128=int8-gptq",
+        "int8",
+    ):
+        result = convert(model, tmp_path / "m.tflite", settings, recipe, progress=None, calibration=calibration)
+        logits = LiteRTModel(result.path)._run("prefill_8", np.array([ids], np.int32), np.arange(8, dtype=np.int32))
+        out = logits["logits"][0]
+        cosine = (out * reference).sum(-1) / np.linalg.norm(out, axis=-1) / np.linalg.norm(reference, axis=-1)
+        found[recipe] = (result.size_bytes, float(cosine.min()))
+        assert isinstance(model.embed_tokens, torch.nn.Embedding) and isinstance(model.lm_head, LMHead)
+    (int4_size, int4_cos), (split_size, split_cos), (_, calibrated_cos), (int8_size, int8_cos) = found.values()
+    assert int4_size < split_size < int8_size, found
+    assert int4_cos < split_cos < int8_cos and calibrated_cos > int4_cos, found
+
+
+def test_lead_rows_recipe_errors(tmp_path):
+    from edge_models.convert import RecipeError
+    from edge_models.models import random_model
+
+    with pytest.raises(RecipeError, match="more than one rows.K part"):
+        parse_recipe("rows.8=int8,rows.16=int8")
+    untied = random_model(registry().get("llama").tiny_config)
+    with pytest.raises(RecipeError, match="rows.K splits a tied embedding/LM head; this model's are untied"):
+        convert(untied, tmp_path / "x.tflite", SETTINGS, "int4-block32,rows.64=int8", progress=None)
+    tied = random_model(registry().get("gemma3-270m").tiny_config)
+    with pytest.raises(RecipeError, match="rows.256 must leave rows on both sides of a 256-token vocabulary"):
+        convert(tied, tmp_path / "x.tflite", SETTINGS, "int4-block32,rows.256=int8", progress=None)
+    assert not list(tmp_path.iterdir())

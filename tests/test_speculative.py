@@ -184,3 +184,27 @@ def test_draft_model_must_share_the_vocabulary(converted, tmp_path):
     other = convert(random_model(config), tmp_path / "v.tflite", SETTINGS, "fp32", progress=None).path
     with pytest.raises(ValueError, match="must share the tokenizer"):
         _generator(path, vocab).attach_draft(other)
+
+
+def test_bench_prints_plain_and_speculative_generation_side_by_side(converted, tmp_path):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edge_models.cli import cli
+    from edge_models.testing import train_sentencepiece
+
+    path, _ = converted("llama")
+    local = tmp_path / "m.tflite"
+    shutil.copy(path, local)
+    train_sentencepiece(tmp_path / "tokenizer.model")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    result = CliRunner().invoke(cli, ["bench", str(local), "--decode-tokens", "24", "--prompt", "ka lo mi ka lo mi ka"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("| ")]
+    assert any("greedy generation" in line for line in lines), result.output
+    plain = next(line for line in lines if line.startswith("| plain decoding"))
+    speculative = next(line for line in lines if line.startswith("| speculative (prompt lookup)"))
+    # fp32: speculation gives the plain tokens exactly.
+    assert plain.rstrip(" |").endswith("yes") and speculative.rstrip(" |").endswith("yes"), result.output

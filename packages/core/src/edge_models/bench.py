@@ -77,7 +77,9 @@ def bench_tflite(
     repeats: int = 3,
     engine: str = "compiled",
     windows: bool = True,
+    lora: str | Path | None = None,
 ) -> BenchRow:
+    """`lora`: a packed adapter bound to a file converted with LoRA inputs (its cost is the B A x of each slot)."""
     from edge_models.runtime import LiteRTModel
 
     path = Path(path)
@@ -87,7 +89,12 @@ def bench_tflite(
         model = LiteRTModel(read_bundle(path).tflite, threads, engine, windows)
     else:
         model = LiteRTModel(path, threads, engine, windows)
-    row = BenchRow(f"edge-models {path.name} ({engine})", path.stat().st_size)
+    if lora is not None:
+        from edge_models.lora import read_packed
+
+        model.set_lora(read_packed(lora))
+    label = f"edge-models {path.name} ({engine}{', adapter ' + Path(lora).name if lora else ''})"
+    row = BenchRow(label, path.stat().st_size)
     rng = np.random.default_rng(0)
     for length in sorted(model.info.prefill_lengths.values()):
         ids = rng.integers(0, model.vocab_size, length).tolist()
@@ -181,7 +188,12 @@ class GenerationRow:
 
 
 def bench_generation(
-    path: str | Path, tokenizer: str | Path | None, prompt: str, max_tokens: int = 64, threads: int | None = None
+    path: str | Path,
+    tokenizer: str | Path | None,
+    prompt: str,
+    max_tokens: int = 64,
+    threads: int | None = None,
+    lora: str | Path | None = None,
 ) -> list[GenerationRow]:
     """Greedy generation of `prompt`, plain and speculative (prompt-lookup drafts checked by the verify
     signatures), each after a warm-up run; the effective decode rate counts every token the run produced.
@@ -191,11 +203,15 @@ def bench_generation(
     gen = Generator.open(path, tokenizer=tokenizer, threads=threads)
     if not gen.model.info.verify:
         return []
+    if lora is not None:
+        from edge_models.lora import read_packed
+
+        gen.model.set_lora(read_packed(lora))
     ids = gen.encode(prompt)
     rows = []
     for label, speculate in (("plain decoding", False), ("speculative (prompt lookup)", True)):
-        gen.generate_ids(ids, max_tokens, SamplerConfig(), speculate=speculate)  # warm-up
-        tokens = gen.generate_ids(ids, max_tokens, SamplerConfig(), speculate=speculate)
+        list(gen.generate_ids(ids, max_tokens, SamplerConfig(), speculate=speculate))  # warm-up
+        tokens = list(gen.generate_ids(ids, max_tokens, SamplerConfig(), speculate=speculate))
         stats = gen.last_stats
         rows.append(
             GenerationRow(label, stats.decode_tokens_per_s, stats.drafted_tokens, stats.accepted_tokens, tokens)

@@ -49,7 +49,10 @@ def recipes() -> None:
         "\nDefault of `convert`: int8-gptq (int8 without the model's tokenizer). -gptq schemes calibrate on a text\n"
         "shipped with edge-models, or --calibration FILE.\n"
         f"Mix per component ({', '.join(COMPONENTS)}); components not named get {DEFAULT_RECIPE};\n"
-        "one block's part as layers.N.attention / layers.N.feedforward. E.g.\n"
+        "one block's part as layers.N.attention / layers.N.feedforward; the first K rows of a tied embedding/LM\n"
+        "head as rows.K (tokenizers number frequent pieces first), e.g. on Gemma 3 270M\n"
+        "  --quantize int8-gptq,embedding=int4-block32-gptq,lm_head=int4-block32-gptq,rows.65536=int8-gptq\n"
+        "Per block part, e.g.\n"
         "  --quantize attention=int4-block32-gptq,feedforward=int4-block128-gptq,embedding=int8,lm_head=int8"
     )
 

@@ -167,6 +167,11 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 @click.option("--prompt", default=None, help="prompt of the generation rows [a built-in input-grounded one]")
 @click.option("--no-speculate", is_flag=True, help="skip the plain-vs-speculative generation rows")
 @click.option(
+    "--lora",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="packed adapter bound while measuring (file converted with --lora-rank)",
+)
+@click.option(
     "--engine",
     type=click.Choice(["compiled", "interpreter", "both"]),
     default="compiled",
@@ -175,7 +180,9 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 )
 @logged
 @friendly
-def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, tokenizer, prompt, no_speculate, engine) -> None:
+def bench(
+    file, decode_tokens, threads, torch_model, checkpoint, tiny, tokenizer, prompt, no_speculate, lora, engine
+) -> None:
     """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite, .task or .litertlm; then, where
     the file has verify signatures and a tokenizer, greedy generation plain and speculative side by side.
 
@@ -190,7 +197,7 @@ def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, tokenizer
     )
 
     engines = ["compiled", "interpreter"] if engine == "both" else [engine]
-    rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e) for e in engines]
+    rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e, lora=lora) for e in engines]
     if torch_model:
         rows.append(
             bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
@@ -201,7 +208,7 @@ def bench(file, decode_tokens, threads, torch_model, checkpoint, tiny, tokenizer
     from edge_models.runtime import TokenizerError
 
     try:
-        generation = bench_generation(file, tokenizer, prompt or GROUNDED_PROMPT, decode_tokens, threads)
+        generation = bench_generation(file, tokenizer, prompt or GROUNDED_PROMPT, decode_tokens, threads, lora)
     except TokenizerError as e:
         console.err(f"no generation rows: {e}")
         return

@@ -19,9 +19,11 @@ from edge_models.convert import parallel
 from edge_models.convert.export import ExportSettings, lower_signatures
 from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
+from edge_models.layers.split_vocab import SplitEmbedding, SplitHead
 from edge_models.quantize import Recipe, RecipeError, parse_recipe
 from edge_models.quantize.ai_edge import quantize_flatbuffer
 from edge_models.quantize.calibrate import HEAD
+from edge_models.quantize.recipes import LEAD_ROWS_PARAM
 from edge_models.tflite_check import check_tflite
 
 if TYPE_CHECKING:
@@ -89,6 +91,29 @@ def convert(
     output = Path(output)
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
+    if recipe.lead_rows and not isinstance(model.embed_tokens, SplitEmbedding):
+        if not low_memory:
+            raise RecipeError(f"recipe {recipe.text!r}: rows.K is written by the low-memory converter only")
+        if recipe.is_calibrated and calibrated is None:
+            # On the whole matrix, before it is split: calibration reads the embedding as the model has it.
+            if not calibration:
+                raise RecipeError(f"recipe {recipe.text!r} is calibrated: give calibration token windows")
+            from edge_models.quantize.calibrate import calibrate
+
+            say(f"calibrating with GPTQ on {sum(map(len, calibration)):,} tokens, one block at a time")
+            calibrated = calibrate(model, calibration, recipe, weights, say)
+        with _split_rows(model, recipe.lead_rows[0], weights) as split_weights:
+            return convert(
+                model,
+                output,
+                settings,
+                recipe,
+                progress,
+                weights=split_weights,
+                low_memory=low_memory,
+                workers=workers,
+                calibrated=calibrated,
+            )
     if recipe.unties(model):
         with _untied(model, weights) as untied_weights:
             return convert(
@@ -163,6 +188,33 @@ def _untied(model: Decoder, weights: Callable[[str], np.ndarray] | None):
     finally:
         del head.weight
         head.tied, model.config = True, config
+
+
+@contextlib.contextmanager
+def _split_rows(model: Decoder, k: int, weights: Callable[[str], np.ndarray] | None):
+    """The tied embedding/LM head as two matrices (its first `k` rows, the rest) while converting; a deferred model
+    reads both from the embedding's tensor. The model is whole again afterwards."""
+    embedding, head = model.embed_tokens, model.lm_head
+    whole = embedding.weight
+    if whole.is_meta:
+        lead = torch.empty(k, whole.shape[1], device="meta")
+        rest = torch.empty(whole.shape[0] - k, whole.shape[1], device="meta")
+    else:
+        lead, rest = whole.detach()[:k].clone(), whole.detach()[k:].clone()
+    split = SplitEmbedding(nn.Parameter(lead, requires_grad=False), nn.Parameter(rest, requires_grad=False))
+    model.embed_tokens, model.lm_head = split, SplitHead(split, head.bias)
+
+    def read(name: str) -> np.ndarray:
+        if name == LEAD_ROWS_PARAM:
+            return weights("embed_tokens.weight")[:k]
+        if name == "embed_tokens.weight":
+            return weights("embed_tokens.weight")[k:]
+        return weights(name)
+
+    try:
+        yield None if weights is None else read
+    finally:
+        model.embed_tokens, model.lm_head = embedding, head
 
 
 def _check(path: Path, layers: int) -> None:

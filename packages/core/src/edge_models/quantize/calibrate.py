@@ -19,7 +19,7 @@ from torch import nn
 
 from edge_models.quantize.formats import EncodedWeight, pack_int4
 from edge_models.quantize.gptq import Grid, dequantize, gptq
-from edge_models.quantize.recipes import Recipe, Scheme
+from edge_models.quantize.recipes import LEAD_ROWS_PARAM, Recipe, Scheme, all_schemes
 from edge_models.quantize.smooth import apply_smoothing, smoothing_pairs, smoothing_scales
 
 Progress = Callable[[str], None]
@@ -125,8 +125,15 @@ def calibrate(
         with materialized(model, [head_param], read):
             weight = model.get_parameter(head_param)
             damping = TIED_DAMPING if head_param == "embed_tokens.weight" else 0.01
-            q, scales = gptq(weight, h, grid, damping=damping)
-        encoded[head_param] = _encode(q, scales, grid)
+            # rows.K: the first K rows in their own scheme, stored as a matrix of their own (layers.split_vocab).
+            lead = recipe.lead_rows if head_param == "embed_tokens.weight" else None
+            parts = [(head_param, weight, grid)]
+            if lead:
+                k, scheme = lead
+                parts = [(LEAD_ROWS_PARAM, weight[:k], grid_for(all_schemes()[scheme])), (head_param, weight[k:], grid)]
+            for name, rows, g in parts:
+                q, scales = gptq(rows, h, g, damping=damping)
+                encoded[name] = _encode(q, scales, g)
         say("calibrated the LM head")
     smoothed = {}
     with torch.no_grad():

@@ -60,6 +60,10 @@ _MODULE_MARKERS = {"embedding": "embed_tokens", "attention": ".attn.", "feedforw
 # One decoder block's attention or feed-forward (`layers.3.feedforward=int8`): what `auto` writes. Only the
 # low-memory writer stores these; they override the component-wide parts.
 _LAYER_PART = re.compile(r"layers\.(\d+)\.(attention|feedforward)")
+# The first K rows of a tied embedding/LM head in a scheme of their own (`rows.65536=int8-gptq`): tokenizers number
+# their pieces roughly by frequency, so those rows carry most of what a text reads and predicts.
+_LEAD_ROWS = re.compile(r"rows\.(\d+)")
+LEAD_ROWS_PARAM = "embed_tokens.lead_rows"
 
 
 class RecipeError(ValueError):
@@ -81,9 +85,16 @@ class Recipe:
     def is_float32(self) -> bool:
         return all(all_schemes()[s].bits == 32 for _, s in self.parts)
 
+    @property
+    def lead_rows(self) -> tuple[int, str] | None:
+        """(K, scheme) of a `rows.K=scheme` part, else None."""
+        return next(((int(m.group(1)), s) for c, s in self.parts if (m := _LEAD_ROWS.fullmatch(c))), None)
+
     def scheme_name_for(self, module_path: str) -> str:
         """The scheme applied to one of our modules (paths as in `Decoder.named_modules()`)."""
         parts = dict(self.parts)
+        if "lead_rows" in module_path and self.lead_rows:
+            return self.lead_rows[1]
         layer = re.match(r"layers\.(\d+)\.", module_path)
         if layer:
             for component in ("attention", "feedforward"):
@@ -100,7 +111,7 @@ class Recipe:
 
     @property
     def has_layer_parts(self) -> bool:
-        return any(_LAYER_PART.fullmatch(c) for c, _ in self.parts)
+        return any(_LAYER_PART.fullmatch(c) or _LEAD_ROWS.fullmatch(c) for c, _ in self.parts)
 
     def check_model(self, model) -> None:
         """Refuse, before minutes of conversion, what the quantizer would get wrong for this model."""
@@ -109,6 +120,18 @@ class Recipe:
         if beyond:
             raise RecipeError(f"recipe {self.text!r} names {', '.join(beyond)}, but the model has {layers} layers")
         self.check_block_sizes(model)
+        if self.lead_rows:
+            k, _ = self.lead_rows
+            if not model.config.tie_embeddings or self.unties(model):
+                raise RecipeError(
+                    f"recipe {self.text!r}: rows.K splits a tied embedding/LM head; this model's are "
+                    + ("untied" if not model.config.tie_embeddings else "given two schemes")
+                )
+            if not 0 < k < model.config.vocab_size:
+                raise RecipeError(
+                    f"recipe {self.text!r}: rows.{k} must leave rows on both sides of a {model.config.vocab_size:,}-"
+                    "token vocabulary"
+                )
         if model.config.tie_embeddings and self.unties(model):
             embedding, head = self.scheme_name_for("embed_tokens"), self.scheme_name_for("lm_head")
             if 32 in (all_schemes()[embedding].bits, all_schemes()[head].bits):
@@ -192,10 +215,10 @@ def parse_recipe(text: str | None) -> Recipe:
         component, sep, name = item.strip().rpartition("=")
         component = component.strip() if sep else "default"
         name = name.strip()
-        if component not in COMPONENTS and not _LAYER_PART.fullmatch(component):
+        if component not in COMPONENTS and not _LAYER_PART.fullmatch(component) and not _LEAD_ROWS.fullmatch(component):
             raise RecipeError(
                 f"unknown component {component!r} in recipe {text!r}; components: {', '.join(COMPONENTS)}, "
-                "or layers.N.attention / layers.N.feedforward"
+                "layers.N.attention / layers.N.feedforward, or rows.K (the first K rows of a tied embedding/LM head)"
             )
         if name not in schemes:
             raise RecipeError(f"unknown quantization recipe {name!r}; valid: {', '.join(schemes)}")
@@ -207,4 +230,6 @@ def parse_recipe(text: str | None) -> Recipe:
     parts.setdefault("default", DEFAULT_RECIPE)
     ordered = tuple((c, parts[c]) for c in COMPONENTS if c in parts)
     per_layer = sorted((c for c in parts if c not in COMPONENTS), key=lambda c: (int(c.split(".")[1]), c))
+    if sum(bool(_LEAD_ROWS.fullmatch(c)) for c in parts) > 1:
+        raise RecipeError(f"recipe {text!r} has more than one rows.K part")
     return Recipe(text, ordered + tuple((c, parts[c]) for c in per_layer))
