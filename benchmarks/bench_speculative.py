@@ -6,8 +6,11 @@
 The file needs verify signatures (`edge-models convert` adds verify_8; `nox -s demo` converts with them). Prompts:
 benchmarks/data/speculative_prompts.jsonl, input-grounded tasks (rewrite, summarise, fix code, extract: the answer
 copies from the prompt) and free-form continuations. Greedy decoding both ways; the table says whether every output
-was identical. Effective decode tokens/s = generated tokens after the first / time after the first token. llama.cpp's
-prompt-lookup decoding is not in the table: its tools are not built on this machine (ARCHITECTURE §7 says how).
+was identical. Effective decode tokens/s = generated tokens after the first / time after the first token.
+
+With `--llama-cpp DIR --gguf Q8_0.gguf` (the same weights; `benchmarks/llama_cpp.py` says how to build the tools),
+llama.cpp's own prompt-lookup decoding (`llama-lookup`, greedy, up to 7 drafted tokens as ours) runs the same prompts
+in the same run, against itself with drafting off; its figure is the "decoded ... t/s" it prints.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
+import subprocess
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +51,34 @@ def run(args) -> list[dict]:
     return rows
 
 
+def llama_lookup(args, prompt: str, drafts: int) -> dict:
+    """One llama-lookup run: its decode speed and, with drafts, how many it drafted and accepted."""
+    cmd = [
+        str(args.llama_cpp / "llama-lookup"),
+        "-m", str(args.gguf), "-p", prompt, "-n", str(args.max_tokens), "-t", str(args.threads), "-c", "2048",
+        "--temp", "0", "--spec-draft-n-max", str(drafts), "--no-repack",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    speed = re.search(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds, speed:\s+([\d.]+) t/s", text)
+    if out.returncode or not speed:
+        raise SystemExit(f"llama-lookup failed (exit {out.returncode}):\n{text[-2000:]}")
+    found = {k: re.search(rf"{k}\s+=\s+(\d+)", text) for k in ("n_drafted", "n_accept")}
+    return {
+        "tokens": int(speed.group(1)),
+        "tok_s": float(speed.group(3)),
+        **{k: int(m.group(1)) if m else 0 for k, m in found.items()},
+    }
+
+
+def run_llama(args, rows: list[dict]) -> None:
+    prompts = [json.loads(line) for line in (HERE / "data" / "speculative_prompts.jsonl").read_text().splitlines()]
+    for row, item in zip(rows, prompts):
+        plain, lookup = llama_lookup(args, item["prompt"], 0), llama_lookup(args, item["prompt"], 7)
+        row["llama"] = {"plain": plain["tok_s"], "lookup": lookup["tok_s"], "tokens": lookup["tokens"],
+                        "drafted": lookup["n_drafted"], "accepted": lookup["n_accept"]}  # fmt: skip
+
+
 def table(rows: list[dict], args) -> str:
     lines = [
         f"# Speculative decoding (prompt lookup), {Path(args.tflite).name}",
@@ -74,6 +107,17 @@ def table(rows: list[dict], args) -> str:
             f"- **{kind}**: {plain:.1f} -> {spec:.1f} tokens/s, **{spec / plain:.2f}x** "
             f"(total tokens over total time, {len(chosen)} prompts)"
         )
+        if all("llama" in r for r in chosen):
+            ll = [r["llama"] for r in chosen]
+            lplain = sum(x["tokens"] for x in ll) / sum(x["tokens"] / x["plain"] for x in ll)
+            llook = sum(x["tokens"] for x in ll) / sum(x["tokens"] / x["lookup"] for x in ll)
+            accepted = sum(x["accepted"] for x in ll)
+            drafted = sum(x["drafted"] for x in ll)
+            lines.append(
+                f"  - llama.cpp `llama-lookup` on {Path(args.gguf).name}: {lplain:.1f} -> {llook:.1f} tokens/s, "
+                f"**{llook / lplain:.2f}x**, drafts accepted {accepted}/{drafted}; ours plain vs llama.cpp plain "
+                f"{plain / lplain:.2f}x, ours speculative vs llama.cpp lookup {spec / llook:.2f}x"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -85,8 +129,13 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--llama-cpp", type=Path, help="directory holding llama-lookup, for side-by-side rows")
+    parser.add_argument("--gguf", type=Path, help="llama.cpp's file of the same weights (e.g. its Q8_0)")
     args = parser.parse_args()
-    text = table(run(args), args)
+    rows = run(args)
+    if args.llama_cpp and args.gguf:
+        run_llama(args, rows)
+    text = table(rows, args)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

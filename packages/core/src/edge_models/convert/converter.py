@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import resource
 import time
 from collections.abc import Callable
@@ -92,6 +93,7 @@ def convert(
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
     if recipe.lead_rows and not isinstance(model.embed_tokens, SplitEmbedding):
+        began = time.perf_counter()
         if not low_memory:
             raise RecipeError(f"recipe {recipe.text!r}: rows.K is written by the low-memory converter only")
         if recipe.is_calibrated and calibrated is None:
@@ -103,7 +105,7 @@ def convert(
             say(f"calibrating with GPTQ on {sum(map(len, calibration)):,} tokens, one block at a time")
             calibrated = calibrate(model, calibration, recipe, weights, say)
         with _split_rows(model, recipe.lead_rows[0], weights) as split_weights:
-            return convert(
+            result = convert(
                 model,
                 output,
                 settings,
@@ -114,6 +116,7 @@ def convert(
                 workers=workers,
                 calibrated=calibrated,
             )
+        return dataclasses.replace(result, seconds=time.perf_counter() - began)  # calibration included
     if recipe.unties(model):
         with _untied(model, weights) as untied_weights:
             return convert(
