@@ -1,4 +1,5 @@
-"""LoRA: one converted base file with adapter inputs against `peft`'s PeftModel on the same weights, per family."""
+"""LoRA: one converted base file with adapter inputs against `peft`'s PeftModel on the same weights, for every
+registered decoder family (Gemma 2 and 3, Llama, Phi-2, Phi-3, Qwen 2 and 3, Mistral)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ ADAPTERS = {
     "phi-2": [(4, ["q_proj", "dense", "fc2"]), (6, ["k_proj", "v_proj", "fc1"])],
     "qwen3": [(3, ["q_proj", "k_proj"]), (8, ["gate_proj", "down_proj"])],
     "phi3": [(4, ["o_proj", "down_proj"]), (8, ["o_proj"])],  # fused qkv/gate_up: see the refusal test
+    "qwen2": [(4, ["q_proj", "v_proj"]), (8, ["o_proj", "up_proj"])],  # q/k/v biases
+    "mistral": [(8, ["k_proj", "down_proj"]), (2, ["q_proj", "gate_proj"])],
+    "gemma2-2b": [(4, ["q_proj", "up_proj"]), (8, ["v_proj", "o_proj"])],  # soft-capping, sandwich norms
 }
 
 

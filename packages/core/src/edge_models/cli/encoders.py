@@ -13,24 +13,25 @@ from edge_models import console
 from edge_models.cli.base import UserError, cli, friendly, lengths, logged
 
 
+def _model(spec, checkpoint: Path | None, tiny: bool, random, load):
+    """`spec`'s tiny config with random weights (--tiny), or the checkpoint loaded."""
+    if tiny == (checkpoint is not None):
+        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    if tiny:
+        return random(spec.tiny_config)
+    console.err(f"loading {checkpoint} as {spec.name}")
+    return load(spec, checkpoint)
+
+
 def convert_encoder_command(spec, checkpoint: Path | None, output: Path | None, recipe, embed_lengths, tiny):
     from edge_models.convert.encoder import convert_encoder
     from edge_models.encoders import load_encoder_for_spec, random_encoder
 
-    if tiny == (checkpoint is not None):
-        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    model = _model(spec, checkpoint, tiny, random_encoder, load_encoder_for_spec)
     output = output or Path(f"{spec.name}.tflite")
-    if tiny:
-        model = random_encoder(spec.tiny_config)
-    else:
-        console.err(f"loading {checkpoint} as {spec.name}")
-        model = load_encoder_for_spec(spec, checkpoint)
     chosen = lengths(embed_lengths) if embed_lengths else None
     result = convert_encoder(model, output, chosen, recipe or "int8", console.stage)
-    tokenizer = checkpoint / "tokenizer.json" if checkpoint is not None and checkpoint.is_dir() else None
-    if tokenizer is not None and tokenizer.is_file() and not (output.parent / "tokenizer.json").exists():
-        (output.parent / "tokenizer.json").write_bytes(tokenizer.read_bytes())
-        console.err(f"copied {tokenizer.name} beside it (embed reads it from there)")
+    copy_tokenizer(checkpoint, output)
     console.out(result.summary())
 
 
@@ -49,14 +50,8 @@ def convert_seq2seq_command(spec, checkpoint, output, recipe, encode_lengths: st
     from edge_models.convert.seq2seq import convert_seq2seq
     from edge_models.seq2seq import load_seq2seq_for_spec, random_seq2seq
 
-    if tiny == (checkpoint is not None):
-        raise UserError("give exactly one of --checkpoint PATH and --tiny")
+    model = _model(spec, checkpoint, tiny, random_seq2seq, load_seq2seq_for_spec)
     output = output or Path(f"{spec.name}.tflite")
-    if tiny:
-        model = random_seq2seq(spec.tiny_config)
-    else:
-        console.err(f"loading {checkpoint} as {spec.name}")
-        model = load_seq2seq_for_spec(spec, checkpoint)
     result = convert_seq2seq(model, output, lengths(encode_lengths), cache_len, recipe or "int8", console.stage)
     copy_tokenizer(checkpoint, output)
     console.out(result.summary())

@@ -96,14 +96,8 @@ def convert(
         began = time.perf_counter()
         if not low_memory:
             raise RecipeError(f"recipe {recipe.text!r}: rows.K is written by the low-memory converter only")
-        if recipe.is_calibrated and calibrated is None:
-            # On the whole matrix, before it is split: calibration reads the embedding as the model has it.
-            if not calibration:
-                raise RecipeError(f"recipe {recipe.text!r} is calibrated: give calibration token windows")
-            from edge_models.quantize.calibrate import calibrate
-
-            say(f"calibrating with GPTQ on {sum(map(len, calibration)):,} tokens, one block at a time")
-            calibrated = calibrate(model, calibration, recipe, weights, say)
+        # On the whole matrix, before it is split: calibration reads the embedding as the model has it.
+        calibrated = _calibrated(model, recipe, calibration, calibrated, weights, say)
         with _split_rows(model, recipe.lead_rows[0], weights) as split_weights:
             result = convert(
                 model,
@@ -141,13 +135,7 @@ def convert(
         raise RecipeError(f"recipe {recipe.text!r}: LoRA inputs are written by the low-memory converter only")
     if recipe.is_calibrated and not (low_memory and streaming.can_stream(model, recipe)):
         raise RecipeError(f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only")
-    if recipe.is_calibrated and calibrated is None:
-        if not calibration:
-            raise RecipeError(f"recipe {recipe.text!r} is calibrated: give calibration token windows")
-        from edge_models.quantize.calibrate import calibrate
-
-        say(f"calibrating with GPTQ on {sum(map(len, calibration)):,} tokens, one block at a time")
-        calibrated = calibrate(model, calibration, recipe, weights, say)
+    calibrated = _calibrated(model, recipe, calibration, calibrated, weights, say)
     if calibrated is not None:
         with calibrated.applied_to(model):
             streaming.convert_streaming(
@@ -191,6 +179,18 @@ def _untied(model: Decoder, weights: Callable[[str], np.ndarray] | None):
     finally:
         del head.weight
         head.tied, model.config = True, config
+
+
+def _calibrated(model, recipe: Recipe, calibration, calibrated, weights, say):
+    """`calibrated`, or the calibration a calibrated recipe needs (None for one that needs none)."""
+    if not recipe.is_calibrated or calibrated is not None:
+        return calibrated
+    if not calibration:
+        raise RecipeError(f"recipe {recipe.text!r} is calibrated: give calibration token windows")
+    from edge_models.quantize.calibrate import calibrate
+
+    say(f"calibrating with GPTQ on {sum(map(len, calibration)):,} tokens, one block at a time")
+    return calibrate(model, calibration, recipe, weights, say)
 
 
 @contextlib.contextmanager

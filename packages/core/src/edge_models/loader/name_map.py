@@ -13,6 +13,8 @@ from edge_models.loader.errors import CheckpointError
 from edge_models.loader.sources import TensorSource
 
 NameMap = dict[str, str]
+# Old BERT checkpoints name LayerNorm parameters as TensorFlow did.
+_OLD_NORM_NAMES = {"weight": "gamma", "bias": "beta"}
 
 
 def checkpoint_name(param: str, names: NameMap) -> str:
@@ -34,6 +36,9 @@ def load_by_map(model: nn.Module, source: TensorSource, names: NameMap, unused: 
     problems, picks = [], {}
     for param, tensor in model.state_dict().items():
         name = checkpoint_name(param, names)
+        module, _, kind = name.rpartition(".")
+        if name not in available and f"{module}.{_OLD_NORM_NAMES.get(kind)}" in available:
+            name = f"{module}.{_OLD_NORM_NAMES[kind]}"
         want = list(tensor.shape)
         if name not in available:
             problems.append(f"missing tensor {name!r} (for {param}, expected shape {want})")
