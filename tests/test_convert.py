@@ -207,7 +207,6 @@ def test_lead_rows_of_a_tied_matrix_in_their_own_scheme(tmp_path):
     found = {}
     for recipe in (
         "int8,embedding=int4-block32,lm_head=int4-block32",
-        "int8,embedding=int4-block32,lm_head=int4-block32,rows.128=int8",
         "int8-gptq,embedding=int4-block32-gptq,lm_head=int4-block32-gptq,rows.128=int8-gptq",
         "int8",
     ):
@@ -217,9 +216,9 @@ def test_lead_rows_of_a_tied_matrix_in_their_own_scheme(tmp_path):
         cosine = (out * reference).sum(-1) / np.linalg.norm(out, axis=-1) / np.linalg.norm(reference, axis=-1)
         found[recipe] = (result.size_bytes, float(cosine.min()))
         assert isinstance(model.embed_tokens, torch.nn.Embedding) and isinstance(model.lm_head, LMHead)
-    (int4_size, int4_cos), (split_size, split_cos), (_, calibrated_cos), (int8_size, int8_cos) = found.values()
+    (int4_size, int4_cos), (split_size, split_cos), (int8_size, int8_cos) = found.values()
     assert int4_size < split_size < int8_size, found
-    assert int4_cos < split_cos < int8_cos and calibrated_cos > int4_cos, found
+    assert int4_cos < split_cos < int8_cos, found
 
 
 def test_lead_rows_recipe_errors(tmp_path):

@@ -44,9 +44,9 @@ def test_pytorch_matches_transformers_through_encode_and_decode(tiny_t5):
     assert report.passed, report.table()
 
 
-def test_tflite_matches_pytorch_and_int8_converts(tiny_t5, tmp_path):
+def test_tflite_matches_pytorch_refuses_long_input_and_int8_converts(tiny_t5, tmp_path):
     from edge_models.convert.seq2seq import convert_seq2seq
-    from edge_models.runtime.seq2seq import Seq2SeqModel, generate_ids
+    from edge_models.runtime.seq2seq import Seq2SeqError, Seq2SeqModel, generate_ids
 
     spec, _, model = tiny_t5
     tokens, logits = greedy(model, IDS, STEPS)
@@ -61,19 +61,11 @@ def test_tflite_matches_pytorch_and_int8_converts(tiny_t5, tmp_path):
     assert worst <= 1e-4, worst
     start = model.config.decoder_start_token_id
     assert list(generate_ids(lite, IDS, STEPS, start, set())) == tokens
+    with pytest.raises(Seq2SeqError, match="the input is 20 tokens long; this file encodes at most 16"):
+        lite.encode(IDS * 2)
     int8 = convert_seq2seq(model, tmp_path / "int8.tflite", (16,), 40, "int8")
     assert int8.size_bytes < fp32.size_bytes
     assert len(list(generate_ids(Seq2SeqModel(int8.path), IDS, 8, start, set()))) == 8
-
-
-def test_input_longer_than_the_longest_encode_is_refused(tiny_t5, tmp_path):
-    from edge_models.convert.seq2seq import convert_seq2seq
-    from edge_models.runtime.seq2seq import Seq2SeqError, Seq2SeqModel
-
-    _, _, model = tiny_t5
-    path = convert_seq2seq(model, tmp_path / "m.tflite", (8,), 16, "fp32").path
-    with pytest.raises(Seq2SeqError, match="the input is 10 tokens long; this file encodes at most 8"):
-        Seq2SeqModel(path).encode(IDS)
 
 
 def test_unsupported_feed_forward_is_named(tmp_path):

@@ -208,6 +208,12 @@ def bench_generation(
 
         gen.model.set_lora(read_packed(lora))
     ids = gen.encode(prompt)
+    room = gen.model.kv_len - len(ids)
+    if room < 2:
+        raise ValueError(
+            f"the prompt is {len(ids)} tokens and the KV cache holds {gen.model.kv_len}; give a shorter --prompt"
+        )
+    max_tokens = min(max_tokens, room)
     rows = []
     for label, speculate in (("plain decoding", False), ("speculative (prompt lookup)", True)):
         list(gen.generate_ids(ids, max_tokens, SamplerConfig(), speculate=speculate))  # warm-up

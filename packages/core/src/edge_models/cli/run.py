@@ -209,7 +209,7 @@ def bench(
 
     try:
         generation = bench_generation(file, tokenizer, prompt or GROUNDED_PROMPT, decode_tokens, threads, lora)
-    except TokenizerError as e:
+    except (TokenizerError, ValueError) as e:
         console.err(f"no generation rows: {e}")
         return
     if not generation:
