@@ -29,6 +29,7 @@ import numpy as np
 
 from edge_models.bench import run_measured
 from edge_models.quantize.recipes import SCHEMES
+from edge_models.runtime.speculative import common_prefix
 
 KV = 1024  # window length in positions (BOS included) = the KV cache of the exported files
 STRIDE = 512  # windows start this many text tokens apart; each token is scored once, in the first window reaching it
@@ -92,15 +93,6 @@ def evaluate(chunks_for, tokens: list[int], bos: int, on_rows=None) -> dict:
             if on_rows is not None:
                 on_rows(lo, hi, rows)
     return {"nll": nll.tolist(), "top1": top1.tolist()}
-
-
-def leading_matches(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 # --- jobs (module level: each runs in a child process) ---------------------------------------------------------
@@ -349,7 +341,7 @@ def table(rows: dict[str, dict], n_tokens: int, n_greedy: int) -> str:
         ratio = float(np.exp(np.mean(r["nll"]) - np.mean(base["nll"]))) if "nll" in base else None
         kl = np.array(r["kl"]) if "kl" in r else None
         top1 = f"{100 * np.mean(np.array(r['top1']) == np.array(base['top1'])):.2f} %" if "top1" in base else "-"
-        greedy = sum(leading_matches(a, b) for a, b in zip(r["greedy"], rows["transformers fp32"]["greedy"]))
+        greedy = sum(common_prefix(a, b) for a, b in zip(r["greedy"], rows["transformers fp32"]["greedy"]))
         lines.append(
             [
                 f"`{name}`",

@@ -128,7 +128,7 @@ def test_cli_convert_and_verify_take_an_encoder_by_name_and_by_auto(tmp_path):
     result = runner.invoke(
         cli, ["convert", "bert", "--tiny", "-o", str(tmp_path / "x.tflite"), "--quantize", "int8-gptq"]
     )
-    assert result.exit_code != 0 and "calibrated (-gptq) schemes are for decoders" in result.output
+    assert result.exit_code != 0 and "calibrated (-gptq) schemes and per-layer parts are for decoders" in result.output
     assert not (tmp_path / "x.tflite").exists()
 
 

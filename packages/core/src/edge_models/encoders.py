@@ -18,12 +18,9 @@ def checkpoint_directory(checkpoint: str | Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def find_encoder(
-    name: str, checkpoint: str | Path | None = None, reg: ModelRegistry | None = None
-) -> EncoderSpec | None:
-    """The encoder spec `name` (or `auto` with the checkpoint's architectures) stands for, or None when it names
-    no encoder (a decoder, or nothing)."""
-    reg = reg or encoder_registry()
+def find_spec(reg: ModelRegistry, name: str, checkpoint: str | Path | None):
+    """The spec in `reg` that `name` (or `auto` with the checkpoint's architectures) stands for, or None when it
+    names none of `reg`'s (a model of another kind, or nothing)."""
     if name != "auto":
         return reg.get(name) if name in reg.names() else None
     if checkpoint is None or not (checkpoint_directory(checkpoint) / "config.json").is_file():
@@ -33,6 +30,12 @@ def find_encoder(
         return reg.for_architecture(architectures)
     except UnknownModelError:
         return None
+
+
+def find_encoder(
+    name: str, checkpoint: str | Path | None = None, reg: ModelRegistry | None = None
+) -> EncoderSpec | None:
+    return find_spec(reg or encoder_registry(), name, checkpoint)
 
 
 def encoder_config(spec: EncoderSpec, checkpoint: str | Path | None) -> EncoderConfig:
@@ -64,17 +67,10 @@ def load_encoder_for_spec(spec: EncoderSpec, checkpoint: str | Path, config: Enc
 
 def random_encoder(config: EncoderConfig, seed: int = 0, std: float = 0.05):
     """An encoder with random weights, for smoke tests and `--tiny` conversions."""
-    import torch
-
     from edge_models.layers.encoder import Encoder
+    from edge_models.models import randomized
 
-    torch.manual_seed(seed)
-    model = Encoder(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" not in name:
-                p.normal_(0.0, std)
-    return model.eval()
+    return randomized(lambda: Encoder(config), seed, std)
 
 
 def reference_embeddings(spec: EncoderSpec, checkpoint: str | Path, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

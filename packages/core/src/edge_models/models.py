@@ -50,17 +50,23 @@ def load_for_spec(spec: ModelSpec, checkpoint: str | Path, config: ModelConfig |
     return load(config or resolve_config(spec, checkpoint), source, names)
 
 
-def random_model(config: ModelConfig, seed: int = 0, std: float = 0.05):
-    """A model with random weights, for smoke tests and `--tiny` conversions."""
+def randomized(build, seed: int = 0, std: float = 0.05):
+    """`build()` under a fixed seed, every weight drawn from N(0, std) except norm scales (ones, or Gemma's zeros
+    for `1 + w`), which stay as built."""
     import torch
 
-    from edge_models.layers import Decoder
-
     torch.manual_seed(seed)
-    model = Decoder(config)
+    model = build()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight") or ".q_norm." in name or ".k_norm." in name:
                 continue
             p.normal_(0.0, std)
     return model.eval()
+
+
+def random_model(config: ModelConfig, seed: int = 0, std: float = 0.05):
+    """A model with random weights, for smoke tests and `--tiny` conversions."""
+    from edge_models.layers import Decoder
+
+    return randomized(lambda: Decoder(config), seed, std)

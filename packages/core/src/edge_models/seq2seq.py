@@ -10,25 +10,16 @@ import numpy as np
 import torch
 
 from edge_models.config import Seq2SeqConfig
-from edge_models.encoders import checkpoint_directory
+from edge_models.encoders import checkpoint_directory, find_spec
 from edge_models.hf_config import read_config
-from edge_models.plugins import ModelRegistry, UnknownModelError, seq2seq_registry
+from edge_models.plugins import ModelRegistry, seq2seq_registry
+from edge_models.runtime.speculative import common_prefix
 from edge_models.spec import Seq2SeqSpec
 
 
-def find_seq2seq(
-    name: str, checkpoint: str | Path | None = None, reg: ModelRegistry | None = None
-) -> Seq2SeqSpec | None:
+def find_seq2seq(name: str, checkpoint: str | Path | None = None, reg: ModelRegistry | None = None):
     """The encoder-decoder spec `name` (or `auto` with the checkpoint's architectures) stands for, or None."""
-    reg = reg or seq2seq_registry()
-    if name != "auto":
-        return reg.get(name) if name in reg.names() else None
-    if checkpoint is None or not (checkpoint_directory(checkpoint) / "config.json").is_file():
-        return None
-    try:
-        return reg.for_architecture(read_config(checkpoint_directory(checkpoint)).get("architectures") or [])
-    except UnknownModelError:
-        return None
+    return find_spec(reg or seq2seq_registry(), name, checkpoint)
 
 
 def load_seq2seq_for_spec(spec: Seq2SeqSpec, checkpoint: str | Path, config: Seq2SeqConfig | None = None):
@@ -45,14 +36,9 @@ def load_seq2seq_for_spec(spec: Seq2SeqSpec, checkpoint: str | Path, config: Seq
 
 def random_seq2seq(config: Seq2SeqConfig, seed: int = 0, std: float = 0.05):
     from edge_models.layers.seq2seq import Seq2Seq
+    from edge_models.models import randomized
 
-    torch.manual_seed(seed)
-    model = Seq2Seq(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not name.endswith("norm.weight"):
-                p.normal_(0.0, std)
-    return model.eval()
+    return randomized(lambda: Seq2Seq(config), seed, std)
 
 
 def greedy(model, ids: list[int], new_tokens: int, cache_len: int = 64) -> tuple[list[int], list[np.ndarray]]:
@@ -124,7 +110,7 @@ def verify_seq2seq(
         )
     _, teacher_forced = _forced(model, ids, start + generated[:-1])
     diff = float(np.abs(teacher_forced - ref_logits).max())
-    equal = next((k for k, (a, b) in enumerate(zip(ours, generated)) if a != b), min(len(ours), len(generated)))
+    equal = common_prefix(ours, generated)
     return Seq2SeqReport(spec.name, diff, atol, equal, new_tokens)
 
 

@@ -130,33 +130,19 @@ def register_seq2seq(register):
         # Tied copies of `shared` that transformers may save.
         unused_tensors=("encoder.embed_tokens.", "decoder.embed_tokens."),
     )
-    register(
-        Seq2SeqSpec(
-            name="t5",
-            architectures=("T5ForConditionalGeneration",),
-            config=t5_config_from_hf(T5_SMALL),
-            tiny_hf_config=TINY,
-            description="any T5ForConditionalGeneration (T5 v1.0 / v1.1 / FLAN-T5; shape from config.json)",
-            **common,
+    presets = [
+        ("t5", T5_SMALL, TINY, "any T5ForConditionalGeneration (T5 v1.0 / v1.1 / FLAN-T5; shape from config.json)"),
+        ("t5-small", T5_SMALL, TINY, "T5 small (60M; ReLU feed-forward, tied head)"),
+        ("flan-t5-small", FLAN_T5_SMALL, TINY_GATED, "FLAN-T5 small (77M; gated-GELU feed-forward, separate head)"),
+    ]
+    for name, published, tiny, description in presets:
+        register(
+            Seq2SeqSpec(
+                name=name,
+                architectures=("T5ForConditionalGeneration",),
+                config=t5_config_from_hf(published),
+                tiny_hf_config=tiny,
+                description=description,
+                **common,
+            )
         )
-    )
-    register(
-        Seq2SeqSpec(
-            name="t5-small",
-            architectures=("T5ForConditionalGeneration",),
-            config=t5_config_from_hf(T5_SMALL),
-            tiny_hf_config=TINY,
-            description="T5 small (60M; ReLU feed-forward, tied head)",
-            **common,
-        )
-    )
-    register(
-        Seq2SeqSpec(
-            name="flan-t5-small",
-            architectures=("T5ForConditionalGeneration",),
-            config=t5_config_from_hf(FLAN_T5_SMALL),
-            tiny_hf_config=TINY_GATED,
-            description="FLAN-T5 small (77M; gated-GELU feed-forward, separate head)",
-            **common,
-        )
-    )

@@ -15,11 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge_models.convert.converter import ConvertResult, peak_rss_bytes
-from edge_models.fileio import write_atomically
+from edge_models.convert.converter import ConvertResult
+from edge_models.convert.small import lower_and_write, plain_recipe
 from edge_models.layers.encoder import Encoder
-from edge_models.quantize import RecipeError, parse_recipe
-from edge_models.quantize.ai_edge import quantize_flatbuffer
 
 DEFAULT_LENGTHS = (32, 128, 256)
 
@@ -63,14 +61,7 @@ def convert_encoder(
 
     say = progress or (lambda _m: None)
     started = time.perf_counter()
-    parsed = parse_recipe(recipe)
-    if parsed.is_calibrated:
-        raise RecipeError(
-            f"recipe {parsed.text!r}: calibrated (-gptq) schemes are for decoders; encoders take int8, "
-            "int8-weight, fp16, fp32 or int4 blocks"
-        )
-    if parsed.has_layer_parts:
-        raise RecipeError(f"recipe {parsed.text!r}: per-layer parts are for decoders")
+    parsed = plain_recipe(recipe, "encoders")
     lengths = check_lengths(encoder, lengths)
     signature = EmbedSignature(encoder.eval()).eval()
     converter = litert_torch
@@ -80,23 +71,4 @@ def convert_encoder(
             "attention_mask": torch.ones((1, n), dtype=torch.int32),
         }
         converter = converter.signature(signature_name(n), signature, sample_kwargs=sample)
-    say(f"exporting and lowering {len(lengths)} signatures ({', '.join(map(signature_name, lengths))})")
-    with torch.no_grad():
-        flatbuffer = converter.convert().model_content()
-    if not parsed.is_float32:
-        say(f"quantizing with recipe {parsed.text}")
-        flatbuffer = quantize_flatbuffer(flatbuffer, parsed)
-    expected = [signature_name(n) for n in lengths]
-    say(f"writing and checking {output}")
-    path = write_atomically(output, lambda f: f.write(flatbuffer), lambda p: _check(p, expected))
-    return ConvertResult(
-        path, path.stat().st_size, expected, time.perf_counter() - started, peak_rss_bytes(), parsed.text
-    )
-
-
-def _check(path: Path, expected: list[str]) -> None:
-    from ai_edge_litert.interpreter import Interpreter
-
-    found = sorted(Interpreter(str(path)).get_signature_list())
-    if found != sorted(expected):
-        raise RuntimeError(f"converted file has signatures {found}, expected {sorted(expected)}")
+    return lower_and_write(converter, parsed, output, [signature_name(n) for n in lengths], say, started)

@@ -17,12 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_models.convert.converter import ConvertResult, peak_rss_bytes
+from edge_models.convert.converter import ConvertResult
 from edge_models.convert.export import register_lowerings
-from edge_models.fileio import write_atomically
+from edge_models.convert.small import lower_and_write, plain_recipe
 from edge_models.layers.seq2seq import Seq2Seq
-from edge_models.quantize import RecipeError, parse_recipe
-from edge_models.quantize.ai_edge import quantize_flatbuffer
 
 DEFAULT_ENCODE_LENGTHS = (32, 128)
 DEFAULT_DECODE_CACHE = 128
@@ -85,12 +83,7 @@ def convert_seq2seq(
 
     say = progress or (lambda _m: None)
     started = time.perf_counter()
-    parsed = parse_recipe(recipe)
-    if parsed.is_calibrated or parsed.has_layer_parts:
-        raise RecipeError(
-            f"recipe {parsed.text!r}: calibrated (-gptq) schemes and per-layer parts are for decoders; "
-            "encoder-decoders take int8, int8-weight, fp16, fp32 or int4 blocks"
-        )
+    parsed = plain_recipe(recipe, "encoder-decoders")
     lengths = tuple(sorted(set(encode_lengths)))
     if not lengths or lengths[0] < 1 or cache_len < 2:
         raise ValueError("encode lengths must be positive and the decode cache at least 2 tokens")
@@ -109,20 +102,4 @@ def convert_seq2seq(
         "decode", DecodeSignature(model).eval(), sample_kwargs=decode_inputs(model, cache_len, longest)
     )
     names = [*(f"encode_{n}" for n in lengths), "decode"]
-    say(f"exporting and lowering {len(names)} signatures ({', '.join(names)})")
-    with torch.no_grad():
-        flatbuffer = converter.convert().model_content()
-    if not parsed.is_float32:
-        say(f"quantizing with recipe {parsed.text}")
-        flatbuffer = quantize_flatbuffer(flatbuffer, parsed)
-    say(f"writing and checking {output}")
-    path = write_atomically(output, lambda f: f.write(flatbuffer), lambda p: _check(p, names))
-    return ConvertResult(path, path.stat().st_size, names, time.perf_counter() - started, peak_rss_bytes(), parsed.text)
-
-
-def _check(path: Path, expected: list[str]) -> None:
-    from ai_edge_litert.interpreter import Interpreter
-
-    found = sorted(Interpreter(str(path)).get_signature_list())
-    if found != sorted(expected):
-        raise RuntimeError(f"converted file has signatures {found}, expected {sorted(expected)}")
+    return lower_and_write(converter, parsed, output, names, say, started)
