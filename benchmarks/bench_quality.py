@@ -162,7 +162,9 @@ def job_pytorch_speed(model_name: str, gguf: str, threads: int) -> float:
     return bench_torch_model(model, "pytorch eager fp32", [CHUNK], DECODE_TOKENS).decode_tok_s
 
 
-def job_convert(model_name: str, gguf: str, recipe: str, out: str, calibration: list[list[int]]) -> dict:
+def job_convert(
+    model_name: str, gguf: str, recipe: str, out: str, calibration: list[list[int]], held_out: list[list[int]]
+) -> dict:
     """Convert with `recipe`, or with what `auto max-ppl-increase=3%` / `auto max-size=241MB` chooses."""
     import time
 
@@ -178,7 +180,7 @@ def job_convert(model_name: str, gguf: str, recipe: str, out: str, calibration: 
         key, _, value = recipe.removeprefix("auto ").partition("=")
         target = Target(max_ppl_increase=parse_percent(value)) if key == "max-ppl-increase" else None
         target = target or Target(max_size=parse_size(value))
-        plan = choose_recipe(model, calibration, target)
+        plan = choose_recipe(model, calibration, target, held_out=held_out)
         print(plan.table(), file=sys.stderr, flush=True)
         recipe, calibrated = plan.recipe, plan.calibrated
         info = {"chosen": plan.recipe, "predicted": plan.predicted_increase, "measured": plan.measured_increase}
@@ -254,12 +256,14 @@ def cached(work: Path, name: str, key: str, fresh: bool, make) -> dict:
     return row
 
 
-def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids, calibration) -> dict:
+def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids, calibration, held_out) -> dict:
     from edge_models.convert import RecipeError
 
     path = work / f"{slug(name)}.tflite"
     try:
-        conv, rss, _ = run_measured(job_convert, args.model, str(args.checkpoint), name, str(path), calibration)
+        conv, rss, _ = run_measured(
+            job_convert, args.model, str(args.checkpoint), name, str(path), calibration, held_out
+        )
     except RecipeError as e:
         return {"note": f"refused: {e}"}
     except Exception as e:  # a recipe that fails to convert is a finding to report, not a crash
@@ -274,7 +278,7 @@ def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids, calibration
     if "chosen" in conv:
         row["note"] = (
             f"chose `{conv['chosen']}`; predicted +{100 * conv['predicted']:.2f} %, "
-            f"+{100 * conv['measured']:.2f} % emulated on the calibration text"
+            f"+{100 * conv['measured']:.2f} % emulated on held-out calibration text"
         )
     return row
 
@@ -391,7 +395,7 @@ def main() -> int:
     started = time.perf_counter()
 
     from edge_models.models import resolve_spec
-    from edge_models.quantize.calibration_data import tokenized_calibration
+    from edge_models.quantize.calibration_data import tokenized_calibration, tokenized_held_out
     from edge_models.runtime import load_tokenizer
 
     spec = resolve_spec(args.model, args.checkpoint)
@@ -402,6 +406,7 @@ def main() -> int:
     tokens = tok.encode(TEXT.read_text(encoding="utf-8"))
     prompt_ids = [[bos, *tok.encode(p)] for p in prompts()]
     calibration = tokenized_calibration(tok, spec.tokenizer.start_token)
+    held_out = tokenized_held_out(tok, spec.tokenizer.start_token)
     st = args.checkpoint.stat()
     common = [
         tokens,
@@ -419,7 +424,9 @@ def main() -> int:
     ]
 
     def key(name: str) -> str:
-        return hashlib.sha256(json.dumps([name, *common]).encode()).hexdigest()
+        # `auto` rows also depend on the held-out windows it measures on.
+        extra = [held_out] if name.startswith("auto ") else []
+        return hashlib.sha256(json.dumps([name, *common, *extra]).encode()).hexdigest()
 
     rows: dict[str, dict] = {}
 
@@ -454,7 +461,7 @@ def main() -> int:
             recipe,
             key(recipe),
             args.fresh,
-            lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids, calibration),
+            lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids, calibration, held_out),
         )
 
     tools, missing = llama_cpp.find_tools(args.llama_cpp)

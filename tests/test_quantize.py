@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -256,24 +257,63 @@ def _trained(name: str):
 
 
 def test_auto_is_deterministic_and_spells_its_choice_as_a_recipe():
-    from edge_models.quantize.auto import LOW, Target, choose_recipe
+    from edge_models.quantize.auto import HIGH, LOW, Target, choose_recipe
 
     config = registry().get("llama").tiny_config
     model = _trained("llama")
     windows = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(4)]
     loose = choose_recipe(model, windows, Target(max_ppl_increase=0.5))
     again = choose_recipe(model, windows, Target(max_ppl_increase=0.5))
-    assert loose.recipe == again.recipe and [u.cost for u in loose.units] == [u.cost for u in again.units]
+    assert loose.recipe == again.recipe and [u.costs for u in loose.units] == [u.costs for u in again.units]
     recipe = parse_recipe(loose.recipe)
     for unit in loose.units:
         assert all(recipe.scheme_name_for(p) == unit.choice for p in unit.params), unit.part
     # A target between every-part-int8 and every-part-int4 takes some parts to int4, cheapest first.
     tight = choose_recipe(
-        model, windows, Target(max_size=(loose.weights_bytes + sum(u.bytes_high for u in loose.units)) // 2)
+        model, windows, Target(max_size=(loose.weights_bytes + sum(u.sizes[HIGH] for u in loose.units)) // 2)
     )
     chosen = [u for u in tight.units if u.choice == LOW]
     assert 0 < len(chosen) < len(tight.units) and tight.weights_bytes <= tight.target.max_size
     assert tight.calibrated is not None and tight.measured_increase is not None
+
+
+def test_auto_can_split_a_tied_embedding_and_measures_on_held_out_windows():
+    from edge_models.quantize.auto import HIGH, LOW, SPLIT, Target, choose_recipe, split_rows, units_of
+    from edge_models.quantize.simulate import emulated, log_probs, mean_kl
+
+    config = registry().get("gemma3-270m").tiny_config
+    model = _trained("gemma3-270m")
+    windows = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(4)]
+    held_out = [markov_text(64, config.vocab_size, seed=2000 + k) for k in range(2)]
+    (tied,) = [u for u in units_of(model) if u.part == "embedding,lm_head"]
+    assert tied.sizes[HIGH] > tied.sizes[SPLIT] > tied.sizes[LOW]
+    # A budget with room for the split only when every other part is int4.
+    budget = sum(min(u.sizes.values()) for u in units_of(model)) + tied.sizes[SPLIT] - tied.sizes[LOW]
+    plan = choose_recipe(model, windows, Target(max_size=budget), held_out=held_out)
+    assert plan.held_out and plan.weights_bytes <= budget
+    (tied,) = [u for u in plan.units if u.part == "embedding,lm_head"]
+    assert set(tied.costs) == {LOW, SPLIT}
+    assert tied.choice == (SPLIT if tied.costs[SPLIT] < tied.costs[LOW] else LOW)
+    recipe = parse_recipe(plan.recipe)
+    if tied.choice == SPLIT:
+        assert recipe.lead_rows == (split_rows(tied), HIGH) and recipe.scheme_name_for("embed_tokens") == LOW
+        assert "embed_tokens.lead_rows" in plan.calibrated.encoded
+    # The measured value is the converter's calibration of the recipe, emulated on the held-out windows.
+    reference = log_probs(model, held_out)
+    with emulated(model, recipe, plan.calibrated.encoded, plan.calibrated.smoothed):
+        kl = mean_kl(model, held_out, reference)
+    assert plan.measured_increase == pytest.approx(math.expm1(kl), rel=1e-6)
+
+
+def test_held_out_windows_start_where_calibration_ends():
+    from edge_models.quantize.calibration_data import held_out_windows
+
+    text = " ".join(f"w{k}" for k in range(6000))
+    encode = lambda t: list(range(len(t.split())))  # noqa: E731  one id per word, in order
+    used = {i for w in calibration_windows(text, encode, start_token=None, window=100, max_tokens=450) for i in w}
+    held = held_out_windows(text, encode, None, window=100, max_tokens=450, count=3)
+    assert [w[0] for w in held] == [500, 600, 700] and not used & {i for w in held for i in w}
+    assert held_out_windows(text, encode, None, window=100, max_tokens=6000) == []
 
 
 def test_auto_names_the_best_reachable_value_when_the_target_cannot_be_met():

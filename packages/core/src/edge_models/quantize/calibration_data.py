@@ -15,6 +15,7 @@ MIN_CHARS = 2_000
 MIN_TOKENS = 512
 WINDOW = 512  # tokens per calibration sequence, start token included
 MAX_TOKENS = 4_608  # windows start below this: ten of 512 on Gemma 3 (5,120 tokens), seconds per block on 2 cores
+HELD_OUT_WINDOWS = 3  # windows past the calibration tokens that `auto` measures on (the shipped text has five)
 
 
 class CalibrationError(ValueError):
@@ -61,6 +62,24 @@ def calibration_windows(
     return [w for w in windows if len(w) >= 32 or w is windows[0]]
 
 
+def held_out_windows(
+    text: str,
+    encode: Callable[[str], list[int]],
+    start_token: int | None,
+    window: int = WINDOW,
+    max_tokens: int = MAX_TOKENS,
+    count: int = HELD_OUT_WINDOWS,
+) -> list[list[int]]:
+    """Up to `count` windows of `text` past those `calibration_windows` takes: tokens the rounding was not fitted
+    to, on which `auto` measures its choices. Empty when the text has nothing left over."""
+    ids = encode(text)
+    lead = [] if start_token is None else [start_token]
+    step = window - len(lead)
+    begin = -(-min(len(ids), max_tokens) // step) * step  # where the last calibration window ends
+    windows = [lead + ids[i : i + step] for i in range(begin, len(ids), step)][:count]
+    return [w for w in windows if len(w) >= window // 2]
+
+
 def tokenized_calibration(tokenizer, start_token: str | None, text_file: str | Path | None = None) -> list[list[int]]:
     """The calibration text (`text_file`, default: the shipped one) as windows of `tokenizer`'s ids, each led by
     `start_token`'s id when the model has one."""
@@ -69,3 +88,9 @@ def tokenized_calibration(tokenizer, start_token: str | None, text_file: str | P
     return calibration_windows(
         text, tokenizer.encode, start_id, source=str(text_file or "the shipped calibration text")
     )
+
+
+def tokenized_held_out(tokenizer, start_token: str | None, text_file: str | Path | None = None) -> list[list[int]]:
+    """`held_out_windows` of the calibration text in `tokenizer`'s ids."""
+    start_id = tokenizer.piece_to_id(start_token) if start_token else None
+    return held_out_windows(read_calibration_text(text_file), tokenizer.encode, start_id)

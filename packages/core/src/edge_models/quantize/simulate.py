@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from edge_models.quantize.formats import EncodedWeight, decode, encode, format_for
-from edge_models.quantize.recipes import Recipe
+from edge_models.quantize.recipes import LEAD_ROWS_PARAM, Recipe, Scheme, all_schemes
 
 
 def fake_quantize_rows(x: torch.Tensor) -> torch.Tensor:
@@ -31,9 +31,26 @@ def fake_quantize_rows(x: torch.Tensor) -> torch.Tensor:
     return (q - zero) * scale
 
 
-def stored_weight(param: torch.Tensor, recipe: Recipe, name: str, encoded: EncodedWeight | None) -> torch.Tensor:
-    """What the file computes with for `name`: its calibrated encoding, or the recipe's rounding of `param`."""
-    fmt = format_for(recipe.scheme_for(name))
+def stored_weight(
+    param: torch.Tensor, recipe: Recipe, name: str, encoded: dict[str, EncodedWeight] | None = None
+) -> torch.Tensor:
+    """What the file computes with for `name`: its calibrated encoding (in `encoded`), or the recipe's rounding of
+    `param`. A tied matrix split by `rows.K` is its two parts, each in its own scheme, one above the other."""
+    encoded = encoded or {}
+    lead = recipe.lead_rows if name == "embed_tokens.weight" else None
+    if lead is None:
+        return _stored(param, recipe.scheme_for(name), encoded.get(name))
+    k, scheme = lead
+    return torch.cat(
+        [
+            _stored(param[:k], all_schemes()[scheme], encoded.get(LEAD_ROWS_PARAM)),
+            _stored(param[k:], recipe.scheme_for(name), encoded.get(name)),
+        ]
+    )
+
+
+def _stored(param: torch.Tensor, scheme: Scheme, encoded: EncodedWeight | None) -> torch.Tensor:
+    fmt = format_for(scheme)
     stored = encoded if encoded is not None else encode(param.detach().float().numpy(), fmt)
     return torch.from_numpy(decode(stored, fmt, tuple(param.shape)))
 
@@ -61,7 +78,7 @@ def emulated(
                 if param.dim() != 2 or (only is not None and name not in only):
                     continue
                 swapped[name] = param.detach().clone()
-                param.copy_(stored_weight(param, recipe, name, encoded.get(name)))
+                param.copy_(stored_weight(param, recipe, name, encoded))
         for name, module in model.named_modules():
             weight = f"{name}.weight" if isinstance(module, nn.Linear) else None
             if name == "lm_head":
