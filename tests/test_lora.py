@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
 from edge_models.layers.lora import add_lora_slots, parse_targets
-from edge_models.lora import AdapterError, merge, pack, read_adapter, read_packed, write_packed
+from edge_models.lora import AdapterError, merge, pack, read_adapter, write_packed
 from edge_models.models import load_for_spec
 from edge_models.runtime import LiteRTModel
+from edge_models.runtime.lora_file import AdapterFileError, read_adapter_file
 from edge_models.testing import tiny_checkpoint
 
 peft = pytest.importorskip("peft")
@@ -178,7 +179,7 @@ def test_cli_convert_pack_and_generate_with_an_adapter(llama_file, tmp_path):
     args = ["convert", "llama", "--checkpoint", str(root / "ck"), "-o", str(out), "--quantize", "int8"]
     result = runner.invoke(cli, [*args, "--lora-rank", "4", "--prefill", "8", "--kv-cache", "64"])
     assert result.exit_code == 0 and "LoRA inputs of rank 4" in result.output, result.output
-    packed = tmp_path / "ok.npz"
+    packed = tmp_path / "ok.bin"
     result = runner.invoke(
         cli, ["lora", "pack", str(root / "ok"), "--base", str(out), "--model", "llama", "-o", str(packed)]
     )
@@ -189,16 +190,22 @@ def test_cli_convert_pack_and_generate_with_an_adapter(llama_file, tmp_path):
     without = runner.invoke(cli, cmd)
     assert with_adapter.exit_code == 0 and without.exit_code == 0, with_adapter.output
     gen = Generator.open(out, tokenizer=tokenizer, model="llama")
-    gen.model.set_lora(read_packed(packed))
+    gen.model.set_lora(read_adapter_file(packed)[0])
     expected = gen.generate("ka lo mi ne", max_tokens=8, sampler=SamplerConfig())
     assert with_adapter.output.startswith(expected)
 
 
-def test_packed_file_round_trips(tmp_path):
-    matrices = {"lora_layers__0__attn__q_proj__lora_a": np.arange(6, dtype=np.float32).reshape(2, 3)}
-    write_packed(matrices, tmp_path / "a.npz", "somewhere")
-    back = read_packed(tmp_path / "a.npz")
-    assert list(back) == list(matrices) and np.array_equal(back[next(iter(matrices))], matrices[next(iter(matrices))])
-    (tmp_path / "bad.npz").write_text("not an adapter")
-    with pytest.raises(AdapterError, match="is not a packed adapter"):
-        read_packed(tmp_path / "bad.npz")
+def test_adapter_file_round_trips_in_litert_lms_layout(tmp_path):
+    matrices = {
+        "lora_atten_q_a_prime_weight_0": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "lora_atten_q_b_prime_weight_0": np.arange(8, dtype=np.float32).reshape(2, 4),
+    }
+    path = write_packed(matrices, tmp_path / "a.bin", "somewhere")
+    back, rank = read_adapter_file(path)
+    assert rank == 2 and list(back) == list(matrices)
+    assert all(np.array_equal(back[n], matrices[n]) for n in matrices)
+    # LiteRT-LM memory-maps each tensor in whole pages: the file ends on one.
+    assert path.stat().st_size % 4096 == 0
+    (tmp_path / "bad.bin").write_text("not an adapter")
+    with pytest.raises(AdapterFileError, match="is not a LoRA adapter file"):
+        read_adapter_file(tmp_path / "bad.bin")

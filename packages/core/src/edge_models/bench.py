@@ -90,9 +90,9 @@ def bench_tflite(
     else:
         model = LiteRTModel(path, threads, engine, windows)
     if lora is not None:
-        from edge_models.lora import read_packed
+        from edge_models.runtime.lora_file import read_adapter_file
 
-        model.set_lora(read_packed(lora))
+        model.set_lora(read_adapter_file(lora)[0])
     label = f"edge-models {path.name} ({engine}{', adapter ' + Path(lora).name if lora else ''})"
     row = BenchRow(label, path.stat().st_size)
     rng = np.random.default_rng(0)
@@ -204,9 +204,9 @@ def bench_generation(
     if not gen.model.info.verify:
         return []
     if lora is not None:
-        from edge_models.lora import read_packed
+        from edge_models.runtime.lora_file import read_adapter_file
 
-        gen.model.set_lora(read_packed(lora))
+        gen.model.set_lora(read_adapter_file(lora)[0])
     ids = gen.encode(prompt)
     room = gen.model.kv_len - len(ids)
     if room < 2:

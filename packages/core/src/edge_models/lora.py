@@ -8,7 +8,6 @@ into B when packing.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ import numpy as np
 import torch
 
 from edge_models.fileio import write_atomically
-from edge_models.layers.lora import input_name
+from edge_models.layers.lora import input_name, parse_input_name
+from edge_models.runtime.lora_file import write_adapter_file
 from edge_models.tensor_names import LAYER_SLOTS, TensorNames
 
 
@@ -122,15 +122,16 @@ def read_adapter(directory: str | Path, names: TensorNames, num_layers: int) -> 
 
 
 def pack(adapter: Adapter, lora_spec: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """The adapter as the matrices a converted file's LoRA inputs take (`LiteRTModel.lora_spec`), zero-padded to
-    the file's rank; clear errors for a rank above it, a target it lacks, or a shape that does not fit."""
+    """The adapter as the matrices a converted file's LoRA inputs take (`LiteRTModel.lora_spec`): Aᵀ [in, rank] and
+    Bᵀ [rank, out], zero-padded to the file's rank; clear errors for a rank above it, a target it lacks, or a shape
+    that does not fit."""
     out = {}
     for module, (a, b) in adapter.modules.items():
         a_name, b_name = input_name(f"{module}.lora_a"), input_name(f"{module}.lora_b")
         if a_name not in lora_spec:
-            have = sorted({n.removeprefix("lora_").split("__")[-2] for n in lora_spec})
+            have = sorted({parsed[1] for n in lora_spec if (parsed := parse_input_name(n))})
             raise AdapterError(f"the file has no LoRA slot on {module} (its targets: {', '.join(have)})")
-        (rank, cols), (rows, _) = lora_spec[a_name], lora_spec[b_name]
+        (cols, rank), (_, rows) = lora_spec[a_name], lora_spec[b_name]
         if a.shape[0] > rank:
             raise AdapterError(f"{module}: adapter rank {a.shape[0]} exceeds the file's LoRA rank {rank}")
         if a.shape[1] != cols or b.shape[0] != rows:
@@ -138,25 +139,22 @@ def pack(adapter: Adapter, lora_spec: dict[str, tuple[int, ...]]) -> dict[str, n
                 f"{module}: adapter A {list(a.shape)} / B {list(b.shape)} do not fit the layer: expected A [r, {cols}] "
                 f"and B [{rows}, r]"
             )
-        pa, pb = np.zeros((rank, cols), np.float32), np.zeros((rows, rank), np.float32)
-        pa[: a.shape[0]], pb[:, : a.shape[0]] = a.numpy(), b.numpy()
+        pa, pb = np.zeros((cols, rank), np.float32), np.zeros((rank, rows), np.float32)
+        pa[:, : a.shape[0]], pb[: a.shape[0]] = a.numpy().T, b.numpy().T
         out[a_name], out[b_name] = pa, pb
     return out
 
 
 def write_packed(matrices: dict[str, np.ndarray], output: str | Path, source: str) -> Path:
-    """An .npz of the packed matrices plus the adapter's origin; written to a temporary file and renamed."""
-    buffer = io.BytesIO()
-    np.savez(buffer, __source__=np.array(source), **matrices)
-    return write_atomically(output, lambda f: f.write(buffer.getvalue()))
-
-
-def read_packed(path: str | Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files if k != "__source__"}
-    except (OSError, ValueError) as e:
-        raise AdapterError(f"{path} is not a packed adapter (`edge-models lora pack`): {e}") from None
+    """The packed matrices as an adapter file LiteRT-LM and our runtime read (`runtime.lora_file`); written to a
+    temporary file and renamed."""
+    ranks = {a.shape[1] for name, a in matrices.items() if (parsed := parse_input_name(name)) and parsed[2] == "a"}
+    if len(ranks) != 1:
+        raise AdapterError(f"packed matrices of ranks {sorted(ranks)}: one rank expected")
+    (rank,) = ranks
+    return write_atomically(
+        output, lambda f: write_adapter_file(matrices, rank, f, f"edge-models LoRA adapter packed from {source}")
+    )
 
 
 def merge(model: torch.nn.Module, adapter: Adapter) -> None:

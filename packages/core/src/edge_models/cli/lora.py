@@ -24,12 +24,19 @@ def lora_group() -> None:
     help="the .tflite converted with --lora-rank that will run it",
 )
 @click.option("--model", "model_name", required=True, help="registered model (its checkpoint names map the adapter)")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="packed adapter (.npz)")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="adapter file (LiteRT-LM's LoRA format, e.g. adapter.bin)",
+)
 @logged
 @friendly
 def pack(adapter, base, model_name, output) -> None:
     """Check ADAPTER (adapter_config.json + adapter_model.safetensors) against BASE and write its matrices in the
     order, shape and dtype BASE's LoRA inputs take (zero-padded to its rank, alpha/r folded in)."""
+    from edge_models.layers.lora import parse_input_name
     from edge_models.lora import pack as pack_matrices
     from edge_models.lora import read_adapter, write_packed
     from edge_models.models import resolve_spec
@@ -39,11 +46,10 @@ def pack(adapter, base, model_name, output) -> None:
     lite = LiteRTModel(base, engine="interpreter")
     if not lite.lora_spec:
         raise ValueError(f"{base} has no LoRA inputs: convert it with --lora-rank R")
-    layers = len({n.split("__")[1] for n in lite.lora_spec})
+    slots = {n: parsed for n in lite.lora_spec if (parsed := parse_input_name(n))}
+    layers = 1 + max(layer for layer, _, _ in slots.values())
+    rank = next(lite.lora_spec[n][1] for n, (_, _, ab) in slots.items() if ab == "a")
     read = read_adapter(adapter, spec.tensor_names, max(layers, spec.config.num_layers))
     matrices = pack_matrices(read, lite.lora_spec)
     write_packed(matrices, output, str(adapter))
-    console.out(
-        f"wrote {output}: {len(read.modules)} projections, rank {read.rank} (file rank "
-        f"{next(iter(lite.lora_spec.values()))[0]})"
-    )
+    console.out(f"wrote {output}: {len(read.modules)} projections, rank {read.rank} (file rank {rank})")

@@ -35,7 +35,7 @@ def _model_options(func):
         click.option(
             "--lora",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="a packed adapter (`edge-models lora pack`) for a file converted with --lora-rank",
+            help="an adapter file (`edge-models lora pack`) for a file converted with --lora-rank",
         ),
         click.option(
             "--no-speculate",
@@ -54,9 +54,9 @@ def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, lora, *
 
     gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
     if lora is not None:
-        from edge_models.lora import read_packed
+        from edge_models.runtime.lora_file import read_adapter_file
 
-        gen.model.set_lora(read_packed(lora))
+        gen.model.set_lora(read_adapter_file(lora)[0])
     gen.speculate = not no_speculate
     if draft is not None:
         gen.attach_draft(draft)
@@ -169,7 +169,7 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 @click.option(
     "--lora",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="packed adapter bound while measuring (file converted with --lora-rank)",
+    help="adapter file bound while measuring (file converted with --lora-rank)",
 )
 @click.option(
     "--engine",

@@ -26,12 +26,12 @@ from torch import nn
 
 from edge_models.convert.export import ExportSettings, Signature, lower_signatures
 from edge_models.layers import Decoder
-from edge_models.layers.lora import INPUT_PREFIX, lora_parameters
+from edge_models.layers.lora import INPUT_PREFIX, input_key, lora_parameters
 from edge_models.quantize.formats import EncodedWeight, WeightFormat, encode, format_for, stored_bytes
 from edge_models.quantize.recipes import Recipe
 
 WEIGHTS_ARG = "weights"  # the signature argument that carries the streamed weights during export
-LORA_ARG = INPUT_PREFIX.rstrip("_")  # the one that carries the LoRA slots: inputs `lora_<param with __>`
+LORA_ARG = INPUT_PREFIX.rstrip("_")  # the one that carries the LoRA slots: inputs named by `layers.lora.input_name`
 _ALIGN = 16  # ai-edge-quantizer aligns offset buffers to 16 bytes; so do we
 
 
@@ -55,7 +55,7 @@ def _arg_key(param: str) -> str:
 
 class _WeightsAsInputs(nn.Module):
     """A signature whose 2-D weights arrive as inputs instead of being constants of the graph (and so do the LoRA
-    slots' matrices, which stay inputs: `lora_<param>`)."""
+    slots' matrices, which stay inputs)."""
 
     def __init__(self, signature: Signature, params: list[str], lora: list[str]) -> None:
         super().__init__()
@@ -65,7 +65,7 @@ class _WeightsAsInputs(nn.Module):
 
     def forward(self, tokens, input_pos, kv_cache, weights, lora=None):
         swapped = {f"model.{p}": weights[_arg_key(p)] for p in self.params}
-        swapped.update({f"model.{p}": lora[_arg_key(p)] for p in self.lora})
+        swapped.update({f"model.{p}": lora[input_key(p)] for p in self.lora})
         return torch.func.functional_call(self.signature, swapped, (tokens, input_pos, kv_cache))
 
 
@@ -109,7 +109,7 @@ def export_signatures(
     extra = {WEIGHTS_ARG: placeholders}
     lora = lora_parameters(model)
     if lora:
-        extra[LORA_ARG] = {_arg_key(p): torch.zeros(tuple(t.shape)) for p, t in lora.items()}
+        extra[LORA_ARG] = {input_key(p): torch.zeros(tuple(t.shape)) for p, t in lora.items()}
     return lower_signatures(
         model,
         settings,

@@ -6,36 +6,45 @@ base model exactly. In PyTorch the slots are ordinary parameters (zeros until an
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The projections a slot can sit on, by our module names inside a decoder block.
+# The projections a slot can sit on: our module path inside a decoder block, and the stem of its inputs' names.
+# Attention inputs are named as LiteRT-LM binds adapters (`lora_atten_q_a_prime_weight_3`: its LoRA input pattern,
+# runtime/util/lora_util.cc); feed-forward ones follow the same shape under `ffn_`, which LiteRT-LM does not bind.
 TARGETS = {
-    "q_proj": "attn.q_proj",
-    "k_proj": "attn.k_proj",
-    "v_proj": "attn.v_proj",
-    "o_proj": "attn.o_proj",
-    "gate_proj": "mlp.gate_proj",
-    "up_proj": "mlp.up_proj",
-    "down_proj": "mlp.down_proj",
+    "q_proj": ("attn.q_proj", "atten_q"),
+    "k_proj": ("attn.k_proj", "atten_k"),
+    "v_proj": ("attn.v_proj", "atten_v"),
+    "o_proj": ("attn.o_proj", "atten_o"),
+    "gate_proj": ("mlp.gate_proj", "ffn_gate"),
+    "up_proj": ("mlp.up_proj", "ffn_up"),
+    "down_proj": ("mlp.down_proj", "ffn_down"),
 }
+LITERT_LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+LITERT_LM_RANKS = (16, 32)  # LiteRT-LM 0.18 on CPU: "Currently only support rank 16 and 32"
 INPUT_PREFIX = "lora_"
+_INPUT = re.compile(r"lora_(\w+?)_([ab])_prime_weight_(\d+)")
+_STEMS = {stem: target for target, (_, stem) in TARGETS.items()}
 
 
 class LoRALinear(nn.Linear):
-    """The base layer's own weight and bias (the same Parameter objects), plus `lora_a` [rank, in] and `lora_b`
-    [out, rank]."""
+    """The base layer's own weight and bias (the same Parameter objects), plus `lora_a` = Aᵀ [in, rank] and
+    `lora_b` = Bᵀ [rank, out]: y = W x + b + (x A')B', litert-torch's and LiteRT-LM's layout, so their adapter
+    files and ours fit the same inputs."""
 
     def __init__(self, base: nn.Linear, rank: int) -> None:
         nn.Module.__init__(self)
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight, self.bias = base.weight, base.bias
-        self.lora_a = nn.Parameter(torch.zeros(rank, base.in_features), requires_grad=False)
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank), requires_grad=False)
+        self.lora_a = nn.Parameter(torch.zeros(base.in_features, rank), requires_grad=False)
+        self.lora_b = nn.Parameter(torch.zeros(rank, base.out_features), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias) + F.linear(F.linear(x, self.lora_a), self.lora_b)
+        return F.linear(x, self.weight, self.bias) + torch.matmul(torch.matmul(x, self.lora_a), self.lora_b)
 
 
 def parse_targets(text: str | None) -> tuple[str, ...]:
@@ -56,12 +65,12 @@ def add_lora_slots(model: nn.Module, rank: int, targets: tuple[str, ...]) -> lis
     added = []
     for i, block in enumerate(model.layers):
         for target in targets:
-            parent_name, _, attr = TARGETS[target].rpartition(".")
+            parent_name, _, attr = TARGETS[target][0].rpartition(".")
             parent = block.get_submodule(parent_name)
             base = getattr(parent, attr, None)
             if isinstance(base, nn.Linear) and not isinstance(base, LoRALinear):
                 setattr(parent, attr, LoRALinear(base, rank))
-                added.append(f"layers.{i}.{TARGETS[target]}")
+                added.append(f"layers.{i}.{TARGETS[target][0]}")
     if not added:
         raise ValueError(f"the model has none of the LoRA targets {', '.join(targets)}")
     return added
@@ -71,10 +80,24 @@ def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if n.endswith((".lora_a", ".lora_b"))}
 
 
+def input_key(param: str) -> str:
+    """`input_name` without its prefix (the key litert-torch prefixes with the argument's name)."""
+    m = re.fullmatch(r"layers\.(\d+)\.(\w+\.\w+)\.lora_([ab])", param)
+    stem = next((stem for path, stem in TARGETS.values() if m and path == m.group(2)), None)
+    if stem is None:
+        raise ValueError(f"{param} is not a LoRA slot parameter")
+    return f"{stem}_{m.group(3)}_prime_weight_{m.group(1)}"
+
+
 def input_name(param: str) -> str:
-    """The converted file's input for slot parameter `param` (`layers.0.attn.q_proj.lora_a`)."""
-    return INPUT_PREFIX + param.replace(".", "__")
+    """The converted file's input for slot parameter `param`: `layers.0.attn.q_proj.lora_a` ->
+    `lora_atten_q_a_prime_weight_0`."""
+    return INPUT_PREFIX + input_key(param)
 
 
-def param_name(input_name_: str) -> str:
-    return input_name_.removeprefix(INPUT_PREFIX).replace("__", ".")
+def parse_input_name(name: str) -> tuple[int, str, str] | None:
+    """(layer, target, "a" or "b") of a LoRA input name, else None."""
+    m = _INPUT.fullmatch(name)
+    if m is None or m.group(1) not in _STEMS:
+        return None
+    return int(m.group(3)), _STEMS[m.group(1)], m.group(2)

@@ -1,0 +1,95 @@
+"""LoRA adapter files in LiteRT-LM's format, which our runtime reads too.
+
+A TFLite flatbuffer (identifier `TFL3`) whose tensors are named like the converted file's LoRA inputs, their float32
+data after the flatbuffer (each buffer by offset and size), a `lora_rank` metadata entry whose buffer field is the
+rank, and the file padded to whole 4 KiB pages: LiteRT-LM memory-maps each tensor and refuses a read that runs past
+the end of the file (measured with litert-lm-api 0.18.1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+RANK_KEY = "lora_rank"
+_ALIGN = 64
+_PAGE = 4096
+
+
+class AdapterFileError(ValueError):
+    pass
+
+
+def _aligned(n: int, to: int = _ALIGN) -> int:
+    return -(-n // to) * to
+
+
+def write_adapter_file(matrices: dict[str, np.ndarray], rank: int, out: BinaryIO, description: str = "") -> None:
+    from ai_edge_litert import schema_py_generated as schema
+    from flatbuffers import Builder
+
+    arrays = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in matrices.items()}
+
+    def header(offsets: list[int]) -> bytes:
+        model = schema.ModelT()
+        model.version, model.description = 3, description
+        model.buffers = [schema.BufferT()]  # buffer 0 is empty by convention
+        graph = schema.SubGraphT()
+        graph.tensors, graph.inputs, graph.outputs, graph.operators = [], [], [], []
+        for (name, a), offset in zip(arrays.items(), offsets):
+            buffer = schema.BufferT()
+            buffer.offset, buffer.size = offset, a.nbytes
+            model.buffers.append(buffer)
+            tensor = schema.TensorT()
+            tensor.name, tensor.shape, tensor.type = name, list(a.shape), schema.TensorType.FLOAT32
+            tensor.buffer = len(model.buffers) - 1
+            graph.tensors.append(tensor)
+        model.subgraphs = [graph]
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = RANK_KEY, rank
+        model.metadata = [entry]
+        builder = Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    # Offsets are fixed-width fields: placeholders give the final header length.
+    length = len(header([1] * len(arrays)))
+    offsets, position = [], _aligned(length)
+    for a in arrays.values():
+        offsets.append(position)
+        position = _aligned(position + a.nbytes)
+    head = header(offsets)
+    if len(head) != length:
+        raise RuntimeError("adapter header changed size between packings")
+    start = out.tell()
+    out.write(head)
+    for offset, a in zip(offsets, arrays.values()):
+        out.write(b"\0" * (start + offset - out.tell()))
+        out.write(a.tobytes())
+    out.write(b"\0" * (-(out.tell() - start) % _PAGE))
+
+
+def read_adapter_file(path: str | Path) -> tuple[dict[str, np.ndarray], int]:
+    """(matrices by input name, rank) of an adapter file."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = Path(path).read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise AdapterFileError(f"{path} is not a LoRA adapter file (`edge-models lora pack` writes them)")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
+        rank = next(m.buffer for m in model.metadata or [] if m.name.decode() == RANK_KEY)
+        out = {}
+        for tensor in model.subgraphs[0].tensors:
+            buffer = model.buffers[tensor.buffer]
+            shape = tuple(int(d) for d in tensor.shape)
+            out[tensor.name.decode()] = np.frombuffer(
+                data, np.float32, int(np.prod(shape)), int(buffer.offset)
+            ).reshape(shape)
+    except StopIteration:
+        raise AdapterFileError(f"{path} has no {RANK_KEY} metadata: not a LoRA adapter file") from None
+    except (IndexError, ValueError, AttributeError, TypeError) as e:
+        raise AdapterFileError(f"{path} is not a readable LoRA adapter file: {e}") from None
+    return out, int(rank)
