@@ -56,11 +56,18 @@ def greedy(tflite: bytes, ids: list[int], stop_ids: set[int], max_tokens: int) -
     return generated
 
 
-def engine_generate(path: Path, prompt: str, max_tokens: int) -> tuple[str, object]:
-    engine = litert_lm.Engine(str(path), enable_benchmark=True)
+def engine_generate(
+    path: Path, prompt: str, max_tokens: int, lora: tuple[Path, int] | None = None
+) -> tuple[str, object]:
+    """LiteRT-LM's greedy text for `prompt`; `lora`: (adapter file, rank) bound for the session."""
+    rank = litert_lm.LoraRankConfig(lora_rank=lora[1]) if lora else None
+    engine = litert_lm.Engine(str(path), enable_benchmark=True, lora_rank_config=rank)
     try:
         session = engine.create_session(
-            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
+            apply_prompt_template=False,
+            sampler_config=litert_lm.SamplerConfig(top_k=1),
+            max_output_tokens=max_tokens,
+            lora_config=litert_lm.LoraConfig(lora_path=str(lora[0])) if lora else None,
         )
         session.run_prefill([prompt])
         text = session.run_decode().texts[0]
@@ -128,6 +135,56 @@ def test_every_family_runs_in_litert_lm_like_on_the_desktop(name, tmp_path, toke
     for bundle in (tmp_path / "m.task", tmp_path / "m.litertlm"):
         write_bundle(bundle, tflite, tokenizer, OPTIONS)
         _runtime_matches_engine(bundle)
+
+
+def _lora_file(tmp_path: Path, rank: int, targets: tuple[str, ...]) -> tuple[Path, Path]:
+    """(tiny Llama .tflite with LoRA inputs of `rank` on `targets`, where its .litertlm goes)."""
+    from edge_models import registry
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.layers.lora import add_lora_slots
+    from edge_models.models import random_model
+
+    model = random_model(registry().get("llama").tiny_config, seed=4)
+    add_lora_slots(model, rank, targets)
+    tflite = convert(model, tmp_path / f"lora{rank}.tflite", ExportSettings((8,), 64), "fp32", progress=None).path
+    return tflite, tmp_path / f"lora{rank}.litertlm"
+
+
+def test_litert_lm_binds_our_adapter_file_like_the_desktop_runtime(tmp_path, tokenizer):
+    """LiteRT-LM 0.18 takes an adapter per session (`lora_path`; no bundle format has a place for one): with our
+    adapter file it produces our adapted greedy text, without it the base model's."""
+    from edge_models.layers.lora import LITERT_LM_TARGETS
+    from edge_models.lora import write_packed
+    from edge_models.runtime import Generator
+    from edge_models.runtime.lora_file import read_adapter_file
+
+    from edge_models_bundler import write_bundle
+
+    tflite, bundle = _lora_file(tmp_path, 16, LITERT_LM_TARGETS)
+    assert not write_bundle(bundle, tflite, tokenizer, OPTIONS).warnings
+    gen = Generator.open(bundle)
+    rng = np.random.default_rng(0)
+    adapter = {n: rng.normal(0.0, 0.5, shape).astype(np.float32) for n, shape in gen.model.lora_spec.items()}
+    path = write_packed(adapter, tmp_path / "adapter.bin", "random matrices")
+    ids = gen.encode(PROMPTS[0])
+    base = gen.tokenizer.decode(list(gen.generate_ids(ids, NEW_TOKENS, speculate=False)))
+    gen.model.set_lora(read_adapter_file(path)[0])
+    adapted = gen.tokenizer.decode(list(gen.generate_ids(ids, NEW_TOKENS, speculate=False)))
+    assert adapted != base, "the adapter changes nothing: the comparison below would prove nothing"
+    assert engine_generate(bundle, PROMPTS[0], NEW_TOKENS)[0] == base
+    assert engine_generate(bundle, PROMPTS[0], NEW_TOKENS, lora=(path, 16))[0] == adapted
+
+
+def test_bundler_refuses_lora_inputs_litert_lm_would_leave_at_zero(tmp_path, tokenizer):
+    from edge_models_bundler import BundleError, write_bundle
+
+    tflite, bundle = _lora_file(tmp_path, 4, ("q_proj", "up_proj"))
+    with pytest.raises(BundleError, match="LoRA inputs on up_proj, which LiteRT-LM does not bind") as refused:
+        write_bundle(bundle, tflite, tokenizer, OPTIONS)
+    assert any(
+        "rank 4: LiteRT-LM 0.18 takes adapters only on files of rank 16 or 32" in w for w in refused.value.warnings
+    )
+    assert not bundle.exists()
 
 
 def test_litertlm_with_sentencepiece(tmp_path, tiny_tflite, tokenizer):

@@ -191,6 +191,32 @@ def check_model(tflite: Path | str, report: Report, interpreter=None) -> None:
         report.tflite = check_tflite(tflite, interpreter=interpreter)
     except TFLiteCheckError as e:
         report.problems.append(str(e))
+        return
+    check_lora(report.tflite.lora_inputs, report)
+
+
+def check_lora(inputs: dict[str, tuple[int, ...]], report: Report) -> None:
+    """LoRA inputs the runtimes can bind: LiteRT-LM fills only the attention ones it recognises by name, and takes
+    adapters only at some ranks; slots it cannot fill would drop an adapter's changes without a word."""
+    from edge_models.layers.lora import LITERT_LM_RANKS, LITERT_LM_TARGETS, parse_input_name
+
+    if not inputs:
+        return
+    slots = {name: parse_input_name(name) for name in inputs}
+    unbound = sorted({s[1] if s else name for name, s in slots.items() if not s or s[1] not in LITERT_LM_TARGETS})
+    if unbound:
+        report.problems.append(
+            f"the model has LoRA inputs on {', '.join(unbound)}, which LiteRT-LM does not bind (it binds "
+            f"{', '.join(LITERT_LM_TARGETS)}): an adapter's changes there would be dropped in the bundle. Convert "
+            f"with --lora-targets {','.join(LITERT_LM_TARGETS)} (or a subset), or keep this file for edge-models' "
+            "runtime"
+        )
+    ranks = {inputs[name][1] for name, s in slots.items() if s and s[2] == "a"}
+    if ranks and not ranks <= set(LITERT_LM_RANKS):
+        report.warnings.append(
+            f"LoRA rank {', '.join(map(str, sorted(ranks)))}: LiteRT-LM 0.18 takes adapters only on files of rank "
+            f"{' or '.join(map(str, LITERT_LM_RANKS))} (without an adapter it runs the bundle as the base model)"
+        )
 
 
 def validate_inputs(tflite: Path, tokenizer: Path, options: BundleOptions) -> Report:

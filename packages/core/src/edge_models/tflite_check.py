@@ -27,6 +27,7 @@ class TFLiteInfo:
     prefill_windows: dict[str, tuple[int, int]] = field(default_factory=dict)  # fill_<N>_<W> -> (N, W)
     # verify_<K>[_<W>] -> (K, W or None): K tokens scored at once, logits for each (speculative decoding)
     verify: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    lora_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # LoRA input -> shape (`--lora-rank`)
 
     @property
     def signatures(self) -> list[str]:
@@ -149,4 +150,7 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         decode_windows=steps,
         prefill_windows=fills,
         verify=verify,
+        lora_inputs={
+            n: tuple(int(d) for d in v["shape"]) for n, v in details["decode"][0].items() if n.startswith("lora_")
+        },
     )
