@@ -36,8 +36,17 @@ def _nothing_written(out: Path) -> None:
 
 def test_convert_bundle_in_one_go(tiny_task):
     b = read_task(tiny_task)
-    assert list(b.entries) == ["TF_LITE_PREFILL_DECODE", "TOKENIZER_MODEL", "METADATA", "EDGE_MODELS_SELF_TEST"]
+    assert list(b.entries) == [
+        "TF_LITE_PREFILL_DECODE",
+        "TOKENIZER_MODEL",
+        "METADATA",
+        "EDGE_MODELS_SELF_TEST",
+        "EDGE_MODELS_NOTES",
+    ]
     assert all(e.aligned for e in b.entries.values())
+    from edge_models.runtime import read_bundle
+
+    assert read_bundle(tiny_task).notes["recipe"].startswith("int8")
     # --model llama gave the defaults: the spec's start/stop tokens.
     assert b.params.start_token == "<s>" and b.params.stop_tokens == ("</s>",)
     report = check_bundle(tiny_task)
@@ -105,6 +114,8 @@ def test_cli_bundle_inspect_check(tmp_path, tiny_tflite, tokenizer):
         "<end_of_turn>\n",
         "--system-prompt",
         "Be brief.",
+        "--note",
+        "merged LoRA=support-bot (sha256 0123456789ab)",
         "-o",
         str(out),
     )
@@ -121,10 +132,21 @@ def test_cli_bundle_inspect_check(tmp_path, tiny_tflite, tokenizer):
         "256 pieces",
         "'Be brief.'",
         "[1, 2, 32, 64]",
+        "merged LoRA        support-bot (sha256 0123456789ab)",
     ):
         assert text in r.output
     r = _run("bundle", "check", str(out))
     assert r.exit_code == 0 and "OK" in r.output
+
+
+def test_notes_round_trip_in_both_formats(tmp_path, tiny_tflite, tokenizer):
+    from edge_models.runtime import read_bundle
+
+    notes = {"recipe": "int8-gptq", "merged LoRA": "support-bot (sha256 0123456789ab)"}
+    for out in (tmp_path / "n.task", tmp_path / "n.litertlm"):
+        write_bundle(out, tiny_tflite, tokenizer, OPTIONS.replace(notes=notes))
+        assert read_bundle(out).notes == notes
+    assert _run("bundle", "--tflite", "x", "--note", "no equals sign", "-o", "y").exit_code == 2
 
 
 def test_cli_model_defaults_and_overrides(tmp_path, tiny_tflite, tokenizer):

@@ -56,18 +56,11 @@ def greedy(tflite: bytes, ids: list[int], stop_ids: set[int], max_tokens: int) -
     return generated
 
 
-def engine_generate(
-    path: Path, prompt: str, max_tokens: int, lora: tuple[Path, int] | None = None
-) -> tuple[str, object]:
-    """LiteRT-LM's greedy text for `prompt`; `lora`: (adapter file, rank) bound for the session."""
-    rank = litert_lm.LoraRankConfig(lora_rank=lora[1]) if lora else None
-    engine = litert_lm.Engine(str(path), enable_benchmark=True, lora_rank_config=rank)
+def engine_generate(path: Path, prompt: str, max_tokens: int) -> tuple[str, object]:
+    engine = litert_lm.Engine(str(path), enable_benchmark=True)
     try:
         session = engine.create_session(
-            apply_prompt_template=False,
-            sampler_config=litert_lm.SamplerConfig(top_k=1),
-            max_output_tokens=max_tokens,
-            lora_config=litert_lm.LoraConfig(lora_path=str(lora[0])) if lora else None,
+            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
         )
         session.run_prefill([prompt])
         text = session.run_decode().texts[0]
@@ -137,6 +130,14 @@ def test_every_family_runs_in_litert_lm_like_on_the_desktop(name, tmp_path, toke
         _runtime_matches_engine(bundle)
 
 
+def _run_cli(*args: str):
+    from click.testing import CliRunner
+    from edge_models.cli import _add_builtin_groups, cli
+
+    _add_builtin_groups()
+    return CliRunner().invoke(cli, list(args))
+
+
 def _lora_file(tmp_path: Path, rank: int, targets: tuple[str, ...]) -> tuple[Path, Path]:
     """(tiny Llama .tflite with LoRA inputs of `rank` on `targets`, where its .litertlm goes)."""
     from edge_models import registry
@@ -153,15 +154,16 @@ def _lora_file(tmp_path: Path, rank: int, targets: tuple[str, ...]) -> tuple[Pat
 def test_litert_lm_binds_our_adapter_file_like_the_desktop_runtime(tmp_path, tokenizer):
     """LiteRT-LM 0.18 takes an adapter per session (`lora_path`; no bundle format has a place for one): with our
     adapter file it produces our adapted greedy text, without it the base model's."""
-    from edge_models.layers.lora import LITERT_LM_TARGETS
     from edge_models.lora import write_packed
     from edge_models.runtime import Generator
-    from edge_models.runtime.lora_file import read_adapter_file
+    from edge_models.runtime.lora_format import LITERT_LM_TARGETS, read_adapter_file
 
     from edge_models_bundler import write_bundle
+    from edge_models_bundler.selftest import litert_lm_greedy, record, replay
 
     tflite, bundle = _lora_file(tmp_path, 16, LITERT_LM_TARGETS)
-    assert not write_bundle(bundle, tflite, tokenizer, OPTIONS).warnings
+    (warning,) = write_bundle(bundle, tflite, tokenizer, OPTIONS).warnings
+    assert "edge-models lora zeros" in warning
     gen = Generator.open(bundle)
     rng = np.random.default_rng(0)
     adapter = {n: rng.normal(0.0, 0.5, shape).astype(np.float32) for n, shape in gen.model.lora_spec.items()}
@@ -171,8 +173,14 @@ def test_litert_lm_binds_our_adapter_file_like_the_desktop_runtime(tmp_path, tok
     gen.model.set_lora(read_adapter_file(path)[0])
     adapted = gen.tokenizer.decode(list(gen.generate_ids(ids, NEW_TOKENS, speculate=False)))
     assert adapted != base, "the adapter changes nothing: the comparison below would prove nothing"
-    assert engine_generate(bundle, PROMPTS[0], NEW_TOKENS)[0] == base
-    assert engine_generate(bundle, PROMPTS[0], NEW_TOKENS, lora=(path, 16))[0] == adapted
+    assert litert_lm_greedy(bundle, PROMPTS[0], NEW_TOKENS, path) == adapted
+    # Without an adapter LiteRT-LM leaves the LoRA inputs unset (garbage when the memory was used before): the base
+    # model is the all-zero adapter, which the self-test replay binds.
+    result = _run_cli("lora", "zeros", "--base", str(bundle), "-o", str(tmp_path / "zeros.bin"))
+    assert result.exit_code == 0, result.output
+    assert litert_lm_greedy(bundle, PROMPTS[0], NEW_TOKENS, tmp_path / "zeros.bin") == base
+    write_bundle(bundle, tflite, tokenizer, OPTIONS.replace(self_test=record(bundle)))
+    assert replay(bundle).passed
 
 
 def test_bundler_refuses_lora_inputs_litert_lm_would_leave_at_zero(tmp_path, tokenizer):

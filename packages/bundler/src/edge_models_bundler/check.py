@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_models.runtime.bundles import SELF_TEST_ENTRY
+from edge_models.runtime.bundles import NOTES_ENTRY, SELF_TEST_ENTRY
 from edge_models.task_format import KNOWN_ENTRIES, TaskBundle, TaskFormatError, read_task
 
 from edge_models_bundler.options import BundleOptions
@@ -75,7 +75,7 @@ def check_task(bundle: TaskBundle, report: Report) -> None:
                 f"entry {entry.name} starts at offset {entry.offset}, not 4-byte aligned: "
                 "MediaPipe memory-maps entries and needs aligned data"
             )
-        if entry.name not in (*KNOWN_ENTRIES, SELF_TEST_ENTRY):
+        if entry.name not in (*KNOWN_ENTRIES, SELF_TEST_ENTRY, NOTES_ENTRY):
             report.warnings.append(f"entry {entry.name!r} is not one MediaPipe reads")
     params = bundle.params
     if params.start_token is None:

@@ -79,6 +79,13 @@ _TEMPLATE_OPTIONS = {
 @click.option("--bytes-to-unicode", is_flag=True, help="tokenizer pieces use GPT-2's byte-to-unicode mapping")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="model.task or model.litertlm")
 @click.option(
+    "--note",
+    "notes",
+    multiple=True,
+    help="KEY=VALUE recorded in the bundle and shown by `bundle inspect` (repeatable; convert --bundle records the "
+    "recipe and a merged LoRA adapter)",
+)
+@click.option(
     "--self-test/--no-self-test",
     default=True,
     show_default=True,
@@ -105,6 +112,7 @@ def bundle(
     model_role_token: str | None = None,
     end_role_token: str | None = None,
     bytes_to_unicode: bool = False,
+    notes: tuple[str, ...] = (),
     **template: str | None,
 ) -> None:
     """Bundle a .tflite and its tokenizer into a MediaPipe .task (or LiteRT-LM .litertlm).
@@ -146,8 +154,15 @@ def bundle(
         model_role_token=model_role_token,
         end_role_token=end_role_token,
         bytes_to_unicode=bytes_to_unicode,
-    )
+    ).replace(notes=_parse_notes(notes))
     write_and_report(output, tflite, tokenizer, options, self_test)
+
+
+def _parse_notes(notes: tuple[str, ...]) -> dict[str, str]:
+    bad = [n for n in notes if "=" not in n or not n.partition("=")[0].strip()]
+    if bad:
+        raise click.UsageError(f"--note takes KEY=VALUE, got {bad[0]!r}")
+    return {key.strip(): value.strip() for key, _, value in (n.partition("=") for n in notes)}
 
 
 def checkpoint_tokenizer(checkpoint: Path, output: Path) -> Path:

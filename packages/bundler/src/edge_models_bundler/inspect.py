@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from pathlib import Path
 
+from edge_models.runtime.bundles import NOTES_ENTRY
 from edge_models.task_format import NORMALIZATION_BYTES_TO_UNICODE, read_task
 
 
@@ -49,6 +51,9 @@ def describe_task(path: str | Path) -> str:
             lines.append(f"  {role}_role_token{' ' * (8 - len(role))}{token!r}")
     for number, raw in p.unknown_fields:
         lines.append(f"  field {number:<12} ({len(raw)} bytes, not decoded)")
+    if NOTES_ENTRY in bundle:
+        lines += ["", f"conversion notes ({NOTES_ENTRY}):"]
+        lines += [f"  {key:<18} {value}" for key, value in json.loads(bundle.read(NOTES_ENTRY)).items()]
 
     lines += ["", "model (TF_LITE_PREFILL_DECODE):"]
     try:
@@ -110,5 +115,7 @@ def describe_litertlm(path: str | Path) -> str:
         lines.append(f"  renders 'Hello' as {hello!r}")
     if b.self_test is not None:
         lines.append(f"  self-test          {b.self_test['prompt']!r}, {len(b.self_test['tokens'])} tokens")
+    for key, value in b.notes.items():
+        lines.append(f"  {key:<18} {value}")
     lines += ["", "tokenizer:", f"  {type(b.tokenizer).__name__}, {b.tokenizer.vocab_size} tokens"]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from edge_models.fileio import write_atomically
-from edge_models.runtime.bundles import SELF_TEST_KEY
+from edge_models.runtime.bundles import NOTES_KEY, SELF_TEST_KEY
 
 from edge_models_bundler.options import BundleOptions
 from edge_models_bundler.validate import (
@@ -109,6 +109,9 @@ def write_litertlm(
         if options.self_test is not None:
             record = json.dumps(options.self_test)
             builder.add_system_metadata(lb.Metadata(key=SELF_TEST_KEY, value=record, dtype=lb.DType.STRING))
+        if options.notes:
+            notes = json.dumps(options.notes)
+            builder.add_system_metadata(lb.Metadata(key=NOTES_KEY, value=notes, dtype=lb.DType.STRING))
         builder.add_tflite_model(str(tflite), lb.TfLiteModelType.PREFILL_DECODE)
         if tokenizer.suffix == ".json":
             builder.add_hf_tokenizer(str(tokenizer))

@@ -22,6 +22,8 @@ class BundleOptions:
     chat_template: ChatTemplate | None = None
     # {"prompt": ..., "tokens": [...]}: greedy tokens the converted model produced, replayed by `bundle check --run`.
     self_test: dict | None = None
+    # Notes on the conversion, e.g. {"recipe": "int8-gptq", "merged LoRA": "..."}: shown by `bundle inspect`.
+    notes: dict[str, str] = field(default_factory=dict)
     # Text fed once at the start of each session (MediaPipe's `system_prompt`); it cannot be
     # combined with the system prefix/suffix of `template`.
     system_prompt: str = ""

@@ -7,8 +7,11 @@ that decodes to garbage on some runtime then shows up on the machine at hand, be
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edge_models.runtime.lora_format import LITERT_LM_RANKS, rank_of, write_adapter_file, zero_adapter
 
 PROMPT = "Here is a short story about the sea."
 TOKENS = 16
@@ -68,7 +71,19 @@ def replay(bundle: str | Path, threads: int | None = None) -> SelfTestReport:
         import litert_lm  # noqa: F401 - only to know whether LiteRT-LM is at hand
     except ImportError:
         return report
-    text = litert_lm_greedy(Path(bundle), test["prompt"], test["max_tokens"])
+    lora = gen.model.lora_spec
+    if lora and rank_of(lora) not in LITERT_LM_RANKS:
+        detail = f"not run: LoRA rank {rank_of(lora)} (LiteRT-LM binds adapters only at {LITERT_LM_RANKS})"
+        report.results.append(ReplayResult("LiteRT-LM", False, detail))
+        return report
+    with tempfile.TemporaryDirectory() as tmp:
+        zeros = None
+        if lora:
+            # LiteRT-LM leaves LoRA inputs unset without an adapter: the base model is the all-zero one.
+            zeros = Path(tmp) / "zeros.bin"
+            with zeros.open("wb") as f:
+                write_adapter_file(zero_adapter(lora), rank_of(lora), f)
+        text = litert_lm_greedy(Path(bundle), test["prompt"], test["max_tokens"], zeros)
     # LiteRT-LM's C API returns C strings: text past a NUL byte (a byte-level token of a random model) is lost.
     comparable = expected.split("\x00")[0]
     same = text == comparable
@@ -79,15 +94,21 @@ def replay(bundle: str | Path, threads: int | None = None) -> SelfTestReport:
     return report
 
 
-def litert_lm_greedy(bundle: Path, prompt: str, max_tokens: int) -> str:
-    """LiteRT-LM's greedy text for `prompt` as plain text (the engine adds the start token itself)."""
+def litert_lm_greedy(bundle: Path, prompt: str, max_tokens: int, lora: Path | None = None) -> str:
+    """LiteRT-LM's greedy text for `prompt` as plain text (the engine adds the start token itself); `lora`: an
+    adapter file bound for the session."""
     import litert_lm
+    from edge_models.runtime.lora_format import read_adapter_file
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
-    engine = litert_lm.Engine(str(bundle))
+    rank = litert_lm.LoraRankConfig(lora_rank=read_adapter_file(lora)[1]) if lora else None
+    engine = litert_lm.Engine(str(bundle), lora_rank_config=rank)
     try:
         session = engine.create_session(
-            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=max_tokens
+            apply_prompt_template=False,
+            sampler_config=litert_lm.SamplerConfig(top_k=1),
+            max_output_tokens=max_tokens,
+            lora_config=litert_lm.LoraConfig(lora_path=str(lora)) if lora else None,
         )
         try:
             session.run_prefill([prompt])

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from edge_models.fileio import write_atomically
-from edge_models.runtime.bundles import SELF_TEST_ENTRY
+from edge_models.runtime.bundles import NOTES_ENTRY, SELF_TEST_ENTRY
 from edge_models.task_format import (
     EMBEDDER_ENTRY,
     METADATA_ENTRY,
@@ -76,5 +76,7 @@ def write_task(
             sources.append(Source(entry, path=Path(extra_models[key])))
     if options.self_test is not None:
         sources.append(Source(SELF_TEST_ENTRY, data=json.dumps(options.self_test).encode()))
+    if options.notes:
+        sources.append(Source(NOTES_ENTRY, data=json.dumps(options.notes).encode()))
     write_atomically(output, lambda f: write_aligned_zip(f, sources, date_time))
     return report

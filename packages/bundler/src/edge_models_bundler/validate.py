@@ -198,7 +198,7 @@ def check_model(tflite: Path | str, report: Report, interpreter=None) -> None:
 def check_lora(inputs: dict[str, tuple[int, ...]], report: Report) -> None:
     """LoRA inputs the runtimes can bind: LiteRT-LM fills only the attention ones it recognises by name, and takes
     adapters only at some ranks; slots it cannot fill would drop an adapter's changes without a word."""
-    from edge_models.layers.lora import LITERT_LM_RANKS, LITERT_LM_TARGETS, parse_input_name
+    from edge_models.runtime.lora_format import LITERT_LM_RANKS, LITERT_LM_TARGETS, parse_input_name, rank_of
 
     if not inputs:
         return
@@ -211,11 +211,16 @@ def check_lora(inputs: dict[str, tuple[int, ...]], report: Report) -> None:
             f"with --lora-targets {','.join(LITERT_LM_TARGETS)} (or a subset), or keep this file for edge-models' "
             "runtime"
         )
-    ranks = {inputs[name][1] for name, s in slots.items() if s and s[2] == "a"}
-    if ranks and not ranks <= set(LITERT_LM_RANKS):
+    rank = rank_of(inputs)
+    if rank not in LITERT_LM_RANKS:
         report.warnings.append(
-            f"LoRA rank {', '.join(map(str, sorted(ranks)))}: LiteRT-LM 0.18 takes adapters only on files of rank "
-            f"{' or '.join(map(str, LITERT_LM_RANKS))} (without an adapter it runs the bundle as the base model)"
+            f"LoRA rank {rank}: LiteRT-LM 0.18 takes adapters only on files of rank "
+            f"{' or '.join(map(str, LITERT_LM_RANKS))}, and leaves the LoRA inputs unset without one"
+        )
+    else:
+        report.warnings.append(
+            "LiteRT-LM leaves LoRA inputs unset when a session has no adapter: give every session one (for the base "
+            "model, `edge-models lora zeros --base FILE -o zeros.bin`)"
         )
 
 

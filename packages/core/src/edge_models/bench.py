@@ -90,7 +90,7 @@ def bench_tflite(
     else:
         model = LiteRTModel(path, threads, engine, windows)
     if lora is not None:
-        from edge_models.runtime.lora_file import read_adapter_file
+        from edge_models.runtime.lora_format import read_adapter_file
 
         model.set_lora(read_adapter_file(lora)[0])
     label = f"edge-models {path.name} ({engine}{', adapter ' + Path(lora).name if lora else ''})"
@@ -204,7 +204,7 @@ def bench_generation(
     if not gen.model.info.verify:
         return []
     if lora is not None:
-        from edge_models.runtime.lora_file import read_adapter_file
+        from edge_models.runtime.lora_format import read_adapter_file
 
         gen.model.set_lora(read_adapter_file(lora)[0])
     ids = gen.encode(prompt)

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from edge_models.fileio import write_atomically
-from edge_models.layers.lora import input_name, parse_input_name
-from edge_models.runtime.lora_file import write_adapter_file
+from edge_models.runtime.lora_format import input_name, parse_input_name, rank_of, write_adapter_file
 from edge_models.tensor_names import LAYER_SLOTS, TensorNames
 
 
@@ -148,13 +147,23 @@ def pack(adapter: Adapter, lora_spec: dict[str, tuple[int, ...]]) -> dict[str, n
 def write_packed(matrices: dict[str, np.ndarray], output: str | Path, source: str) -> Path:
     """The packed matrices as an adapter file LiteRT-LM and our runtime read (`runtime.lora_file`); written to a
     temporary file and renamed."""
-    ranks = {a.shape[1] for name, a in matrices.items() if (parsed := parse_input_name(name)) and parsed[2] == "a"}
-    if len(ranks) != 1:
-        raise AdapterError(f"packed matrices of ranks {sorted(ranks)}: one rank expected")
-    (rank,) = ranks
+    rank = rank_of({name: a.shape for name, a in matrices.items()})
     return write_atomically(
         output, lambda f: write_adapter_file(matrices, rank, f, f"edge-models LoRA adapter packed from {source}")
     )
+
+
+def describe_adapter(directory: str | Path) -> str:
+    """The adapter's directory name and the first 12 hex digits of its weights file's SHA-256: enough to tell which
+    fine-tune a merged file holds."""
+    import hashlib
+
+    directory = Path(directory)
+    weights = next(
+        (directory / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (directory / n).is_file()), None
+    )
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights else "no weights file"
+    return f"{directory.resolve().name} (sha256 {digest})"
 
 
 def merge(model: torch.nn.Module, adapter: Adapter) -> None:

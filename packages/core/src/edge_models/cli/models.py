@@ -237,7 +237,20 @@ def convert(
     )
     if bundle_cmd is not None:
         hf_dir = checkpoint if checkpoint is not None and checkpoint.suffix != ".gguf" else None
-        ctx.invoke(bundle_cmd, tflite=output, tokenizer=tokenizer, checkpoint=hf_dir, model=spec.name, output=bundle)
+        notes = [f"recipe={recipe_obj.text}"]
+        if merge_lora is not None:
+            from edge_models.lora import describe_adapter
+
+            notes.append(f"merged LoRA={describe_adapter(merge_lora)}")
+        ctx.invoke(
+            bundle_cmd,
+            tflite=output,
+            tokenizer=tokenizer,
+            checkpoint=hf_dir,
+            model=spec.name,
+            output=bundle,
+            notes=tuple(notes),
+        )
 
 
 def _auto_target(recipe: str | None, max_ppl_increase: str | None, max_size: str | None):

@@ -54,7 +54,7 @@ def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, lora, *
 
     gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
     if lora is not None:
-        from edge_models.runtime.lora_file import read_adapter_file
+        from edge_models.runtime.lora_format import read_adapter_file
 
         gen.model.set_lora(read_adapter_file(lora)[0])
     gen.speculate = not no_speculate

@@ -26,9 +26,10 @@ from torch import nn
 
 from edge_models.convert.export import ExportSettings, Signature, lower_signatures
 from edge_models.layers import Decoder
-from edge_models.layers.lora import INPUT_PREFIX, input_key, lora_parameters
+from edge_models.layers.lora import lora_parameters
 from edge_models.quantize.formats import EncodedWeight, WeightFormat, encode, format_for, stored_bytes
 from edge_models.quantize.recipes import Recipe
+from edge_models.runtime.lora_format import INPUT_PREFIX, input_key
 
 WEIGHTS_ARG = "weights"  # the signature argument that carries the streamed weights during export
 LORA_ARG = INPUT_PREFIX.rstrip("_")  # the one that carries the LoRA slots: inputs named by `layers.lora.input_name`

@@ -6,29 +6,11 @@ base model exactly. In PyTorch the slots are ordinary parameters (zeros until an
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The projections a slot can sit on: our module path inside a decoder block, and the stem of its inputs' names.
-# Attention inputs are named as LiteRT-LM binds adapters (`lora_atten_q_a_prime_weight_3`: its LoRA input pattern,
-# runtime/util/lora_util.cc); feed-forward ones follow the same shape under `ffn_`, which LiteRT-LM does not bind.
-TARGETS = {
-    "q_proj": ("attn.q_proj", "atten_q"),
-    "k_proj": ("attn.k_proj", "atten_k"),
-    "v_proj": ("attn.v_proj", "atten_v"),
-    "o_proj": ("attn.o_proj", "atten_o"),
-    "gate_proj": ("mlp.gate_proj", "ffn_gate"),
-    "up_proj": ("mlp.up_proj", "ffn_up"),
-    "down_proj": ("mlp.down_proj", "ffn_down"),
-}
-LITERT_LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-LITERT_LM_RANKS = (16, 32)  # LiteRT-LM 0.18 on CPU: "Currently only support rank 16 and 32"
-INPUT_PREFIX = "lora_"
-_INPUT = re.compile(r"lora_(\w+?)_([ab])_prime_weight_(\d+)")
-_STEMS = {stem: target for target, (_, stem) in TARGETS.items()}
+from edge_models.runtime.lora_format import TARGETS
 
 
 class LoRALinear(nn.Linear):
@@ -78,26 +60,3 @@ def add_lora_slots(model: nn.Module, rank: int, targets: tuple[str, ...]) -> lis
 
 def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if n.endswith((".lora_a", ".lora_b"))}
-
-
-def input_key(param: str) -> str:
-    """`input_name` without its prefix (the key litert-torch prefixes with the argument's name)."""
-    m = re.fullmatch(r"layers\.(\d+)\.(\w+\.\w+)\.lora_([ab])", param)
-    stem = next((stem for path, stem in TARGETS.values() if m and path == m.group(2)), None)
-    if stem is None:
-        raise ValueError(f"{param} is not a LoRA slot parameter")
-    return f"{stem}_{m.group(3)}_prime_weight_{m.group(1)}"
-
-
-def input_name(param: str) -> str:
-    """The converted file's input for slot parameter `param`: `layers.0.attn.q_proj.lora_a` ->
-    `lora_atten_q_a_prime_weight_0`."""
-    return INPUT_PREFIX + input_key(param)
-
-
-def parse_input_name(name: str) -> tuple[int, str, str] | None:
-    """(layer, target, "a" or "b") of a LoRA input name, else None."""
-    m = _INPUT.fullmatch(name)
-    if m is None or m.group(1) not in _STEMS:
-        return None
-    return int(m.group(3)), _STEMS[m.group(1)], m.group(2)

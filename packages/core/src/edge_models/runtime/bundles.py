@@ -22,6 +22,9 @@ BUNDLE_SUFFIXES = (".task", ".litertlm")
 # system-metadata string, both of which MediaPipe and LiteRT-LM ignore.
 SELF_TEST_KEY = "edge_models_self_test"
 SELF_TEST_ENTRY = "EDGE_MODELS_SELF_TEST"
+# And where it keeps notes on the conversion (a JSON object of strings: the recipe, a merged LoRA adapter).
+NOTES_KEY = "edge_models_notes"
+NOTES_ENTRY = "EDGE_MODELS_NOTES"
 
 _MAGIC = b"LITERTLM"
 _PREFILL_DECODE = "tf_lite_prefill_decode"
@@ -42,6 +45,7 @@ class BundleContents:
     affixes: PromptTemplate = field(default_factory=PromptTemplate)
     chat_template: ChatTemplate | None = None
     self_test: dict | None = None
+    notes: dict[str, str] = field(default_factory=dict)
     sections: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -72,8 +76,19 @@ def _read_task(path: Path) -> BundleContents:
         stop_tokens=tuple(p.stop_tokens),
         affixes=p.prompt_template,
         self_test=self_test,
+        notes=_notes(bundle.read(NOTES_ENTRY).decode(), path) if NOTES_ENTRY in bundle else {},
         sections=[(e.name, e.size) for e in bundle.entries.values()],
     )
+
+
+def _notes(text: str, path: Path) -> dict[str, str]:
+    try:
+        notes = json.loads(text)
+    except ValueError:
+        notes = None
+    if not isinstance(notes, dict):
+        raise BundleFormatError(f"{path}: the conversion notes are not a JSON object")
+    return {str(k): str(v) for k, v in notes.items()}
 
 
 def _self_test(text: str, path: Path) -> dict:
@@ -177,5 +192,6 @@ def _read_litertlm(path: Path) -> BundleContents:
         if meta.jinja_prompt_template
         else None,
         self_test=_self_test(strings[SELF_TEST_KEY], path) if SELF_TEST_KEY in strings else None,
+        notes=_notes(strings[NOTES_KEY], path) if NOTES_KEY in strings else {},
         sections=sections,
     )
