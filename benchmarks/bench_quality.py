@@ -395,7 +395,7 @@ def main() -> int:
     started = time.perf_counter()
 
     from edge_models.models import resolve_spec
-    from edge_models.quantize.calibration_data import tokenized_calibration, tokenized_held_out
+    from edge_models.quantize.calibration_data import tokenized_calibration, tokenized_held_out_split
     from edge_models.runtime import load_tokenizer
 
     spec = resolve_spec(args.model, args.checkpoint)
@@ -406,7 +406,7 @@ def main() -> int:
     tokens = tok.encode(TEXT.read_text(encoding="utf-8"))
     prompt_ids = [[bos, *tok.encode(p)] for p in prompts()]
     calibration = tokenized_calibration(tok, spec.tokenizer.start_token)
-    held_out = tokenized_held_out(tok, spec.tokenizer.start_token)
+    auto_split = tokenized_held_out_split(tok, spec.tokenizer.start_token)
     st = args.checkpoint.stat()
     common = [
         tokens,
@@ -425,7 +425,7 @@ def main() -> int:
 
     def key(name: str) -> str:
         # `auto` rows also depend on the held-out windows it measures on.
-        extra = [held_out] if name.startswith("auto ") else []
+        extra = [auto_split] if name.startswith("auto ") else []
         return hashlib.sha256(json.dumps([name, *common, *extra]).encode()).hexdigest()
 
     rows: dict[str, dict] = {}
@@ -461,7 +461,15 @@ def main() -> int:
             recipe,
             key(recipe),
             args.fresh,
-            lambda r=recipe: tflite_row(r, args, args.work, tokens, bos, prompt_ids, calibration, held_out),
+            lambda r=recipe: tflite_row(
+                r,
+                args,
+                args.work,
+                tokens,
+                bos,
+                prompt_ids,
+                *(auto_split if r.startswith("auto ") else (calibration, [])),
+            ),
         )
 
     tools, missing = llama_cpp.find_tools(args.llama_cpp)

@@ -305,15 +305,18 @@ def test_auto_can_split_a_tied_embedding_and_measures_on_held_out_windows():
     assert plan.measured_increase == pytest.approx(math.expm1(kl), rel=1e-6)
 
 
-def test_held_out_windows_start_where_calibration_ends():
-    from edge_models.quantize.calibration_data import held_out_windows
+def test_auto_holds_out_windows_spread_over_the_text():
+    from edge_models.quantize.calibration_data import held_out_split
 
-    text = " ".join(f"w{k}" for k in range(6000))
+    text = " ".join(f"w{k}" for k in range(1000))
     encode = lambda t: list(range(len(t.split())))  # noqa: E731  one id per word, in order
-    used = {i for w in calibration_windows(text, encode, start_token=None, window=100, max_tokens=450) for i in w}
-    held = held_out_windows(text, encode, None, window=100, max_tokens=450, count=3)
-    assert [w[0] for w in held] == [500, 600, 700] and not used & {i for w in held for i in w}
-    assert held_out_windows(text, encode, None, window=100, max_tokens=6000) == []
+    everything = calibration_windows(text, encode, None, window=100, max_tokens=1000)
+    default = calibration_windows(text, encode, None, window=100, max_tokens=450)
+    calibrating, held = held_out_split(text, encode, None, window=100, max_tokens=450, count=3)
+    # One held-out window from each third of the text, none of them calibrated on.
+    assert [w[0] // 100 for w in held] == [1, 5, 8] and all(w in everything for w in held)
+    assert calibrating == [w for w in default if w not in held]
+    assert held_out_split(text, encode, None, window=100, max_tokens=250, count=3) == (default[:3], [])
 
 
 def test_auto_names_the_best_reachable_value_when_the_target_cannot_be_met():

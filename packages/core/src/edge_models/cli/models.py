@@ -228,7 +228,7 @@ def convert(
     if target:
         from edge_models.quantize.auto import choose_recipe
 
-        held_out = _calibration_windows(spec, checkpoint, tokenizer, calibration, tiny, held_out=True)
+        windows, held_out = _calibration_windows(spec, checkpoint, tokenizer, calibration, tiny, held_out=True)
         plan = choose_recipe(net, windows, target, weights, console.stage, held_out=held_out)
         console.err(plan.table())
         recipe_obj, calibrated = parse_recipe(plan.recipe), plan.calibrated
@@ -269,24 +269,24 @@ def _auto_target(recipe: str | None, max_ppl_increase: str | None, max_size: str
 def _calibration_windows(
     spec, checkpoint: Path | None, tokenizer: Path | None, text_file: Path | None, tiny: bool, held_out: bool = False
 ):
-    """Token windows of the calibration text, in the checkpoint's own tokenizer (`held_out`: the windows past
-    those calibration reads)."""
+    """Token windows of the calibration text, in the checkpoint's own tokenizer (`held_out`: `auto`'s
+    (calibration, held out) split of them)."""
     from edge_models.quantize.calibration_data import (
         calibration_windows,
-        held_out_windows,
+        held_out_split,
         read_calibration_text,
         tokenized_calibration,
-        tokenized_held_out,
+        tokenized_held_out_split,
     )
 
     if tiny:
         # A random tiny model has no tokenizer: its windows are the text's bytes folded into its vocabulary.
         vocab = spec.tiny_config.vocab_size
         text = read_calibration_text(text_file)
-        windows = held_out_windows if held_out else calibration_windows
+        windows = held_out_split if held_out else calibration_windows
         return windows(text, lambda t: [b % vocab for b in t.encode()], None)
     tok, start = checkpoint_tokenizer(checkpoint, tokenizer, "calibrated schemes", spec)
-    return (tokenized_held_out if held_out else tokenized_calibration)(tok, start, text_file)
+    return (tokenized_held_out_split if held_out else tokenized_calibration)(tok, start, text_file)
 
 
 def checkpoint_tokenizer(checkpoint: Path | None, tokenizer: Path | None, needed_by: str, spec):

@@ -15,7 +15,7 @@ MIN_CHARS = 2_000
 MIN_TOKENS = 512
 WINDOW = 512  # tokens per calibration sequence, start token included
 MAX_TOKENS = 4_608  # windows start below this: ten of 512 on Gemma 3 (5,120 tokens), seconds per block on 2 cores
-HELD_OUT_WINDOWS = 3  # windows past the calibration tokens that `auto` measures on (the shipped text has five)
+HELD_OUT_WINDOWS = 3  # windows `auto` measures on, spread over the text and kept out of its calibration
 
 
 class CalibrationError(ValueError):
@@ -53,31 +53,40 @@ def calibration_windows(
     source: str = "calibration text",
 ) -> list[list[int]]:
     """Token windows of `text` (each led by `start_token` when the model has one), up to `max_tokens` in all."""
-    ids = encode(text)
-    if len(ids) < MIN_TOKENS:
-        raise CalibrationError(f"{source} is {len(ids)} tokens long; at least {MIN_TOKENS} are needed")
-    lead = [] if start_token is None else [start_token]
-    step = window - len(lead)
-    windows = [lead + ids[i : i + step] for i in range(0, min(len(ids), max_tokens), step)]
-    return [w for w in windows if len(w) >= 32 or w is windows[0]]
+    windows = _windows(encode(text), start_token, window, source)
+    step = window - (start_token is not None)
+    return [w for k, w in enumerate(windows) if k * step < max_tokens]
 
 
-def held_out_windows(
+def held_out_split(
     text: str,
     encode: Callable[[str], list[int]],
     start_token: int | None,
     window: int = WINDOW,
     max_tokens: int = MAX_TOKENS,
     count: int = HELD_OUT_WINDOWS,
-) -> list[list[int]]:
-    """Up to `count` windows of `text` past those `calibration_windows` takes: tokens the rounding was not fitted
-    to, on which `auto` measures its choices. Empty when the text has nothing left over."""
-    ids = encode(text)
+    source: str = "calibration text",
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(calibration, held out) for `auto`: `count` windows spread evenly over the whole text are held out to
+    measure on (tokens the rounding was not fitted to, from every part of the text: the shipped text ends in code,
+    other languages and arithmetic), and calibration takes `calibration_windows`' windows less those. A text too
+    short to spare them holds out nothing."""
+    windows = [w for w in _windows(encode(text), start_token, window, source) if len(w) >= window // 2]
+    step = window - (start_token is not None)
+    calibrating = [k for k in range(len(windows)) if k * step < max_tokens]
+    if len(calibrating) <= count:
+        return [windows[k] for k in calibrating], []
+    held = {int((j + 0.5) * len(windows) / count) for j in range(count)}
+    return [windows[k] for k in calibrating if k not in held], [windows[k] for k in sorted(held)]
+
+
+def _windows(ids: list[int], start_token: int | None, window: int, source: str) -> list[list[int]]:
+    if len(ids) < MIN_TOKENS:
+        raise CalibrationError(f"{source} is {len(ids)} tokens long; at least {MIN_TOKENS} are needed")
     lead = [] if start_token is None else [start_token]
     step = window - len(lead)
-    begin = -(-min(len(ids), max_tokens) // step) * step  # where the last calibration window ends
-    windows = [lead + ids[i : i + step] for i in range(begin, len(ids), step)][:count]
-    return [w for w in windows if len(w) >= window // 2]
+    windows = [lead + ids[i : i + step] for i in range(0, len(ids), step)]
+    return [w for w in windows if len(w) >= 32 or w is windows[0]]
 
 
 def tokenized_calibration(tokenizer, start_token: str | None, text_file: str | Path | None = None) -> list[list[int]]:
@@ -90,7 +99,10 @@ def tokenized_calibration(tokenizer, start_token: str | None, text_file: str | P
     )
 
 
-def tokenized_held_out(tokenizer, start_token: str | None, text_file: str | Path | None = None) -> list[list[int]]:
-    """`held_out_windows` of the calibration text in `tokenizer`'s ids."""
+def tokenized_held_out_split(
+    tokenizer, start_token: str | None, text_file: str | Path | None = None
+) -> tuple[list[list[int]], list[list[int]]]:
+    """`held_out_split` of the calibration text in `tokenizer`'s ids."""
     start_id = tokenizer.piece_to_id(start_token) if start_token else None
-    return held_out_windows(read_calibration_text(text_file), tokenizer.encode, start_id)
+    text = read_calibration_text(text_file)
+    return held_out_split(text, tokenizer.encode, start_id, source=str(text_file or "the shipped calibration text"))
