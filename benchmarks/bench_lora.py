@@ -76,7 +76,7 @@ def main() -> int:
             _convert(args, files[label], extra)
         adapter = read_adapter(write_adapter(root / "adapter", spec, config, args.rank), spec.tensor_names, 99)
         packed = write_packed(
-            pack(adapter, LiteRTModel(files["lora"], engine="interpreter").lora_spec), root / "a.npz", "random"
+            pack(adapter, LiteRTModel(files["lora"], engine="interpreter").lora_spec), root / "a.bin", "random"
         )
         runs = {"plain file": (files["plain"], None), "LoRA file, no adapter": (files["lora"], None),
                 f"LoRA file, rank-{args.rank} adapter bound": (files["lora"], packed)}  # fmt: skip

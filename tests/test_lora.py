@@ -209,3 +209,30 @@ def test_adapter_file_round_trips_in_litert_lms_layout(tmp_path):
     (tmp_path / "bad.bin").write_text("not an adapter")
     with pytest.raises(AdapterFileError, match="is not a LoRA adapter file"):
         read_adapter_file(tmp_path / "bad.bin")
+
+
+def test_merged_bundle_records_the_adapter(llama_file, tmp_path):
+    from edge_models.cli import _load_plugin_commands, cli
+    from edge_models.runtime import read_bundle
+    from edge_models.testing import train_sentencepiece
+
+    pytest.importorskip("edge_models_bundler")
+    _, root, _ = llama_file
+    _load_plugin_commands()
+    tokenizer = train_sentencepiece(tmp_path / "tokenizer.model")
+    bundle = tmp_path / "m.litertlm"
+    args = [
+        "convert",
+        "llama",
+        "--checkpoint",
+        str(root / "ck"),
+        "-o",
+        str(tmp_path / "m.tflite"),
+        "--quantize",
+        "fp32",
+    ]
+    extra = ["--merge-lora", str(root / "ok"), "--bundle", str(bundle), "--tokenizer", str(tokenizer)]
+    result = CliRunner().invoke(cli, [*args, *extra, "--prefill", "8", "--kv-cache", "64"])
+    assert result.exit_code == 0, result.output
+    notes = read_bundle(bundle).notes
+    assert notes["recipe"] == "fp32" and notes["merged LoRA"].startswith("ok (sha256 ")
