@@ -208,3 +208,15 @@ def test_bench_prints_plain_and_speculative_generation_side_by_side(converted, t
     speculative = next(line for line in lines if line.startswith("| speculative (prompt lookup)"))
     # fp32: speculation gives the plain tokens exactly.
     assert plain.rstrip(" |").endswith("yes") and speculative.rstrip(" |").endswith("yes"), result.output
+    # The memory roof: decode reads every 2-D weight (fp32 here) once per token, but of the (untied) embedding only
+    # the rows it looks up.
+    from edge_models import registry
+    from edge_models.bench import decode_weight_bytes
+    from edge_models.models import random_model
+
+    model = random_model(registry().get("llama").tiny_config)
+    assert not model.config.tie_embeddings
+    sizes = {n: 4 * p.numel() for n, p in model.named_parameters() if p.dim() == 2}
+    embedding = sizes.pop("embed_tokens.weight")
+    assert sum(sizes.values()) <= decode_weight_bytes(local.read_bytes()) <= local.stat().st_size - embedding
+    assert "MB of weights per token" in result.output and "% of the" in result.output

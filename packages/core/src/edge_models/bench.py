@@ -239,6 +239,53 @@ def format_generation(rows: list[GenerationRow]) -> str:
     return "\n".join(lines)
 
 
+def read_bandwidth(threads: int, gib: float = 1.0) -> float:
+    """GB/s this machine reads with `threads` threads: the best of three passes of a maximum over `gib` GiB split
+    between them (a vectorized read with next to no arithmetic; numpy releases the GIL for it). Decode reads every
+    weight once per token, so this is the roof of its speed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = np.ones(int(gib * 2**30) // 4, np.float32)
+    chunks = np.array_split(data, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(np.max, chunks))
+        best = min(_timed(lambda: list(pool.map(np.max, chunks))) for _ in range(3))
+    return data.nbytes / best / 1e9
+
+
+def decode_weight_bytes(tflite: bytes) -> int:
+    """Bytes of constant data (weights) the `decode` signature reads per token: every buffer an operator of it
+    takes, except those only looked up a row at a time (an untied embedding); the KV cache is not counted."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    lookups = {schema.BuiltinOperator.EMBEDDING_LOOKUP, schema.BuiltinOperator.GATHER}
+    model = schema.Model.GetRootAs(tflite, 0)
+    signatures = [model.SignatureDefs(i) for i in range(model.SignatureDefsLength())]
+    graph = model.Subgraphs(next(s for s in signatures if s.SignatureKey() == b"decode").SubgraphIndex())
+    read, looked_up = set(), set()
+    for o in range(graph.OperatorsLength()):
+        op = graph.Operators(o)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        for i in range(op.InputsLength()):
+            if op.Inputs(i) >= 0 and (buffer := graph.Tensors(op.Inputs(i)).Buffer()):
+                (looked_up if kind in lookups and i == 0 else read).add(buffer)
+    sizes = {
+        b: model.Buffers(b).Size() if model.Buffers(b).Offset() > 1 else model.Buffers(b).DataLength() for b in read
+    }
+    return sum(sizes.values())
+
+
+def format_bandwidth(row: BenchRow, weight_bytes: int, bandwidth: float) -> str:
+    """How close a decode speed is to the memory roof."""
+    reads = row.decode_tok_s * weight_bytes / 1e9
+    return (
+        f"decode reads {weight_bytes / 1e6:,.1f} MB of weights per token: {row.decode_tok_s:.1f} tok/s = "
+        f"{reads:.1f} GB/s, {100 * reads / bandwidth:.0f} % of the {bandwidth:.1f} GB/s this machine reads with "
+        f"these threads (roof: {bandwidth * 1e9 / weight_bytes:.0f} tok/s)"
+    )
+
+
 def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
     """Markdown table; with a baseline, a column of decode speed-ups against it."""
     baseline = baseline or (rows[-1] if len(rows) > 1 else None)

@@ -192,9 +192,15 @@ def bench(
         bench_generation,
         bench_tflite,
         bench_torch,
+        decode_weight_bytes,
+        format_bandwidth,
         format_generation,
         format_table,
+        read_bandwidth,
     )
+    from edge_models.runtime import read_bundle
+    from edge_models.runtime.bundles import BUNDLE_SUFFIXES
+    from edge_models.tflite_check import os_threads
 
     engines = ["compiled", "interpreter"] if engine == "both" else [engine]
     rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e, lora=lora) for e in engines]
@@ -203,6 +209,8 @@ def bench(
             bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
         )
     console.out(format_table(rows))
+    tflite = read_bundle(file).tflite if Path(file).suffix in BUNDLE_SUFFIXES else Path(file).read_bytes()
+    console.out(format_bandwidth(rows[0], decode_weight_bytes(tflite), read_bandwidth(threads or os_threads())))
     if no_speculate:
         return
     from edge_models.runtime import TokenizerError
