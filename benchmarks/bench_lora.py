@@ -3,11 +3,13 @@ disk against N merged files.
 
     python benchmarks/bench_lora.py [--checkpoint artifacts/gemma3-270m/gemma-3-270m-q4_k_m.gguf]
         [--model gemma3-270m] [--tokenizer artifacts/gemma3-270m/tokenizer.model] [--rank 16] [--threads 2]
+        [--targets q_proj,k_proj,v_proj,o_proj]
 
-Converts the model twice with the default recipe (int8-gptq): once with LoRA inputs of `--rank` on every projection,
-once plain (what a merged file costs). The adapter is a peft-layout directory written here with random matrices of
-the checkpoint's names and shapes (speed and size do not depend on the values; `tests/test_lora.py` checks the
-numbers against peft). Each file is timed with `edge_models.bench.bench_tflite`, alternating, best of two rounds.
+Converts the model twice with the default recipe (int8-gptq): once with LoRA inputs of `--rank` on `--targets`
+(default: every projection), once plain (what a merged file costs). The adapter is a peft-layout directory written
+here with random matrices of the checkpoint's names and shapes (speed and size do not depend on the values;
+`tests/test_lora.py` checks the numbers against peft). Each file is timed with `edge_models.bench.bench_tflite`,
+alternating, best of two rounds.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 
-def write_adapter(directory: Path, spec, config, rank: int) -> Path:
+def write_adapter(directory: Path, spec, config, rank: int, targets: tuple[str, ...]) -> Path:
     from safetensors.torch import save_file
 
     from edge_models.tensor_names import LAYER_SLOTS
@@ -37,16 +39,18 @@ def write_adapter(directory: Path, spec, config, rank: int) -> Path:
         "mlp.down_proj": (config.hidden_size, config.mlp.intermediate_size),
     }
     g = torch.Generator().manual_seed(0)
-    tensors, targets = {}, set()
+    tensors, modules = {}, set()
     for layer in range(config.num_layers):
         for slot, (rows, cols) in dims.items():
+            if slot.split(".")[1] not in targets:
+                continue
             module = getattr(names, LAYER_SLOTS[slot]).format(layer)
-            targets.add(module.rsplit(".", 1)[-1])
+            modules.add(module.rsplit(".", 1)[-1])
             tensors[f"base_model.model.{module}.lora_A.weight"] = torch.randn(rank, cols, generator=g) * 0.01
             tensors[f"base_model.model.{module}.lora_B.weight"] = torch.randn(rows, rank, generator=g) * 0.01
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(directory / "adapter_model.safetensors"))
-    config_json = {"peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "target_modules": sorted(targets)}
+    config_json = {"peft_type": "LORA", "r": rank, "lora_alpha": 2 * rank, "target_modules": sorted(modules)}
     (directory / "adapter_config.json").write_text(json.dumps(config_json))
     return directory
 
@@ -59,6 +63,9 @@ def main() -> int:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--adapters", type=int, default=4, help="N in the size comparison")
+    parser.add_argument(
+        "--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", help="projections with inputs"
+    )
     args = parser.parse_args()
 
     from edge_models.bench import bench_tflite, run_measured
@@ -71,10 +78,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = {}
-        for label, extra in (("lora", ["--lora-rank", str(args.rank)]), ("plain", [])):
+        for label, extra in (("lora", ["--lora-rank", str(args.rank), "--lora-targets", args.targets]), ("plain", [])):
             files[label] = root / f"{label}.tflite"
             _convert(args, files[label], extra)
-        adapter = read_adapter(write_adapter(root / "adapter", spec, config, args.rank), spec.tensor_names, 99)
+        targets = tuple(args.targets.split(","))
+        adapter = read_adapter(write_adapter(root / "adapter", spec, config, args.rank, targets), spec.tensor_names, 99)
         packed = write_packed(
             pack(adapter, LiteRTModel(files["lora"], engine="interpreter").lora_spec), root / "a.bin", "random"
         )
@@ -88,7 +96,7 @@ def main() -> int:
         sizes = {k: p.stat().st_size for k, p in files.items()}
         adapter_bytes = packed.stat().st_size
     base = speed["plain file"]
-    print(f"{spec.name}, int8-gptq, LoRA rank {args.rank} on every projection of {config.num_layers} layers, "
+    print(f"{spec.name}, int8-gptq, LoRA rank {args.rank} on {args.targets} of {config.num_layers} layers, "
           f"{args.threads} threads\n")  # fmt: skip
     print("| file | decode tok/s | vs plain |\n|---|---|---|")
     for label, s in speed.items():
