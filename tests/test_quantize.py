@@ -278,7 +278,7 @@ def test_auto_is_deterministic_and_spells_its_choice_as_a_recipe():
 
 
 def test_auto_can_split_a_tied_embedding_and_measures_on_held_out_windows():
-    from edge_models.quantize.auto import HIGH, LOW, SPLIT, Target, choose_recipe, split_rows, units_of
+    from edge_models.quantize.auto import HIGH, LOW, Target, choose_recipe, is_split, split_rows, units_of
     from edge_models.quantize.simulate import emulated, log_probs, mean_kl
 
     config = registry().get("gemma3-270m").tiny_config
@@ -286,17 +286,18 @@ def test_auto_can_split_a_tied_embedding_and_measures_on_held_out_windows():
     windows = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(4)]
     held_out = [markov_text(64, config.vocab_size, seed=2000 + k) for k in range(2)]
     (tied,) = [u for u in units_of(model) if u.part == "embedding,lm_head"]
-    assert tied.sizes[HIGH] > tied.sizes[SPLIT] > tied.sizes[LOW]
-    # A budget with room for the split only when every other part is int4.
-    budget = sum(min(u.sizes.values()) for u in units_of(model)) + tied.sizes[SPLIT] - tied.sizes[LOW]
+    quarter = f"rows.{config.vocab_size // 4}"
+    assert tied.options == [HIGH, f"rows.{3 * config.vocab_size // 4}", f"rows.{config.vocab_size // 2}", quarter, LOW]
+    # A budget with room for a quarter split only when every other part is int4.
+    budget = sum(min(u.sizes.values()) for u in units_of(model)) + tied.sizes[quarter] - tied.sizes[LOW]
     plan = choose_recipe(model, windows, Target(max_size=budget), held_out=held_out)
     assert plan.held_out and plan.weights_bytes <= budget
     (tied,) = [u for u in plan.units if u.part == "embedding,lm_head"]
-    assert set(tied.costs) == {LOW, SPLIT}
-    assert tied.choice == (SPLIT if tied.costs[SPLIT] < tied.costs[LOW] else LOW)
+    assert set(tied.costs) == set(tied.options[1:])
+    assert tied.choice == (quarter if tied.costs[quarter] < tied.costs[LOW] else LOW)
     recipe = parse_recipe(plan.recipe)
-    if tied.choice == SPLIT:
-        assert recipe.lead_rows == (split_rows(tied), HIGH) and recipe.scheme_name_for("embed_tokens") == LOW
+    if is_split(tied.choice):
+        assert recipe.lead_rows == (split_rows(tied.choice), HIGH) and recipe.scheme_name_for("embed_tokens") == LOW
         assert "embed_tokens.lead_rows" in plan.calibrated.encoded
     # The measured value is the converter's calibration of the recipe, emulated on the held-out windows.
     reference = log_probs(model, held_out)

@@ -3,12 +3,12 @@
 1. Every weight is calibrated twice, once as int8 (`int8-gptq`) and once as int4 (`int4-block32-gptq`).
 2. Sensitivity: with everything at int8 (the file's arithmetic emulated, `quantize.simulate`), each unit (one
    block's attention, one block's feed-forward, the embedding/LM head) is switched alone to each smaller choice:
-   int4, and for a tied embedding/LM head also the split (int4 with the first quarter of the vocabulary's rows at
-   int8, `rows.K`). The rise of the mean KL divergence from the float model is that choice's cost. (KL, not the
-   rise of the negative log-likelihood: on a thousand tokens a single unit's NLL change is below the noise of
-   near-tie tokens flipping, and came out negative for most of Gemma 3 270M's units.) It is measured on held-out
-   windows of the calibration text (past the tokens calibration reads) when the text is long enough: on the
-   windows GPTQ was fitted to, a mix predicted at +3 % landed at +4.2 % on other text.
+   int4, and for a tied embedding/LM head also splits (int4 with the first quarter, half or three quarters of the
+   vocabulary's rows at int8, `rows.K`). The rise of the mean KL divergence from the float model is that choice's
+   cost. (KL, not the rise of the negative log-likelihood: on a thousand tokens a single unit's NLL change is below
+   the noise of near-tie tokens flipping, and came out negative for most of Gemma 3 270M's units.) It is measured
+   on held-out windows spread over the calibration text (kept out of calibration): on the windows GPTQ was fitted
+   to, a mix predicted at +3 % landed at +4.2 % on other text.
 3. Units step down their choices, the least cost per byte saved first, while the predicted perplexity increase
    stays within `max_ppl_increase`, or until the weights fit `max_size`. The prediction takes the mean KL
    divergence as the log of the perplexity ratio (on Gemma 3 270M's files the two agree within about a third): the
@@ -37,7 +37,9 @@ from edge_models.quantize.recipes import RecipeError, parse_recipe
 from edge_models.quantize.simulate import emulated, log_probs, mean_kl, stored_weight
 
 HIGH, LOW = "int8-gptq", "int4-block32-gptq"
-SPLIT = "split"  # a tied embedding/LM head at LOW with its first quarter of rows at HIGH (`rows.K`)
+# A tied embedding/LM head at LOW with its first rows at HIGH (`rows.K`): choices `rows.K`, K a quarter, a half and
+# three quarters of the vocabulary (tokenizers number frequent pieces first).
+SPLIT_FRACTIONS = (4, 2, 4 / 3)
 SENSITIVITY_WINDOWS = 3  # calibration windows each sensitivity is measured on
 Progress = Callable[[str], None]
 
@@ -80,7 +82,7 @@ def parse_size(text: str) -> int:
 class Unit:
     part: str  # recipe part: layers.N.attention, layers.N.feedforward, or embedding,lm_head
     params: list[str]
-    sizes: dict[str, int]  # choice -> bytes stored: HIGH always; LOW (and SPLIT) where int4 blocks fit
+    sizes: dict[str, int]  # choice -> bytes stored: HIGH always; LOW (and rows.K splits) where int4 blocks fit
     numel: int = 0
     rows: int = 0  # of the first matrix (the vocabulary, for an embedding)
     costs: dict[str, float] = field(default_factory=dict)  # choice -> rise of mean KL when only this unit takes it
@@ -110,10 +112,10 @@ class AutoPlan:
     calibrated: CalibrationResult | None = None  # the chosen mix's calibration, for the converter to write
 
     def table(self) -> str:
-        rows = [("part", "params", "KL cost of int4 / split", "choice", "MB")]
+        rows = [("part", "params", "KL cost of each smaller choice", "choice", "MB")]
         for u in self.units:
-            costs = " / ".join(f"{u.costs[c]:+.5f}" for c in (LOW, SPLIT) if c in u.costs) or "-"
-            choice = f"{LOW}, rows.{split_rows(u)}={HIGH}" if u.choice == SPLIT else u.choice
+            costs = " / ".join(f"{u.costs[c]:+.5f}" for c in u.options[1:]) or "-"
+            choice = f"{LOW}, {u.choice}={HIGH}" if is_split(u.choice) else u.choice
             rows.append((u.part, f"{u.numel / 1e6:.2f}M", costs, choice, f"{u.sizes[u.choice] / 1e6:.1f}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
@@ -128,9 +130,13 @@ class AutoPlan:
         return "\n".join(lines)
 
 
-def split_rows(unit: Unit) -> int:
-    """K of the SPLIT choice: the first quarter of the vocabulary (tokenizers number frequent pieces first)."""
-    return unit.rows // 4
+def is_split(choice: str) -> bool:
+    return choice.startswith("rows.")
+
+
+def split_rows(choice: str) -> int:
+    """K of a `rows.K` choice."""
+    return int(choice.removeprefix("rows."))
 
 
 def units_of(model: nn.Module) -> list[Unit]:
@@ -160,9 +166,10 @@ def units_of(model: nn.Module) -> list[Unit]:
         if all(c % 32 == 0 for _, c in dims):
             sizes[LOW] = sum(low(r, c) for r, c in dims)
         unit = Unit(part, params, sizes, numel=sum(r * c for r, c in dims), rows=dims[0][0])
-        if part == "embedding,lm_head" and LOW in sizes and dims[0][0] >= 4:
-            k, cols = split_rows(unit), dims[0][1]
-            sizes[SPLIT] = high(k, cols) + low(unit.rows - k, cols)
+        if part == "embedding,lm_head" and LOW in sizes:
+            cols = dims[0][1]
+            for k in sorted({int(unit.rows / f) for f in SPLIT_FRACTIONS} - {0, unit.rows}):
+                sizes[f"rows.{k}"] = high(k, cols) + low(unit.rows - k, cols)
         units.append(unit)
     return units
 
@@ -174,11 +181,11 @@ def _recipe_text(units: list[Unit]) -> str:
     default = LOW if low_layers * 2 > len(layer_units) else HIGH
     parts = [default]
     for u in units:
-        scheme = LOW if u.choice == SPLIT else u.choice
+        scheme = LOW if is_split(u.choice) else u.choice
         if scheme != default:
             parts.extend(f"{p}={scheme}" for p in u.part.split(","))
-        if u.choice == SPLIT:
-            parts.append(f"rows.{split_rows(u)}={HIGH}")
+        if is_split(u.choice):
+            parts.append(f"{u.choice}={HIGH}")
     return ",".join(parts)
 
 
@@ -308,8 +315,8 @@ class _Choices:
         for n in unit.params:
             param = self.model.get_parameter(n)
             low = stored_weight(param, self.low_recipe, n, self.low.encoded)
-            if choice == SPLIT:
-                k = split_rows(unit)
+            if is_split(choice):
+                k = split_rows(choice)
                 low[:k] = stored_weight(param, self.high_recipe, n, self.high.encoded)[:k]
             out[n] = low
         return out
