@@ -42,8 +42,9 @@ def recipes() -> None:
     for name, scheme in all_schemes().items():
         console.out(f"{name:<19} {scheme.description}")
     console.out(
-        f"{'auto':<19} a scheme per block part (int8-gptq or int4-block32-gptq) chosen by measured sensitivity to\n"
-        f"{'':<19} meet --max-ppl-increase 3% or --max-size 250MB at the least size; prints the recipe it chose"
+        f"{'auto':<19} a scheme per block part (int8-gptq or int4-block32-gptq, and rows.K splits of a tied\n"
+        f"{'':<19} embedding/LM head) chosen by measured sensitivity to meet --max-ppl-increase 3% or\n"
+        f"{'':<19} --max-size 250MB at the least size; prints the recipe it chose"
     )
     console.out(
         "\nDefault of `convert`: int8-gptq (int8 without the model's tokenizer). -gptq schemes calibrate on a text\n"
