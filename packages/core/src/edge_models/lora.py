@@ -145,7 +145,7 @@ def pack(adapter: Adapter, lora_spec: dict[str, tuple[int, ...]]) -> dict[str, n
 
 
 def write_packed(matrices: dict[str, np.ndarray], output: str | Path, source: str) -> Path:
-    """The packed matrices as an adapter file LiteRT-LM and our runtime read (`runtime.lora_file`); written to a
+    """The packed matrices as an adapter file LiteRT-LM and our runtime read (`runtime.lora_format`); written to a
     temporary file and renamed."""
     rank = rank_of({name: a.shape for name, a in matrices.items()})
     return write_atomically(

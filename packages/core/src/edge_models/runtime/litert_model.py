@@ -109,7 +109,7 @@ class LiteRTModel:
 
     def set_lora(self, matrices: dict[str, np.ndarray] | None) -> None:
         """Bind an adapter's matrices to the LoRA inputs (`lora.pack`, or an adapter file read by
-        `runtime.lora_file.read_adapter_file`); None: zeros, the base model."""
+        `runtime.lora_format.read_adapter_file`); None: zeros, the base model."""
         if not self.lora_spec:
             raise ValueError("this file has no LoRA inputs (convert it with --lora-rank R)")
         matrices = matrices or {}
