@@ -17,6 +17,7 @@ class BenchRow:
     decode_tok_s: float = 0.0
     first_token_ms: float = 0.0
     peak_rss_bytes: int = 0
+    shortlist_tok_s: float = 0.0  # decode through the file's shortlist signatures, when it has them
 
     def best_with(self, other: BenchRow) -> BenchRow:
         """The better figure of two runs of the same contender, figure by figure (for interleaved rounds)."""
@@ -27,6 +28,7 @@ class BenchRow:
             max(self.decode_tok_s, other.decode_tok_s),
             min(self.first_token_ms, other.first_token_ms),
             max(self.peak_rss_bytes, other.peak_rss_bytes),
+            max(self.shortlist_tok_s, other.shortlist_tok_s),
         )
 
 
@@ -106,6 +108,13 @@ def bench_tflite(
             model.decode(1, pos)
 
     row.decode_tok_s = steps / _best_of(1, decode_run)
+    if model.shortlist_size:
+
+        def shortlist_run():
+            for pos in range(steps):
+                model.decode_shortlist(1, pos)
+
+        row.shortlist_tok_s = steps / _best_of(1, shortlist_run)
     smallest = min(model.info.prefill_lengths.values())
     ids = rng.integers(0, model.vocab_size, smallest).tolist()
 
@@ -290,7 +299,9 @@ def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
     """Markdown table; with a baseline, a column of decode speed-ups against it."""
     baseline = baseline or (rows[-1] if len(rows) > 1 else None)
     lengths = sorted({n for r in rows for n in r.prefill_tok_s})
+    shortlist = any(r.shortlist_tok_s for r in rows)
     head = ["", "size MB", *[f"prefill {n} tok/s" for n in lengths], "decode tok/s"]
+    head += ["decode via shortlist tok/s"] if shortlist else []
     head += [f"decode vs {baseline.label.split(' (')[0]}"] if baseline else []
     head += ["first token ms", "peak RSS GiB"]
     lines = [head]
@@ -301,6 +312,8 @@ def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
             *[f"{r.prefill_tok_s[n]:.1f}" if n in r.prefill_tok_s else "-" for n in lengths],
             f"{r.decode_tok_s:.1f}",
         ]
+        if shortlist:
+            line.append(f"{r.shortlist_tok_s:.1f}" if r.shortlist_tok_s else "-")
         if baseline:
             line.append(f"{r.decode_tok_s / baseline.decode_tok_s:.2f}x" if baseline.decode_tok_s else "-")
         line += [f"{r.first_token_ms:.0f}", f"{r.peak_rss_bytes / 2**30:.2f}"]

@@ -28,16 +28,26 @@ class TFLiteInfo:
     # verify_<K>[_<W>] -> (K, W or None): K tokens scored at once, logits for each (speculative decoding)
     verify: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     lora_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # LoRA input -> shape (`--lora-rank`)
+    # shortlist_<K>[_<W>] -> (K, W or None): one token decoded through the two-stage head (top K ids and logits)
+    shortlists: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
     @property
     def signatures(self) -> list[str]:
-        return [*self.prefill_lengths, "decode", *self.decode_windows, *self.prefill_windows, *self.verify]
+        return [
+            *self.prefill_lengths,
+            "decode",
+            *self.decode_windows,
+            *self.prefill_windows,
+            *self.verify,
+            *self.shortlists,
+        ]
 
 
 _PREFILL = re.compile(r"^prefill(_\d+)?$")
 _STEP = re.compile(r"^step_(\d+)$")
 _FILL = re.compile(r"^fill_(\d+)_(\d+)$")
 _VERIFY = re.compile(r"^verify_(\d+)(?:_(\d+))?$")
+_SHORTLIST = re.compile(r"^shortlist_(\d+)(?:_(\d+))?$")
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):
@@ -76,8 +86,11 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
     verify = {
         m.string: (int(m.group(1)), int(m.group(2)) if m.group(2) else None) for m in map(_VERIFY.match, sigs) if m
     }
+    shortlists = {
+        m.string: (int(m.group(1)), int(m.group(2)) if m.group(2) else None) for m in map(_SHORTLIST.match, sigs) if m
+    }
     details = {}
-    for name in [*prefills, "decode", *steps, *fills, *verify]:
+    for name in [*prefills, "decode", *steps, *fills, *verify, *shortlists]:
         runner = it.get_signature_runner(name)
         details[name] = (runner.get_input_details(), runner.get_output_details())
     layers = num_layers
@@ -128,14 +141,23 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
             for kv in "kv":
                 if f"kv_cache_{kv}_{i}" not in outputs:
                     problems.append(f"{where} lacks output kv_cache_{kv}_{i}")
-        if "logits" in outputs:
+        if name in shortlists:
+            k = shortlists[name][0]
+            for out in ("ids", "logits"):
+                if out not in outputs or list(outputs[out]["shape"]) != [1, 1, k]:
+                    problems.append(f"{where} lacks output {out!r} of shape [1, 1, {k}]")
+        elif "logits" in outputs:
             shape = list(outputs["logits"]["shape"])
             vocab = shape[-1] if vocab is None else vocab
         elif name == "decode" or name in steps or name in verify:
             problems.append(f"signature {name!r} lacks output 'logits'")
         else:
             prefill_logits = False
-    expected_lengths = [("decode", 1), *((s, 1) for s in steps), *((s, n) for s, (n, _) in fills.items())]
+    expected_lengths = [
+        ("decode", 1),
+        *((s, 1) for s in [*steps, *shortlists]),
+        *((s, n) for s, (n, _) in fills.items()),
+    ]
     for name, expected in [*expected_lengths, *((s, k) for s, (k, _) in verify.items())]:
         if lengths.get(name) not in (None, expected):
             problems.append(f"{name} takes {lengths[name]} tokens, expected {expected}")
@@ -150,6 +172,7 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         decode_windows=steps,
         prefill_windows=fills,
         verify=verify,
+        shortlists=shortlists,
         lora_inputs={
             n: tuple(int(d) for d in v["shape"]) for n, v in details["decode"][0].items() if n.startswith("lora_")
         },

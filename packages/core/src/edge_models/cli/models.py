@@ -92,6 +92,14 @@ def recipes() -> None:
     help="verify_<K> signatures scoring K tokens at once, for speculative decoding ('' for none)",
 )
 @click.option(
+    "--shortlist",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="shortlist_<K> signatures: decode through an int4 copy of the LM head that ranks, then the top K scored "
+    "exactly (faster greedy/top-k decoding on big vocabularies; the file grows by the copy; 0 for none)",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1),
     default=2,
@@ -131,6 +139,7 @@ def convert(
     decode_windows,
     prefill_windows,
     verify_lengths,
+    shortlist,
     jobs,
     tiny,
     bundle,
@@ -175,6 +184,7 @@ def convert(
         decode_windows=lengths(decode_windows) if decode_windows.strip() else (),
         prefill_windows=lengths(prefill_windows) if prefill_windows.strip() else (),
         verify_lengths=lengths(verify_lengths) if verify_lengths.strip() else (),
+        shortlist=shortlist,
     )
     bundle_cmd = cli.commands.get("bundle") if bundle else None
     if bundle and bundle_cmd is None:

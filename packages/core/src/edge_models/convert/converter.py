@@ -20,6 +20,7 @@ from edge_models.convert import parallel
 from edge_models.convert.export import ExportSettings, lower_signatures
 from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
+from edge_models.layers.shortlist import SHORTLIST_PARAM, ShortlistHead
 from edge_models.layers.split_vocab import SplitEmbedding, SplitHead
 from edge_models.quantize import Recipe, RecipeError, parse_recipe
 from edge_models.quantize.ai_edge import quantize_flatbuffer
@@ -92,6 +93,20 @@ def convert(
     output = Path(output)
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
+    if settings.shortlist and getattr(model, "shortlist", None) is None:
+        with _shortlisted(model, settings.shortlist, weights) as shortlist_weights:
+            return convert(
+                model,
+                output,
+                settings,
+                recipe,
+                progress,
+                weights=shortlist_weights,
+                low_memory=low_memory,
+                workers=workers,
+                calibration=calibration,
+                calibrated=calibrated,
+            )
     if recipe.lead_rows and not isinstance(model.embed_tokens, SplitEmbedding):
         began = time.perf_counter()
         if not low_memory:
@@ -133,6 +148,8 @@ def convert(
 
     if lora_parameters(model) and not (low_memory and streaming.can_stream(model, recipe)):
         raise RecipeError(f"recipe {recipe.text!r}: LoRA inputs are written by the low-memory converter only")
+    if settings.shortlist and not (low_memory and streaming.can_stream(model, recipe)):
+        raise RecipeError(f"recipe {recipe.text!r}: shortlist signatures are written by the low-memory converter only")
     if recipe.is_calibrated and not (low_memory and streaming.can_stream(model, recipe)):
         raise RecipeError(f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only")
     calibrated = _calibrated(model, recipe, calibration, calibrated, weights, say)
@@ -179,6 +196,27 @@ def _untied(model: Decoder, weights: Callable[[str], np.ndarray] | None):
     finally:
         del head.weight
         head.tied, model.config = True, config
+
+
+@contextlib.contextmanager
+def _shortlisted(model: Decoder, k: int, weights: Callable[[str], np.ndarray] | None):
+    """The two-stage head (layers.shortlist) attached while converting, its weight a copy of the LM head's matrix (a
+    deferred copy reads the head's tensor); removed afterwards."""
+    cfg = model.config
+    if not 0 < k < cfg.vocab_size:
+        raise RecipeError(f"--shortlist {k}: must be between 1 and the vocabulary size ({cfg.vocab_size:,})")
+    if cfg.hidden_size % 32:
+        raise RecipeError(
+            f"--shortlist: its int4 copy of the head needs a hidden size divisible by 32, not {cfg.hidden_size}"
+        )
+    source = "embed_tokens.weight" if cfg.tie_embeddings else HEAD
+    matrix = model.get_parameter(source)
+    copy = torch.empty_like(matrix, device="meta") if matrix.is_meta else matrix.detach().clone()
+    model.shortlist = ShortlistHead(nn.Parameter(copy, requires_grad=False), k)
+    try:
+        yield None if weights is None else (lambda name: weights(source if name == SHORTLIST_PARAM else name))
+    finally:
+        del model.shortlist
 
 
 def _calibrated(model, recipe: Recipe, calibration, calibrated, weights, say):

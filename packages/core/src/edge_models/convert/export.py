@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from edge_models.layers import Decoder
+from edge_models.layers.shortlist import SHORTLIST_PREFIX
 
 # Extra signatures that read only the first cache slots, named so that LiteRT-LM, which looks for prefill*/decode,
 # ignores them: `step_<W>` decodes one token, `fill_<N>_<W>` prefills N tokens.
@@ -28,6 +29,7 @@ class SignatureSpec:
     tokens: int
     logits: bool
     attend: int | None  # cache slots read; None: all
+    shortlist: int = 0  # K: outputs the top K tokens' ids and exact logits (layers.shortlist) instead of logits
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class ExportSettings:
     # Speculative decoding's verify signatures (see VERIFY_PREFIX); none by default in the Python API, the CLI's
     # `convert` adds verify_8.
     verify_lengths: tuple[int, ...] = ()
+    # K > 0: `shortlist_<K>` (and `shortlist_<K>_<W>` per decode window) decode one token through the two-stage
+    # head (layers.shortlist): the top K tokens' ids and exact logits, for our runtime's greedy and top-k decoding.
+    shortlist: int = 0
 
     def __post_init__(self) -> None:
         if not self.prefill_lengths:
@@ -76,7 +81,11 @@ class ExportSettings:
             for w in (None, *verify_windows)
             if 1 < k <= (w or self.kv_cache_len)
         ]
-        return [*prefills, SignatureSpec("decode", 1, True, None), *steps, *fills, *verifies]
+        shortlists = [
+            SignatureSpec(f"{SHORTLIST_PREFIX}{self.shortlist}{f'_{w}' if w else ''}", 1, True, w, self.shortlist)
+            for w in ((None, *windows) if self.shortlist else ())
+        ]
+        return [*prefills, SignatureSpec("decode", 1, True, None), *steps, *fills, *verifies, *shortlists]
 
     def signature_names(self) -> list[str]:
         return [s.name for s in self.signatures()]
@@ -85,13 +94,18 @@ class ExportSettings:
 class Signature(nn.Module):
     """One exported entry point: named inputs in, named outputs out."""
 
-    def __init__(self, model: Decoder, with_logits: bool, attend: int | None = None) -> None:
+    def __init__(self, model: Decoder, with_logits: bool, attend: int | None = None, shortlist: bool = False) -> None:
         super().__init__()
         self.model = model
         self.with_logits = with_logits
         self.attend = attend
+        self.shortlist = shortlist
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, kv_cache: dict[str, torch.Tensor]):
+        if self.shortlist:
+            x, cache = self.model.hidden_states(tokens, input_pos, kv_cache, attend=self.attend)
+            ids, logits = self.model.shortlist(self.model, x)
+            return {**{f"kv_cache_{name}": tensor for name, tensor in cache.items()}, "ids": ids, "logits": logits}
         logits, cache = self.model(tokens, input_pos, kv_cache, attend=self.attend)
         out = {f"kv_cache_{name}": tensor for name, tensor in cache.items()}
         if self.with_logits:
@@ -149,7 +163,7 @@ def lower_signatures(
     for spec in settings.signatures():
         if only is not None and spec.name not in only:
             continue
-        module = wrap(Signature(model, spec.logits, spec.attend).eval()).eval()
+        module = wrap(Signature(model, spec.logits, spec.attend, bool(spec.shortlist)).eval()).eval()
         kwargs = {**sample_inputs(model, spec.tokens, settings.kv_cache_len), **(extra_inputs or {})}
         converter = (converter or litert_torch).signature(spec.name, module, sample_kwargs=kwargs)
     with torch.no_grad(), decomposed_once():

@@ -86,7 +86,18 @@ class Decoder(nn.Module):
         mask: torch.Tensor | None = None,
         attend: int | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        cfg = self.config
+        x, new_cache = self.hidden_states(tokens, input_pos, kv_cache, mask, attend)
+        return self.soft_cap(self.lm_head(x, self.embed_tokens.weight)), new_cache
+
+    def hidden_states(
+        self,
+        tokens: torch.Tensor,
+        input_pos: torch.Tensor,
+        kv_cache: KVCache,
+        mask: torch.Tensor | None = None,
+        attend: int | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """The final-normed hidden states [1, T, D] the LM head reads, and the new cache."""
         x = self.embed_tokens(tokens)
         if self.embedding_scale is not None:
             x = x * torch.tensor(self.embedding_scale, dtype=x.dtype)
@@ -94,8 +105,8 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask, attend)
             new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
-        x = self.final_norm(x)
-        logits = self.lm_head(x, self.embed_tokens.weight)
-        if cfg.final_logit_softcap is not None:
-            logits = torch.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
-        return logits, new_cache
+        return self.final_norm(x), new_cache
+
+    def soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap

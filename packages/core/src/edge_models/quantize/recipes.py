@@ -95,6 +95,10 @@ class Recipe:
         parts = dict(self.parts)
         if "lead_rows" in module_path and self.lead_rows:
             return self.lead_rows[1]
+        if module_path.startswith("shortlist"):
+            from edge_models.layers.shortlist import SHORTLIST_SCHEME
+
+            return SHORTLIST_SCHEME
         layer = re.match(r"layers\.(\d+)\.", module_path)
         if layer:
             for component in ("attention", "feedforward"):

@@ -191,6 +191,17 @@ class Generator:
         ids = self.tokenizer.encode(prompt)
         return [self.start_id, *ids] if self.start_id is not None else ids
 
+    def _decode(self, token: int, pos: int, sampler: SamplerConfig) -> np.ndarray:
+        """Logits over the vocabulary for the next token: through the file's shortlist signatures when it has them
+        and the sampler reads only the top tokens (greedy, or top-k within the list), the rest -inf."""
+        k = self.model.shortlist_size
+        if k and (sampler.temperature == 0 or 0 < sampler.top_k <= k):
+            ids, scores = self.model.decode_shortlist(token, pos)
+            logits = np.full(self.model.vocab_size, -np.inf, np.float32)
+            logits[ids] = scores
+            return logits
+        return self.model.decode(token, pos)
+
     def generate_ids(
         self,
         ids: list[int],
@@ -242,7 +253,7 @@ class Generator:
                 stats.accepted_tokens += len(chosen) - 1
                 backoff.record(len(chosen))
             else:
-                logits = self.model.decode(token, pos)
+                logits = self._decode(token, pos, sample.config)
                 self.cached_ids.append(token)
                 chosen = [sample(logits, history)]
             if decode_started is None:

@@ -68,6 +68,10 @@ class LiteRTModel:
         self._verifies = sorted(
             (k, w or self.info.kv_len, name) for name, (k, w) in self.info.verify.items() if windows or w is None
         )
+        # (W or kv_len, K, name), smallest window first: shortlist decoding picks like `decode` picks a step.
+        self._shortlists = sorted(
+            (w or self.info.kv_len, k, name) for name, (k, w) in self.info.shortlists.items() if windows or w is None
+        )
         if engine == "interpreter":
             self._runners = {name: it.get_signature_runner(name) for name in self.info.signatures}
         else:
@@ -92,12 +96,20 @@ class LiteRTModel:
         self._io = {}
         for sig in self.info.signatures:
             inputs = {n: self._cm.create_input_buffer_by_name(sig, n) for n in ("tokens", "input_pos")}
-            outputs = (
-                {"logits": self._cm.create_output_buffer_by_name(sig, "logits")}
+            names = (
+                ("ids", "logits")
+                if sig in self.info.shortlists
+                else ("logits",)
                 if sig in self._logit_signatures
-                else {}
+                else ()
             )
+            outputs = {n: self._cm.create_output_buffer_by_name(sig, n) for n in names}
             self._io[sig] = (inputs, outputs)
+
+    @property
+    def shortlist_size(self) -> int:
+        """K of the file's shortlist signatures (`convert --shortlist K`); 0: none."""
+        return self._shortlists[0][1] if self._shortlists else 0
 
     @property
     def kv_len(self) -> int:
@@ -211,6 +223,30 @@ class LiteRTModel:
         positions = np.zeros(k, np.int32)
         positions[:n] = np.arange(pos, pos + n, dtype=np.int32)
         return self._run(signature, ids, positions)["logits"][0, :n]
+
+    def decode_shortlist(self, token: int, pos: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids [K], logits [K]) of the K most likely next tokens for `token` at `pos`, through the two-stage head
+        (int4 copy ranks, the file's head scores exactly); the cache is written as `decode` writes it."""
+        if pos >= self.kv_len:
+            raise ValueError(f"position {pos} is past the KV cache length {self.kv_len}")
+        picked = next((name for w, _, name in self._shortlists if pos < w), None)
+        if picked is None:
+            raise ValueError("this file has no shortlist signatures (convert it with --shortlist K)")
+        tokens, positions = np.array([[token]], np.int32), np.array([pos], np.int32)
+        k = self.shortlist_size
+        if self.engine == "interpreter":
+            out = self._runners[picked](tokens=tokens, input_pos=positions, **self.cache, **self._lora)
+            for name in self.cache:
+                self.cache[name] = out[name]
+            return out["ids"].reshape(-1), out["logits"].reshape(-1)
+        inputs, outputs = self._io[picked]
+        inputs["tokens"].write(tokens)
+        inputs["input_pos"].write(positions)
+        self._cm.run_by_name(
+            picked, {**inputs, **self._kv_buffers, **self._lora_buffers}, {**outputs, **self._kv_buffers}
+        )
+        ids = np.asarray(outputs["ids"].read(k, np.int32))
+        return ids, np.asarray(outputs["logits"].read(k, np.float32))
 
     def decode(self, token: int, pos: int) -> np.ndarray:
         """Logits [vocab] for `token` at position `pos`."""

@@ -1,0 +1,58 @@
+"""The two-stage LM head (`convert --shortlist K`): an int4 copy of the head ranks, the top K are scored exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_models import registry
+from edge_models.convert import ExportSettings, RecipeError, convert
+from edge_models.models import random_model
+from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
+from edge_models.testing import train_sentencepiece
+
+PROMPT = [3, 17, 42, 7, 9]
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3-270m"])  # an untied head, a tied one with soft-capping off
+def test_shortlist_scores_its_tokens_like_the_full_head(name, tmp_path):
+    model = random_model(registry().get(name).tiny_config, seed=3)
+    settings = ExportSettings((8,), 64, decode_windows=(32,), shortlist=8)
+    path = convert(model, tmp_path / "m.tflite", settings, "fp32", progress=None).path
+    shortlisted, full = LiteRTModel(path), LiteRTModel(path)
+    assert shortlisted.info.shortlists == {"shortlist_8": (8, None), "shortlist_8_32": (8, 32)}
+    for m in (shortlisted, full):
+        m.prefill(PROMPT[:-1], 0)
+    token, held, steps = PROMPT[-1], 0, range(len(PROMPT) - 1, 40)
+    # Past position 32 the full-window signature takes over from the windowed one.
+    for pos in steps:
+        logits = full.decode(token, pos)
+        ids, scores = shortlisted.decode_shortlist(token, pos)
+        assert len(set(ids.tolist())) == 8
+        np.testing.assert_allclose(scores, logits[ids], atol=1e-4)
+        best = int(logits.argmax())
+        if best in ids:  # then greedy through the shortlist is greedy through the head
+            held += 1
+            assert int(ids[scores.argmax()]) == best
+        token = best
+    # The int4 copy only ranks; on a random tiny model its top 8 still hold the head's top token nearly always.
+    assert held >= 0.9 * len(steps), held
+
+
+def test_generator_decodes_greedy_text_through_the_shortlist(tmp_path):
+    model = random_model(registry().get("llama").tiny_config, seed=5)
+    tokenizer = train_sentencepiece(tmp_path / "tokenizer.model")
+    texts = []
+    for k in (16, 0):
+        path = convert(model, tmp_path / f"m{k}.tflite", ExportSettings((8,), 64, shortlist=k), "fp32", progress=None)
+        gen = Generator.open(path.path, tokenizer=tokenizer, model="llama")
+        assert gen.model.shortlist_size == k
+        texts.append(list(gen.generate_ids(gen.encode("ka lo mi ne"), 24, SamplerConfig(), speculate=False)))
+    assert texts[0] == texts[1] and len(texts[0]) > 0
+
+
+def test_shortlist_is_refused_where_it_cannot_be_built(tmp_path):
+    model = random_model(registry().get("llama").tiny_config)
+    with pytest.raises(RecipeError, match="between 1 and the vocabulary size"):
+        convert(model, tmp_path / "m.tflite", ExportSettings((8,), 64, shortlist=10**6), "fp32", progress=None)
+    assert not (tmp_path / "m.tflite").exists()
