@@ -93,53 +93,37 @@ def convert(
     output = Path(output)
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
+
+    def again(read: Callable[[str], np.ndarray] | None, ready: CalibrationResult | None = calibrated) -> ConvertResult:
+        """`convert` once more, on the model as one of the contexts below has changed it."""
+        return convert(
+            model,
+            output,
+            settings,
+            recipe,
+            progress,
+            weights=read,
+            low_memory=low_memory,
+            workers=workers,
+            calibration=calibration,
+            calibrated=ready,
+        )
+
     if settings.shortlist and getattr(model, "shortlist", None) is None:
         with _shortlisted(model, settings.shortlist, weights) as shortlist_weights:
-            return convert(
-                model,
-                output,
-                settings,
-                recipe,
-                progress,
-                weights=shortlist_weights,
-                low_memory=low_memory,
-                workers=workers,
-                calibration=calibration,
-                calibrated=calibrated,
-            )
+            return again(shortlist_weights)
     if recipe.lead_rows and not isinstance(model.embed_tokens, SplitEmbedding):
         began = time.perf_counter()
         if not low_memory:
             raise RecipeError(f"recipe {recipe.text!r}: rows.K is written by the low-memory converter only")
         # On the whole matrix, before it is split: calibration reads the embedding as the model has it.
-        calibrated = _calibrated(model, recipe, calibration, calibrated, weights, say)
+        ready = _calibrated(model, recipe, calibration, calibrated, weights, say)
         with _split_rows(model, recipe.lead_rows[0], weights) as split_weights:
-            result = convert(
-                model,
-                output,
-                settings,
-                recipe,
-                progress,
-                weights=split_weights,
-                low_memory=low_memory,
-                workers=workers,
-                calibrated=calibrated,
-            )
+            result = again(split_weights, ready)
         return dataclasses.replace(result, seconds=time.perf_counter() - began)  # calibration included
     if recipe.unties(model):
         with _untied(model, weights) as untied_weights:
-            return convert(
-                model,
-                output,
-                settings,
-                recipe,
-                progress,
-                weights=untied_weights,
-                low_memory=low_memory,
-                workers=workers,
-                calibration=calibration,
-                calibrated=calibrated,
-            )
+            return again(untied_weights)
     started = time.perf_counter()
 
     model = model.eval()
