@@ -14,9 +14,9 @@ from edge_models.testing import train_sentencepiece
 PROMPT = [3, 17, 42, 7, 9]
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma3-270m"])  # an untied head, a tied one with soft-capping off
-def test_shortlist_scores_its_tokens_like_the_full_head(name, tmp_path):
-    model = random_model(registry().get(name).tiny_config, seed=3)
+def test_shortlist_scores_its_tokens_like_the_full_head(tmp_path):
+    # A tied head (an untied one is decoded end to end in the next test).
+    model = random_model(registry().get("gemma3-270m").tiny_config, seed=3)
     settings = ExportSettings((8,), 64, decode_windows=(32,), shortlist=8)
     path = convert(model, tmp_path / "m.tflite", settings, "fp32", progress=None).path
     shortlisted, full = LiteRTModel(path), LiteRTModel(path)
