@@ -306,6 +306,35 @@ def test_auto_can_split_a_tied_embedding_and_measures_on_held_out_windows():
     assert plan.measured_increase == pytest.approx(math.expm1(kl), rel=1e-6)
 
 
+def test_auto_measures_a_smaller_mix_its_prediction_passed_over():
+    from edge_models.quantize.auto import HIGH, LOW, Target, Unit, _greedy, _measured_swaps, _swaps
+
+    def units():  # Gemma 3 270M's situation in miniature: KL costs as measured there, sizes scaled down
+        tied = Unit("embedding,lm_head", ["e"], {HIGH: 1000, "rows.50": 800, "rows.25": 700, LOW: 500})
+        tied.costs = {"rows.50": 0.018, "rows.25": 0.0202, LOW: 0.053}
+        block = Unit("layers.0.attention", ["q"], {HIGH: 100, LOW: 50}, costs={LOW: 0.001})
+        return tied, block
+
+    all_high, target = 0.010, Target(max_ppl_increase=0.03)
+    limit = math.log1p(0.03)
+    tied, block = units()
+    _greedy([tied, block], target, all_high)
+    # The walk takes the block, then only the half split fits the predicted budget (the quarter: +3.17 %).
+    assert (tied.choice, block.choice) == ("rows.50", LOW)
+    # The quarter split with the block given back is smaller, predicted just over (+3.07 %): worth measuring.
+    assert _swaps([tied, block], all_high, limit) == [{"embedding,lm_head": "rows.25", "layers.0.attention": HIGH}]
+
+    def measure(quarter_split):
+        return lambda mix: quarter_split if mix["embedding,lm_head"] == "rows.25" else 0.05
+
+    _measured_swaps([tied, block], all_high, limit, measure(0.0294), print)
+    assert (tied.choice, block.choice) == ("rows.25", HIGH)
+    tied, block = units()
+    _greedy([tied, block], target, all_high)
+    _measured_swaps([tied, block], all_high, limit, measure(0.0297), print)  # measures over: nothing changes
+    assert (tied.choice, block.choice) == ("rows.50", LOW)
+
+
 def test_auto_holds_out_windows_spread_over_the_text():
     from edge_models.quantize.calibration_data import held_out_split
 
