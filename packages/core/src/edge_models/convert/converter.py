@@ -110,7 +110,8 @@ def convert(
         )
 
     if settings.shortlist and getattr(model, "shortlist", None) is None:
-        with _shortlisted(model, settings.shortlist, weights) as shortlist_weights:
+        dynamic = recipe.scheme_for("lm_head").mode == "dynamic"
+        with _shortlisted(model, settings.shortlist, weights, dynamic) as shortlist_weights:
             return again(shortlist_weights)
     if recipe.lead_rows and not isinstance(model.embed_tokens, SplitEmbedding):
         began = time.perf_counter()
@@ -183,7 +184,7 @@ def _untied(model: Decoder, weights: Callable[[str], np.ndarray] | None):
 
 
 @contextlib.contextmanager
-def _shortlisted(model: Decoder, k: int, weights: Callable[[str], np.ndarray] | None):
+def _shortlisted(model: Decoder, k: int, weights: Callable[[str], np.ndarray] | None, dynamic_int8: bool):
     """The two-stage head (layers.shortlist) attached while converting, its weight a copy of the LM head's matrix (a
     deferred copy reads the head's tensor); removed afterwards."""
     cfg = model.config
@@ -196,7 +197,7 @@ def _shortlisted(model: Decoder, k: int, weights: Callable[[str], np.ndarray] | 
     source = "embed_tokens.weight" if cfg.tie_embeddings else HEAD
     matrix = model.get_parameter(source)
     copy = torch.empty_like(matrix, device="meta") if matrix.is_meta else matrix.detach().clone()
-    model.shortlist = ShortlistHead(nn.Parameter(copy, requires_grad=False), k)
+    model.shortlist = ShortlistHead(nn.Parameter(copy, requires_grad=False), k, dynamic_int8)
     try:
         yield None if weights is None else (lambda name: weights(source if name == SHORTLIST_PARAM else name))
     finally:

@@ -4,10 +4,11 @@ again exactly from the file's own (int8) head rows.
 Decode reads every weight once per token, and on Gemma 3 270M the tied 262,144 x 640 head is 63 % of those bytes.
 The int4 copy reads half of that, the exact pass only K rows. Emulated on that model, the int8 head's top token
 was in the int4 copy's top 16 for every one of 2,435 evaluation-text tokens (top 4: 97.8 %), so greedy decoding
-through the shortlist gives the full head's tokens (in the converted file: 297 of 300, the rest near-ties that the
-head's int8 activations round differently); sampling through it is top-K sampling. Greedy decode went from 92-103
-to 113-122 tokens/s on 2 threads (benchmarks/README.md). LiteRT-LM keeps using `decode` (full logits); the
-`shortlist_<K>[_<W>]` signatures are our runtime's.
+through the shortlist gives the full head's tokens; sampling through it is top-K sampling. A head stored with dynamic
+int8 activations is scored on the activations that head's kernel sees (`as_dynamic_int8`): scored on float
+activations instead, 3 of 300 greedy tokens on that model were near-ties that went the other way. Greedy decode
+went from 92-103 to 113-122 tokens/s on 2 threads (benchmarks/README.md). LiteRT-LM keeps using `decode` (full
+logits); the `shortlist_<K>[_<W>]` signatures are our runtime's.
 """
 
 from __future__ import annotations
@@ -21,20 +22,43 @@ SHORTLIST_SCHEME = "int4-block32"  # the copy only ranks: round to nearest in bl
 SHORTLIST_PREFIX = "shortlist_"
 
 
-class ShortlistHead(nn.Module):
-    """`weight`: a copy of the LM head's matrix (stored as SHORTLIST_SCHEME); `k`: tokens scored exactly."""
+def as_dynamic_int8(x: torch.Tensor) -> torch.Tensor:
+    """`x` [..., D] as a dynamically quantized fully-connected layer sees it on LiteRT's CPU (XNNPACK's qd8): each
+    row rounded to int8 with its own scale (255 over the row's range, zero included) and zero point, then scaled
+    back. In float32 step for step as XNNPACK computes them, so products with the head's int8 rows differ from the
+    kernel's integer sums only by float rounding."""
+    low = torch.clamp(x.amin(-1, keepdim=True), max=0.0)
+    high = torch.clamp(x.amax(-1, keepdim=True), min=0.0)
+    spread = high - low
+    multiplier = 255.0 / torch.where(spread > 0, spread, torch.ones_like(spread))
+    zero_point = torch.where(
+        (low * multiplier - 128.0) + (high * multiplier + 127.0) > 0,
+        -128.0 - low * multiplier,
+        127.0 - high * multiplier,
+    )
+    zero_point = torch.round(torch.clamp(zero_point, -128.0, 127.0))
+    scale = 1.0 / multiplier
+    q = torch.clamp(torch.round(x * (1.0 / scale)) + zero_point, -128.0, 127.0)
+    return (q - zero_point) * scale
 
-    def __init__(self, weight: nn.Parameter, k: int) -> None:
+
+class ShortlistHead(nn.Module):
+    """`weight`: a copy of the LM head's matrix (stored as SHORTLIST_SCHEME); `k`: tokens scored exactly;
+    `dynamic_int8`: the full head quantizes its activations (its exact scores then start from the same ones)."""
+
+    def __init__(self, weight: nn.Parameter, k: int, dynamic_int8: bool = False) -> None:
         super().__init__()
         self.weight = weight
         self.k = k
+        self.dynamic_int8 = dynamic_int8
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids [1, T, k] int32, their logits [1, T, k]) for the final-normed hidden states `x` [1, T, D]."""
         _, ids = torch.topk(F.linear(x, self.weight), self.k, dim=-1)
         head = model.lm_head
         rows = model.embed_tokens(ids) if head.tied else F.embedding(ids, head.weight)  # [1, T, k, D]
-        logits = torch.matmul(rows, x.unsqueeze(-1)).squeeze(-1)
+        seen = as_dynamic_int8(x) if self.dynamic_int8 else x
+        logits = torch.matmul(rows, seen.unsqueeze(-1)).squeeze(-1)
         if head.bias is not None:
             logits = logits + F.embedding(ids, head.bias.unsqueeze(-1)).squeeze(-1)
         return ids.to(torch.int32), model.soft_cap(logits)
