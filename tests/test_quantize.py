@@ -128,6 +128,23 @@ def test_calibration_leaves_the_model_as_it_was():
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
+def test_paired_calibration_rounds_the_alternative_on_the_first_recipes_inputs():
+    from edge_models.quantize.calibrate import calibrate_pair
+
+    model = random_model_of("gemma3-270m")
+    windows = [markov_text(32, model.config.vocab_size, seed=7)]
+    high, low = parse_recipe("int8-gptq"), parse_recipe("int4-block32-gptq")
+    first, second = calibrate_pair(model, windows, high, low)
+    alone = calibrate(model, windows, high)
+    assert all(np.array_equal(first.encoded[n].data, alone.encoded[n].data) for n in alone.encoded)
+    assert set(second.encoded) == set(first.encoded)
+    # Block 0 sees the embeddings either way; later blocks see int8 blocks before them, not int4 ones.
+    low_alone = calibrate(model, windows, low)
+    same = {n: np.array_equal(second.encoded[n].data, low_alone.encoded[n].data) for n in low_alone.encoded}
+    assert all(v for n, v in same.items() if n.startswith("layers.0.")), same
+    assert not all(same.values())
+
+
 def random_model_of(name: str):
     from edge_models.models import random_model
 

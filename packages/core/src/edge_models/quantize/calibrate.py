@@ -82,6 +82,32 @@ def calibrate(
 
     With `smooth`, inputs of calibrated dynamic-range layers are smoothed first (`quantize.smooth`) where their
     producer can absorb it; the model itself is left as it was, the changed norm parameters are in the result."""
+    return _calibrate(model, sequences, recipe, None, read, progress, smooth)[0]
+
+
+def calibrate_pair(
+    model: nn.Module,
+    sequences: list[list[int]],
+    recipe: Recipe,
+    alternative: Recipe,
+    read: Reader | None = None,
+    progress: Progress | None = None,
+) -> tuple[CalibrationResult, CalibrationResult]:
+    """`calibrate(recipe)`, and every one of its calibrated weights also rounded as `alternative` asks, from the
+    same inputs: each weight's alternative is calibrated with every block before it in `recipe`, as it will be
+    when a mix takes it alone (auto's choices). Smoothing depends on the inputs only, so both share it."""
+    return _calibrate(model, sequences, recipe, alternative, read, progress, True)  # type: ignore[return-value]
+
+
+def _calibrate(
+    model: nn.Module,
+    sequences: list[list[int]],
+    recipe: Recipe,
+    alternative: Recipe | None,
+    read: Reader | None,
+    progress: Progress | None,
+    smooth: bool,
+) -> tuple[CalibrationResult, CalibrationResult | None]:
     say = progress or (lambda _m: None)
     wanted = set(calibrated_params(model, recipe))
     if not sequences or not any(sequences):
@@ -95,6 +121,7 @@ def calibrate(
                 x = x * torch.tensor(model.embedding_scale, dtype=x.dtype)
             hidden.append(x)
     encoded: dict[str, EncodedWeight] = {}
+    also: dict[str, EncodedWeight] = {}
     n_tokens = sum(len(s) for s in sequences)
     originals = {n: p.detach().clone() for n, p in model.named_parameters() if p.dim() == 1}
     for i, block in enumerate(model.layers):
@@ -109,6 +136,9 @@ def calibrate(
                 _smooth_block(block, targets, hessians, absmax, lambda n: recipe.scheme_for(prefix + n))
             for name, module in targets.items():
                 param = prefix + name + ".weight"
+                if alternative is not None:
+                    other = grid_for(alternative.scheme_for(param))
+                    also[param] = _encode(*gptq(module.weight, hessians[name], other), other)
                 grid = grid_for(recipe.scheme_for(param))
                 q, scales = gptq(module.weight, hessians[name], grid)
                 encoded[param] = _encode(q, scales, grid)
@@ -121,19 +151,24 @@ def calibrate(
         with torch.no_grad():
             normed = [model.final_norm(x) for x in hidden]
         h = _hessian_of(normed)
-        grid = grid_for(recipe.scheme_for("lm_head"))
         with materialized(model, [head_param], read):
             weight = model.get_parameter(head_param)
             damping = TIED_DAMPING if head_param == "embed_tokens.weight" else 0.01
-            # rows.K: the first K rows in their own scheme, stored as a matrix of their own (layers.split_vocab).
-            lead = recipe.lead_rows if head_param == "embed_tokens.weight" else None
-            parts = [(head_param, weight, grid)]
-            if lead:
-                k, scheme = lead
-                parts = [(LEAD_ROWS_PARAM, weight[:k], grid_for(all_schemes()[scheme])), (head_param, weight[k:], grid)]
-            for name, rows, g in parts:
-                q, scales = gptq(rows, h, g, damping=damping)
-                encoded[name] = _encode(q, scales, g)
+            for r, out in ((recipe, encoded), (alternative, also)):
+                if r is None:
+                    continue
+                grid = grid_for(r.scheme_for("lm_head"))
+                # rows.K: the first K rows in their own scheme, stored as a matrix of their own (layers.split_vocab).
+                lead = r.lead_rows if head_param == "embed_tokens.weight" else None
+                parts = [(head_param, weight, grid)]
+                if lead:
+                    k, scheme = lead
+                    parts = [
+                        (LEAD_ROWS_PARAM, weight[:k], grid_for(all_schemes()[scheme])),
+                        (head_param, weight[k:], grid),
+                    ]
+                for name, rows, g in parts:
+                    out[name] = _encode(*gptq(rows, h, g, damping=damping), g)
         say("calibrated the LM head")
     smoothed = {}
     with torch.no_grad():
@@ -141,7 +176,8 @@ def calibrate(
             if name in originals and not torch.equal(p, originals[name]):
                 smoothed[name] = p.detach().clone()
                 p.copy_(originals[name])
-    return CalibrationResult(encoded, n_tokens, smoothed)
+    paired = None if alternative is None else CalibrationResult(also, n_tokens, smoothed)
+    return CalibrationResult(encoded, n_tokens, smoothed), paired
 
 
 def _smooth_block(block, targets: dict[str, nn.Linear], hessians, absmax, scheme_of) -> None:
