@@ -180,7 +180,8 @@ def job_convert(
         key, _, value = recipe.removeprefix("auto ").partition("=")
         target = Target(max_ppl_increase=parse_percent(value)) if key == "max-ppl-increase" else None
         target = target or Target(max_size=parse_size(value))
-        plan = choose_recipe(model, calibration, target, held_out=held_out)
+        say = lambda m: m.startswith("auto:") and print(m, file=sys.stderr, flush=True)  # noqa: E731
+        plan = choose_recipe(model, calibration, target, held_out=held_out, progress=say)
         print(plan.table(), file=sys.stderr, flush=True)
         recipe, calibrated = plan.recipe, plan.calibrated
         info = {"chosen": plan.recipe, "predicted": plan.predicted_increase, "measured": plan.measured_increase}
@@ -281,6 +282,22 @@ def tflite_row(name: str, args, work: Path, tokens, bos, prompt_ids, calibration
             f"+{100 * conv['measured']:.2f} % emulated on held-out calibration text"
         )
     return row
+
+
+def source_types(checkpoint: Path) -> str:
+    """How a GGUF checkpoint stores its matrices ("Q8_0 x 1, Q5_0 x 81, ..."), or "" for float ones."""
+    if checkpoint.suffix != ".gguf":
+        return ""
+    import collections
+
+    import gguf
+
+    counts = collections.Counter(
+        t.tensor_type.name for t in gguf.GGUFReader(checkpoint).tensors if len(t.shape) == 2 and t.n_elements > 1
+    )
+    if set(counts) <= {"F32", "F16", "BF16"}:
+        return ""
+    return ", ".join(f"{name} x {n}" for name, n in counts.most_common())
 
 
 def versions() -> str:
@@ -490,6 +507,13 @@ def main() -> int:
 
     n_greedy = GREEDY_TOKENS * len(prompt_ids)
     n_windows = len(windows(len(tokens)))
+    stored = source_types(args.checkpoint)
+    grids = (
+        f"\n  The checkpoint's matrices are already quantized ({stored}): a llama.cpp type that matches one lands on"
+        "\n  the same values (a round trip), so those rows understate what re-quantizing float weights would cost."
+        if stored
+        else ""
+    )
     text = f"""# {spec.name}: quality of each recipe
 
 Model: `{spec.name}` from `{args.checkpoint.name}`, held in float32 (a GGUF is dequantized on load, so "fp32" means
@@ -534,7 +558,7 @@ How each column is measured:
 - **llama.cpp rows**: `llama-quantize` of the F32 file it makes from the same GGUF, then `llama-perplexity -c 512
   --kl-divergence` against that F32 on the same text (its own tokenization and protocol: chunks of 512, second half
   scored), and `llama-bench -p 0 -n {DECODE_TOKENS} -t {args.threads} --repack 0`. Ratios and KL compare with ours;
-  absolute perplexities do not. * Top-1 there is "same top token as llama.cpp's F32".
+  absolute perplexities do not. * Top-1 there is "same top token as llama.cpp's F32".{grids}
 {chr(10) + args.note + chr(10) if args.note else ""}"""
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
