@@ -342,22 +342,19 @@ def _measured_swaps(
     units: list[Unit], all_high: float, limit: float, measure: Callable[[dict[str, str]], float], say: Progress
 ) -> None:
     """Take the smallest of `_swaps` that measures within `limit`, again from there, within SWAP_MEASUREMENTS."""
-    left = SWAP_MEASUREMENTS
-    while left:
-        for mix in _swaps(units, all_high, limit):
+    left, moved = SWAP_MEASUREMENTS, True
+    while left and moved:
+        moved = False
+        for mix in _swaps(units, all_high, limit)[:left]:
             left -= 1
             changed = ", ".join(f"{u.part}={mix[u.part]}" for u in units if mix[u.part] != u.choice)
             mixed = measure(mix)
-            kept = mixed <= limit
-            say(f"auto: tried {changed}: +{100 * math.expm1(mixed):.2f} %{' (kept)' if kept else ''}")
-            if kept:
+            moved = mixed <= limit
+            say(f"auto: tried {changed}: +{100 * math.expm1(mixed):.2f} %{' (kept)' if moved else ''}")
+            if moved:
                 for u in units:
                     u.choice = mix[u.part]
                 break
-            if not left:
-                return
-        else:
-            return
 
 
 def _measure(choices: _Choices, mix: dict[str, str], probe: list[list[int]], reference: list[torch.Tensor]) -> float:
