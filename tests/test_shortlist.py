@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, RecipeError, convert
+from edge_models.convert.prune import PruneError, drop_signatures, signature_names
+from edge_models.layers.decoder import Decoder
+from edge_models.layers.shortlist import default_k
 from edge_models.models import random_model
 from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
 from edge_models.testing import train_sentencepiece
@@ -57,3 +61,37 @@ def test_shortlist_is_refused_where_it_cannot_be_built(tmp_path):
     with pytest.raises(RecipeError, match="between 1 and the vocabulary size"):
         convert(model, tmp_path / "m.tflite", ExportSettings((8,), 64, shortlist=10**6), "fp32", progress=None)
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_pruning_the_shortlist_leaves_the_file_converted_without_it(tmp_path):
+    model = random_model(registry().get("gemma3-270m").tiny_config, seed=3)
+    cfg = model.config
+    paths = {
+        k: convert(model, tmp_path / f"m{k}.tflite", ExportSettings((8,), 64, shortlist=k), "int8", progress=None).path
+        for k in (8, 0)
+    }
+    pruned = tmp_path / "pruned.tflite"
+    saved = drop_signatures(paths[8], pruned, ["shortlist_8"])
+    assert signature_names(pruned) == signature_names(paths[0])
+    # The int4 copy and its block scales go; what is left is the plain file but for the unused tensors' entries.
+    assert saved >= cfg.vocab_size * cfg.hidden_size * (1 / 2 + 2 / 32)
+    assert abs(pruned.stat().st_size - paths[0].stat().st_size) < 0.01 * paths[0].stat().st_size
+    before, after = LiteRTModel(paths[8]), LiteRTModel(pruned)
+    for m in (before, after):
+        m.prefill(PROMPT[:-1], 0)
+    np.testing.assert_array_equal(before.decode(PROMPT[-1], len(PROMPT) - 1), after.decode(PROMPT[-1], len(PROMPT) - 1))
+    with pytest.raises(PruneError, match="no signature shortlist_9"):
+        drop_signatures(paths[8], tmp_path / "other.tflite", ["shortlist_9"])
+    assert not (tmp_path / "other.tflite").exists()
+
+
+def test_convert_adds_the_shortlist_where_the_head_dominates_decoding():
+    def on_meta(config):
+        with torch.device("meta"):
+            return Decoder(config)
+
+    gemma = registry().get("gemma3-270m")
+    assert default_k(on_meta(gemma.config), head_bits=8) == 64  # head: 63 % of what decode reads
+    assert default_k(on_meta(gemma.config), head_bits=4) == 0  # an int4 head is as cheap as its copy
+    assert default_k(on_meta(registry().get("tinyllama-1.1b").config), head_bits=8) == 0  # head: 6 %
+    assert default_k(on_meta(gemma.tiny_config), head_bits=8) == 0  # small vocabulary: tests stay lean

@@ -93,6 +93,7 @@ def _runtime_matches_engine(task: Path) -> list[int]:
     from edge_models.runtime import Generator
 
     gen = Generator.open(task)
+    assert gen.model.shortlist_size == 0, "a bundle carries our desktop runtime's shortlist signatures"
     ids = gen.encode(PROMPTS[0])
     ours = list(gen.generate_ids(ids, NEW_TOKENS, speculate=False))
     text, _ = engine_generate(task, PROMPTS[0], NEW_TOKENS)
@@ -116,8 +117,8 @@ def _one_spec_per_architecture() -> list[str]:
 @pytest.mark.parametrize("name", _one_spec_per_architecture())
 def test_every_family_runs_in_litert_lm_like_on_the_desktop(name, tmp_path, tokenizer):
     """A .task and a .litertlm of each architecture's tiny model (sliding windows, soft-capping, parallel blocks,
-    fused projections, LongRoPE...), with shortlist signatures, which LiteRT-LM leaves alone while our runtime
-    decodes through them."""
+    fused projections, LongRoPE...), converted with shortlist signatures, which bundles leave out (with the LM head's
+    int4 copy): the engine and our runtime agree on what is left."""
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
     from edge_models.models import random_model
@@ -127,7 +128,9 @@ def test_every_family_runs_in_litert_lm_like_on_the_desktop(name, tmp_path, toke
     model = random_model(registry().get(name).tiny_config, seed=4)
     tflite = convert(model, tmp_path / "m.tflite", ExportSettings((8,), 64, shortlist=16), "fp32", progress=None).path
     for bundle in (tmp_path / "m.task", tmp_path / "m.litertlm"):
-        write_bundle(bundle, tflite, tokenizer, OPTIONS)
+        report = write_bundle(bundle, tflite, tokenizer, OPTIONS)
+        assert any("left out shortlist_16" in note for note in report.notes), report.notes
+        assert bundle.stat().st_size < tflite.stat().st_size
         _runtime_matches_engine(bundle)
 
 

@@ -184,6 +184,8 @@ def write_and_report(output: Path, tflite: Path, tokenizer: Path, options, self_
 
     report = write_bundle(output, tflite, tokenizer, options)
     _print_warnings(report.warnings)
+    for note in report.notes:
+        console.err(note)
     if self_test:
         # Recorded from the written file as our runtime reads it, then written into it (the checks run again).
         write_bundle(output, tflite, tokenizer, options.replace(self_test=selftest.record(output)))

@@ -6,6 +6,7 @@ Unlike `.task`, it also carries an HF `tokenizer.json`: the route for byte-level
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from edge_models.fileio import write_atomically
 from edge_models.runtime.bundles import NOTES_KEY, SELF_TEST_KEY
 
 from edge_models_bundler.options import BundleOptions
+from edge_models_bundler.phone_model import phone_model
 from edge_models_bundler.validate import (
     BundleError,
     Report,
@@ -101,7 +103,8 @@ def write_litertlm(
 
     import litert_lm_builder as lb
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
         meta_path = Path(tmp) / "llm_metadata.pb"
         meta_path.write_bytes(_metadata(options, tok, report.tflite.kv_len if report.tflite else None))
         builder = lb.LitertLmFileBuilder()
@@ -112,7 +115,8 @@ def write_litertlm(
         if options.notes:
             notes = json.dumps(options.notes)
             builder.add_system_metadata(lb.Metadata(key=NOTES_KEY, value=notes, dtype=lb.DType.STRING))
-        builder.add_tflite_model(str(tflite), lb.TfLiteModelType.PREFILL_DECODE)
+        model = stack.enter_context(phone_model(tflite, output.parent, report))
+        builder.add_tflite_model(str(model), lb.TfLiteModelType.PREFILL_DECODE)
         if tokenizer.suffix == ".json":
             builder.add_hf_tokenizer(str(tokenizer))
         else:

@@ -19,6 +19,7 @@ from edge_models.task_format import (
 )
 
 from edge_models_bundler.options import BundleOptions
+from edge_models_bundler.phone_model import phone_model
 from edge_models_bundler.validate import BundleError, Report, check_task_chat, validate_inputs
 from edge_models_bundler.zipwriter import DEFAULT_DATE_TIME, Source, write_aligned_zip
 
@@ -65,18 +66,19 @@ def write_task(
     if report.problems:
         raise BundleError(report.problems, report.warnings)
 
-    # Entry order is MediaPipe's: model, tokenizer, metadata, then the optional models.
-    sources = [
-        Source(TFLITE_ENTRY, path=tflite),
-        Source(TOKENIZER_ENTRY, data=tokenizer.read_bytes()),
-        Source(METADATA_ENTRY, data=encode_llm_params(options.to_llm_params())),
-    ]
-    for key, entry in _OPTIONAL.items():
-        if extra_models.get(key) is not None:
-            sources.append(Source(entry, path=Path(extra_models[key])))
-    if options.self_test is not None:
-        sources.append(Source(SELF_TEST_ENTRY, data=json.dumps(options.self_test).encode()))
-    if options.notes:
-        sources.append(Source(NOTES_ENTRY, data=json.dumps(options.notes).encode()))
-    write_atomically(output, lambda f: write_aligned_zip(f, sources, date_time))
+    with phone_model(tflite, output.parent, report) as model:
+        # Entry order is MediaPipe's: model, tokenizer, metadata, then the optional models.
+        sources = [
+            Source(TFLITE_ENTRY, path=model),
+            Source(TOKENIZER_ENTRY, data=tokenizer.read_bytes()),
+            Source(METADATA_ENTRY, data=encode_llm_params(options.to_llm_params())),
+        ]
+        for key, entry in _OPTIONAL.items():
+            if extra_models.get(key) is not None:
+                sources.append(Source(entry, path=Path(extra_models[key])))
+        if options.self_test is not None:
+            sources.append(Source(SELF_TEST_ENTRY, data=json.dumps(options.self_test).encode()))
+        if options.notes:
+            sources.append(Source(NOTES_ENTRY, data=json.dumps(options.notes).encode()))
+        write_atomically(output, lambda f: write_aligned_zip(f, sources, date_time))
     return report

@@ -29,6 +29,7 @@ class BundleError(ValueError):
 class Report:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the bundle does differently from its inputs, for the user
     tflite: TFLiteInfo | None = None
     tokenizer_pieces: int | None = None
 

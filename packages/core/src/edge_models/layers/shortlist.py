@@ -22,6 +22,26 @@ SHORTLIST_SCHEME = "int4-block32"  # the copy only ranks: round to nearest in bl
 SHORTLIST_PREFIX = "shortlist_"
 
 
+DEFAULT_K = 64
+# `convert`'s default adds the shortlist where the head dominates decode: a big vocabulary (Gemma 3 270M's head is
+# 63 % of what a decode step reads; 1B: 30 %; Qwen2.5 0.5B: 28 %) rather than TinyLlama's (6 %), where the copy
+# would grow the file more than it speeds decoding.
+BIG_VOCABULARY = 65_536
+HEAD_SHARE = 0.25
+
+
+def default_k(model: nn.Module, head_bits: int) -> int:
+    """K for `convert`'s default: DEFAULT_K when `model` has a big vocabulary, its LM head stored at `head_bits`
+    >= 8 is at least HEAD_SHARE of the weights a decode step reads, and its hidden size suits the int4 copy; else 0."""
+    cfg = model.config
+    if cfg.vocab_size < BIG_VOCABULARY or head_bits < 8 or cfg.hidden_size % 32:
+        return 0
+    head = cfg.vocab_size * cfg.hidden_size
+    looked_up = 0 if cfg.tie_embeddings else head  # an untied embedding: one row a step, not the matrix
+    read = sum(p.numel() for p in model.parameters()) - looked_up
+    return DEFAULT_K if head >= HEAD_SHARE * read else 0
+
+
 def as_dynamic_int8(x: torch.Tensor) -> torch.Tensor:
     """`x` [..., D] as a dynamically quantized fully-connected layer sees it on LiteRT's CPU (XNNPACK's qd8): each
     row rounded to int8 with its own scale (255 over the row's range, zero included) and zero point, then scaled

@@ -1,0 +1,126 @@
+"""Leave signatures out of a converted file, and the weights only they read.
+
+Phone bundles carry the signatures LiteRT-LM and MediaPipe run; `shortlist_<K>` signatures are our desktop
+runtime's, and their int4 copy of the LM head is a third of Gemma 3 270M's file. The graph of every kept signature is
+unchanged, byte for byte: only subgraphs, signature entries and buffers go, and the weights are copied, not decoded.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterable
+from pathlib import Path
+
+from edge_models.convert.streaming import _aligned, _shared_quantization, pack_model
+from edge_models.fileio import write_atomically
+
+# Options that name other subgraphs (control flow): removing subgraphs would renumber them, so such files are refused.
+_SUBGRAPH_OPTIONS = ("IfOptions", "WhileOptions", "CallOnceOptions", "CallOptions")
+
+
+class PruneError(ValueError):
+    pass
+
+
+def signature_names(path: str | Path) -> list[str]:
+    """The file's signature keys, read from the flatbuffer without loading the model."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        model = schema.Model.GetRootAs(data, 0)
+        return [model.SignatureDefs(i).SignatureKey().decode() for i in range(model.SignatureDefsLength())]
+
+
+def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]) -> int:
+    """Write `source` without the signatures `names` (and every buffer only they use) to `output`, atomically;
+    return the bytes saved."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    source, output, names = Path(source), Path(output), set(names)
+    if source.resolve() == output.resolve():
+        raise PruneError(f"{output}: would overwrite the file it is read from")
+    with open(source, "rb") as f:
+        # Not closed here: the parsed model's arrays point into the map until they are collected.
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    model = schema.ModelT.InitFromPackedBuf(data, 0)  # offset buffers stay in the file: only the graph is read
+    _share_quantization(model, schema.Model.GetRootAs(data, 0))
+    signatures = model.signatureDefs or []
+    unknown = names - {s.signatureKey.decode() for s in signatures}
+    if unknown:
+        raise PruneError(f"{source}: no signature {', '.join(sorted(unknown))}")
+    gone = {s.subgraphIndex for s in signatures if s.signatureKey.decode() in names}
+    kept = [i for i in range(len(model.subgraphs)) if i not in gone]
+    for graph in (model.subgraphs[i] for i in kept):
+        for op in graph.operators or []:
+            options = type(op.builtinOptions).__name__.removesuffix("T")
+            if options in _SUBGRAPH_OPTIONS:
+                raise PruneError(f"{source}: control flow between subgraphs ({options}) is not pruned")
+    renumbered = {old: new for new, old in enumerate(kept)}
+    model.subgraphs = [model.subgraphs[i] for i in kept]
+    model.signatureDefs = [s for s in signatures if s.signatureKey.decode() not in names]
+    for s in model.signatureDefs:
+        s.subgraphIndex = renumbered[s.subgraphIndex]
+
+    # Weights reach every signature as tensors, read only where an op reads them.
+    read = [_read_tensors(graph) for graph in model.subgraphs]
+    used = {0} | {m.buffer for m in model.metadata or []}
+    used |= {graph.tensors[t].buffer for graph, ts in zip(model.subgraphs, read) for t in ts}
+    for graph, ts in zip(model.subgraphs, read):
+        for t, tensor in enumerate(graph.tensors or []):
+            if t not in ts and tensor.buffer not in used:
+                tensor.buffer = 0
+    copies: list[tuple[object, int, int]] = []  # (buffer, its offset in source, size)
+    for index, buffer in enumerate(model.buffers):
+        if index not in used:
+            model.buffers[index] = schema.BufferT()  # indices stay: tensors name buffers by position
+        elif buffer.offset is not None and buffer.offset > 1:
+            copies.append((buffer, buffer.offset, buffer.size))
+            buffer.offset = 2**62  # fixed-width placeholders: packing now gives the final header length
+    head_len = len(pack_model(model))
+    position = _aligned(head_len)
+    for buffer, _, size in copies:
+        buffer.offset = position
+        position = _aligned(position + size)
+    head = pack_model(model)
+    if len(head) != head_len:
+        raise RuntimeError("flatbuffer header changed size between packings")
+
+    def write(out) -> None:
+        out.write(head)
+        for buffer, start, size in copies:
+            out.seek(buffer.offset)
+            out.write(data[start : start + size])
+        out.truncate(position)
+
+    def check(path: Path) -> None:
+        left = signature_names(path)
+        if sorted(left) != sorted(s.signatureKey.decode() for s in model.signatureDefs):
+            raise RuntimeError(f"{path}: signatures {left} after pruning")
+
+    write_atomically(output, write, check)
+    return source.stat().st_size - output.stat().st_size
+
+
+def _share_quantization(model, flat) -> None:
+    """One object per quantization table the source shares between subgraphs (the object API reads a copy per
+    tensor), packed once again: else per-row scales repeat per signature, 3 MB each on Gemma 3's embedding."""
+    shared, seen = _shared_quantization(), {}
+    for g, graph in enumerate(model.subgraphs):
+        tensors = flat.Subgraphs(g)
+        for t, tensor in enumerate(graph.tensors or []):
+            table = tensors.Tensors(t).Quantization()
+            if table is None or tensor.quantization is None:
+                continue
+            position = table._tab.Pos
+            if position in seen:
+                tensor.quantization = seen[position]
+            else:
+                tensor.quantization.__class__ = shared
+                seen[position] = tensor.quantization
+
+
+def _read_tensors(graph) -> set[int]:
+    ops = graph.operators or []
+    found = {int(t) for op in ops for ts in (op.inputs, op.outputs, op.intermediates) if ts is not None for t in ts}
+    found |= {int(t) for ts in (graph.inputs, graph.outputs) if ts is not None for t in ts}
+    return found - {-1}  # -1: an optional input left out
