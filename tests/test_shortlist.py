@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from edge_models import registry
+from edge_models.bench import decode_weight_bytes
 from edge_models.convert import ExportSettings, RecipeError, convert
 from edge_models.convert.prune import PruneError, drop_signatures, signature_names
 from edge_models.layers.decoder import Decoder
@@ -42,6 +43,12 @@ def test_shortlist_scores_its_tokens_like_the_full_head(tmp_path):
         token = best
     # The int4 copy only ranks; on a random tiny model its top 8 still hold the head's top token nearly always.
     assert held >= 0.9 * len(steps), held
+    # What a step reads (`bench`'s memory roof): the int4 copy and its float16 block scales instead of the int8 head
+    # (and the exact pass's few constants).
+    cfg, flatbuffer = model.config, path.read_bytes()
+    head = cfg.vocab_size * cfg.hidden_size
+    expected = decode_weight_bytes(flatbuffer) - head + head // 2 + head // 16
+    assert 0 <= decode_weight_bytes(flatbuffer, shortlist=True) - expected < 256
 
 
 def test_generator_decodes_greedy_text_through_the_shortlist(tmp_path):

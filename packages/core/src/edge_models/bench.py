@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,34 +263,44 @@ def read_bandwidth(threads: int, gib: float = 1.0) -> float:
     return data.nbytes / best / 1e9
 
 
-def decode_weight_bytes(tflite: bytes) -> int:
-    """Bytes of constant data (weights) the `decode` signature reads per token: every buffer an operator of it
-    takes, except those only looked up a row at a time (an untied embedding); the KV cache is not counted."""
+def decode_weight_bytes(tflite: bytes, shortlist: bool = False) -> int:
+    """Bytes of constant data (weights) `decode` (or with `shortlist`, `shortlist_<K>`) reads per token: every
+    buffer an operator of it takes, except those only looked up a row at a time (an untied embedding, the head rows
+    a shortlist scores); the KV cache is not counted."""
     from ai_edge_litert import schema_py_generated as schema
 
-    lookups = {schema.BuiltinOperator.EMBEDDING_LOOKUP, schema.BuiltinOperator.GATHER}
+    # Which input of a lookup op holds the table (EMBEDDING_LOOKUP takes the ids first).
+    tables = {schema.BuiltinOperator.EMBEDDING_LOOKUP: 1, schema.BuiltinOperator.GATHER: 0}
     model = schema.Model.GetRootAs(tflite, 0)
     signatures = [model.SignatureDefs(i) for i in range(model.SignatureDefsLength())]
-    graph = model.Subgraphs(next(s for s in signatures if s.SignatureKey() == b"decode").SubgraphIndex())
+    wanted = re.compile(rb"shortlist_\d+" if shortlist else rb"decode")
+    graph = model.Subgraphs(next(s for s in signatures if wanted.fullmatch(s.SignatureKey())).SubgraphIndex())
     read, looked_up = set(), set()
     for o in range(graph.OperatorsLength()):
         op = graph.Operators(o)
         code = model.OperatorCodes(op.OpcodeIndex())
         kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         for i in range(op.InputsLength()):
-            if op.Inputs(i) >= 0 and (buffer := graph.Tensors(op.Inputs(i)).Buffer()):
-                (looked_up if kind in lookups and i == 0 else read).add(buffer)
+            if op.Inputs(i) < 0 or not (tensor := graph.Tensors(op.Inputs(i))).Buffer():
+                continue
+            found = looked_up if tables.get(kind) == i else read
+            found.add(tensor.Buffer())
+            quantization = tensor.Quantization()
+            if quantization and quantization.DetailsType() == schema.QuantizationDetails.BlockwiseQuantization:
+                blocks = schema.BlockwiseQuantization()  # int4 blocks: their scales are a tensor of their own
+                blocks.Init(quantization.Details().Bytes, quantization.Details().Pos)
+                found.add(graph.Tensors(blocks.Scales()).Buffer())
     sizes = {
         b: model.Buffers(b).Size() if model.Buffers(b).Offset() > 1 else model.Buffers(b).DataLength() for b in read
     }
     return sum(sizes.values())
 
 
-def format_bandwidth(row: BenchRow, weight_bytes: int, bandwidth: float) -> str:
-    """How close a decode speed is to the memory roof."""
-    reads = row.decode_tok_s * weight_bytes / 1e9
+def format_bandwidth(path: str, tok_s: float, weight_bytes: int, bandwidth: float) -> str:
+    """How close a decode speed (through `path`: decode, or the shortlist) is to the memory roof."""
+    reads = tok_s * weight_bytes / 1e9
     return (
-        f"decode reads {weight_bytes / 1e6:,.1f} MB of weights per token: {row.decode_tok_s:.1f} tok/s = "
+        f"{path} reads {weight_bytes / 1e6:,.1f} MB of weights per token: {tok_s:.1f} tok/s = "
         f"{reads:.1f} GB/s, {100 * reads / bandwidth:.0f} % of the {bandwidth:.1f} GB/s this machine reads with "
         f"these threads (roof: {bandwidth * 1e9 / weight_bytes:.0f} tok/s)"
     )

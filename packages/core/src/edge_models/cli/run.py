@@ -210,7 +210,12 @@ def bench(
         )
     console.out(format_table(rows))
     tflite = read_bundle(file).tflite if Path(file).suffix in BUNDLE_SUFFIXES else Path(file).read_bytes()
-    console.out(format_bandwidth(rows[0], decode_weight_bytes(tflite), read_bandwidth(threads or os_threads())))
+    bandwidth = read_bandwidth(threads or os_threads())
+    row = rows[0]
+    console.out(format_bandwidth("decode", row.decode_tok_s, decode_weight_bytes(tflite), bandwidth))
+    if row.shortlist_tok_s:
+        shortlist_bytes = decode_weight_bytes(tflite, shortlist=True)
+        console.out(format_bandwidth("the shortlist", row.shortlist_tok_s, shortlist_bytes, bandwidth))
     if no_speculate:
         return
     from edge_models.runtime import TokenizerError
