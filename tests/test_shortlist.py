@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -19,12 +21,21 @@ from edge_models.testing import train_sentencepiece
 PROMPT = [3, 17, 42, 7, 9]
 
 
-def test_shortlist_scores_its_tokens_like_the_full_head(tmp_path):
-    # A tied int8 head with dynamic int8 activations (an untied float one is decoded end to end in the next test).
-    # Scored on float activations instead of the kernel's int8 ones, this model's scores were 0.011 off.
+SETTINGS = ExportSettings((8,), 64, decode_windows=(32,))
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory):
+    """(tiny Gemma 3, its int8 file with shortlist_8 signatures): a tied head with dynamic int8 activations."""
     model = random_model(registry().get("gemma3-270m").tiny_config, seed=3)
-    settings = ExportSettings((8,), 64, decode_windows=(32,), shortlist=8)
-    path = convert(model, tmp_path / "m.tflite", settings, "int8", progress=None).path
+    path = tmp_path_factory.mktemp("shortlist") / "m.tflite"
+    return model, convert(model, path, dataclasses.replace(SETTINGS, shortlist=8), "int8", progress=None).path
+
+
+def test_shortlist_scores_its_tokens_like_the_full_head(gemma):
+    # (An untied float head is decoded end to end in the next test.) Scored on float activations instead of the
+    # kernel's int8 ones, this model's scores were 0.011 off.
+    model, path = gemma
     shortlisted, full = LiteRTModel(path), LiteRTModel(path)
     assert shortlisted.info.shortlists == {"shortlist_8": (8, None), "shortlist_8_32": (8, 32)}
     for m in (shortlisted, full):
@@ -70,15 +81,12 @@ def test_shortlist_is_refused_where_it_cannot_be_built(tmp_path):
     assert not (tmp_path / "m.tflite").exists()
 
 
-def test_pruning_the_shortlist_leaves_the_file_converted_without_it(tmp_path):
-    model = random_model(registry().get("gemma3-270m").tiny_config, seed=3)
+def test_pruning_the_shortlist_leaves_the_file_converted_without_it(gemma, tmp_path):
+    model, shortlisted = gemma
     cfg = model.config
-    paths = {
-        k: convert(model, tmp_path / f"m{k}.tflite", ExportSettings((8,), 64, shortlist=k), "int8", progress=None).path
-        for k in (8, 0)
-    }
+    paths = {8: shortlisted, 0: convert(model, tmp_path / "m0.tflite", SETTINGS, "int8", progress=None).path}
     pruned = tmp_path / "pruned.tflite"
-    saved = drop_signatures(paths[8], pruned, ["shortlist_8"])
+    saved = drop_signatures(paths[8], pruned, ["shortlist_8", "shortlist_8_32"])
     assert signature_names(pruned) == signature_names(paths[0])
     # The int4 copy and its block scales go; what is left is the plain file but for the unused tensors' entries.
     assert saved >= cfg.vocab_size * cfg.hidden_size * (1 / 2 + 2 / 32)
