@@ -68,15 +68,21 @@ def test_unsupported_config_field_is_named(run, tmp_path):
     _fails_cleanly(run("convert", "auto", "--checkpoint", ckpt), "rope scaling type 'yarn' is not supported")
 
 
-def test_convert_auto_then_generate(run, tmp_path):
+def test_convert_auto_then_generate(run, tmp_path, monkeypatch):
     from edge_models import registry
+    from edge_models.convert.prune import signature_names
+    from edge_models.layers import shortlist
 
     ckpt = tiny_checkpoint(registry().get("llama"), tmp_path / "ckpt")
     train_sentencepiece(ckpt / "tokenizer.model", vocab_size=256)
     out = tmp_path / "m.tflite"
+    # As if this tiny head were a big vocabulary's: the default two-stage head is added, and said so.
+    monkeypatch.setattr(shortlist, "default_k", lambda model, head_bits: 8 if head_bits == 8 else 0)
     result = run("convert", "auto", "--checkpoint", ckpt, "-o", out, "--prefill", "8", "--kv-cache", "64")
     assert result.exit_code == 0, result.output
     assert out.exists() and not list(tmp_path.glob("*.partial"))
+    assert "adding shortlist_8 signatures" in result.output
+    assert "shortlist_8" in signature_names(out)
     gen = run(
         "generate",
         out,

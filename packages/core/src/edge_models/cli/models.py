@@ -246,7 +246,8 @@ def convert(
     if shortlist is None:
         from edge_models.layers.shortlist import default_k
 
-        shortlist = 0 if lora_rank else default_k(net, recipe_obj.scheme_for("lm_head").bits)
+        # Not beside a size budget (the copy is not in it) or LoRA inputs.
+        shortlist = 0 if lora_rank or max_size else default_k(net, recipe_obj.scheme_for("lm_head").bits)
         if shortlist:
             console.err(
                 f"adding shortlist_{shortlist} signatures: faster decoding in our runtime (bundles leave them out; "
