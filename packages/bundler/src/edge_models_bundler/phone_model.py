@@ -8,6 +8,7 @@ head is faster on the desktop, but LiteRT-LM and MediaPipe never call them, and 
 from __future__ import annotations
 
 import contextlib
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,11 @@ from edge_models_bundler.validate import Report
 def phone_model(tflite: Path, scratch: Path, report: Report) -> Iterator[Path]:
     """`tflite`, or a copy without its desktop-only signatures in a temporary folder under `scratch` (noted in
     `report`), for as long as the context lasts."""
-    desktop_only = [name for name in signature_names(tflite) if name.startswith(SHORTLIST_PREFIX)]
+    try:
+        names = signature_names(tflite)
+    except (struct.error, ValueError, IndexError):  # not a flatbuffer: carried as it is (validation says why)
+        names = []
+    desktop_only = [name for name in names if name.startswith(SHORTLIST_PREFIX)]
     if not desktop_only:
         yield tflite
         return
