@@ -13,7 +13,7 @@ from edge_models.bench import decode_weight_bytes
 from edge_models.convert import ExportSettings, RecipeError, convert
 from edge_models.convert.prune import PruneError, drop_signatures, signature_names
 from edge_models.layers.decoder import Decoder
-from edge_models.layers.shortlist import default_k
+from edge_models.layers.shortlist import GROUP, default_k, top_ids
 from edge_models.models import random_model
 from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
 from edge_models.testing import train_sentencepiece
@@ -26,8 +26,9 @@ SETTINGS = ExportSettings((8,), 64, decode_windows=(32,))
 
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory):
-    """(tiny Gemma 3, its int8 file with shortlist_8 signatures): a tied head with dynamic int8 activations."""
-    model = random_model(registry().get("gemma3-270m").tiny_config, seed=3)
+    """(tiny Gemma 3, its int8 file with shortlist_8 signatures): a tied head with dynamic int8 activations, and a
+    vocabulary of 16 groups, so the file's top-k runs in two rounds (`top_ids`)."""
+    model = random_model(registry().get("gemma3-270m").tiny_config.replace(vocab_size=16 * GROUP), seed=3)
     path = tmp_path_factory.mktemp("shortlist") / "m.tflite"
     return model, convert(model, path, dataclasses.replace(SETTINGS, shortlist=8), "int8", progress=None).path
 
@@ -98,6 +99,15 @@ def test_pruning_the_shortlist_leaves_the_file_converted_without_it(gemma, tmp_p
     with pytest.raises(PruneError, match="no signature shortlist_9"):
         drop_signatures(paths[8], tmp_path / "other.tflite", ["shortlist_9"])
     assert not (tmp_path / "other.tflite").exists()
+
+
+def test_two_round_top_k_finds_the_top_k():
+    torch.manual_seed(0)
+    crowded = torch.randn(1, 1, 64 * GROUP)
+    crowded[0, 0, 5 : 5 + 3 * GROUP] += 10  # the top 16 all in three neighbouring groups
+    for scores in (torch.randn(1, 1, 64 * GROUP), crowded, torch.randn(1, 3, 64 * GROUP), torch.randn(1, 1, 1000)):
+        expected = torch.topk(scores, 16, dim=-1)[1]
+        assert (top_ids(scores, 16).sort(-1)[0] == expected.sort(-1)[0]).all()
 
 
 def test_convert_adds_the_shortlist_where_the_head_dominates_decoding():
