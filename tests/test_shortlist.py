@@ -96,6 +96,15 @@ def test_pruning_the_shortlist_leaves_the_file_converted_without_it(gemma, tmp_p
     for m in (before, after):
         m.prefill(PROMPT[:-1], 0)
     np.testing.assert_array_equal(before.decode(PROMPT[-1], len(PROMPT) - 1), after.decode(PROMPT[-1], len(PROMPT) - 1))
+    # int4 blocks keep their scales (a tensor of their own, referenced from the weight's quantization).
+    four = convert(
+        model, tmp_path / "m4.tflite", dataclasses.replace(SETTINGS, shortlist=8), "int4-block32", progress=None
+    )
+    drop_signatures(four.path, tmp_path / "pruned4.tflite", ["shortlist_8", "shortlist_8_32"])
+    before, after = LiteRTModel(four.path), LiteRTModel(tmp_path / "pruned4.tflite")
+    for m in (before, after):
+        m.prefill(PROMPT[:-1], 0)
+    np.testing.assert_array_equal(before.decode(PROMPT[-1], len(PROMPT) - 1), after.decode(PROMPT[-1], len(PROMPT) - 1))
     with pytest.raises(PruneError, match="no signature shortlist_9"):
         drop_signatures(paths[8], tmp_path / "other.tflite", ["shortlist_9"])
     assert not (tmp_path / "other.tflite").exists()

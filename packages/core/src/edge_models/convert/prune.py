@@ -1,8 +1,8 @@
 """Leave signatures out of a converted file, and the weights only they read.
 
 Phone bundles carry the signatures LiteRT-LM and MediaPipe run; `shortlist_<K>` signatures are our desktop
-runtime's, and their int4 copy of the LM head is a third of Gemma 3 270M's file. The graph of every kept signature is
-unchanged, byte for byte: only subgraphs, signature entries and buffers go, and the weights are copied, not decoded.
+runtime's, and their int4 copy of the LM head is a third of Gemma 3 270M's file. Every kept signature's ops and the
+weights they read are unchanged: only subgraphs, signature entries and buffers go, and weights are copied, not decoded.
 """
 
 from __future__ import annotations
@@ -120,7 +120,14 @@ def _share_quantization(model, flat) -> None:
 
 
 def _read_tensors(graph) -> set[int]:
+    from ai_edge_litert import schema_py_generated as schema
+
     ops = graph.operators or []
     found = {int(t) for op in ops for ts in (op.inputs, op.outputs, op.intermediates) if ts is not None for t in ts}
     found |= {int(t) for ts in (graph.inputs, graph.outputs) if ts is not None for t in ts}
-    return found - {-1}  # -1: an optional input left out
+    found -= {-1}  # an optional input left out
+    for t in list(found):
+        quantization = graph.tensors[t].quantization
+        if quantization is not None and quantization.detailsType == schema.QuantizationDetails.BlockwiseQuantization:
+            found |= {quantization.details.scales, quantization.details.zeroPoints} - {-1}  # int4 blocks' tensors
+    return found
