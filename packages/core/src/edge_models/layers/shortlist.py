@@ -7,7 +7,7 @@ was in the int4 copy's top 16 for every one of 2,435 evaluation-text tokens (top
 through the shortlist gives the full head's tokens; sampling through it is top-K sampling. A head stored with dynamic
 int8 activations is scored on the activations that head's kernel sees (`as_dynamic_int8`): scored on float
 activations instead, 3 of 300 greedy tokens on that model were near-ties that went the other way. Greedy decode
-runs at 120-128 tokens/s on 2 threads against 102-107 through `decode` (benchmarks/README.md). LiteRT-LM keeps
+runs at 120-128 tokens/s on 2 threads against 98-107 through `decode` (benchmarks/README.md). LiteRT-LM keeps
 using `decode` (full logits); the `shortlist_<K>[_<W>]` signatures are our runtime's, and bundles leave them out.
 """
 
