@@ -92,22 +92,24 @@ def test_pruning_the_shortlist_leaves_the_file_converted_without_it(gemma, tmp_p
     # The int4 copy and its block scales go; what is left is the plain file but for the unused tensors' entries.
     assert saved >= cfg.vocab_size * cfg.hidden_size * (1 / 2 + 2 / 32)
     assert abs(pruned.stat().st_size - paths[0].stat().st_size) < 0.01 * paths[0].stat().st_size
-    before, after = LiteRTModel(paths[8]), LiteRTModel(pruned)
-    for m in (before, after):
-        m.prefill(PROMPT[:-1], 0)
-    np.testing.assert_array_equal(before.decode(PROMPT[-1], len(PROMPT) - 1), after.decode(PROMPT[-1], len(PROMPT) - 1))
+    _decode_the_same(paths[8], pruned)
     # int4 blocks keep their scales (a tensor of their own, referenced from the weight's quantization).
     four = convert(
         model, tmp_path / "m4.tflite", dataclasses.replace(SETTINGS, shortlist=8), "int4-block32", progress=None
     )
     drop_signatures(four.path, tmp_path / "pruned4.tflite", ["shortlist_8", "shortlist_8_32"])
-    before, after = LiteRTModel(four.path), LiteRTModel(tmp_path / "pruned4.tflite")
-    for m in (before, after):
-        m.prefill(PROMPT[:-1], 0)
-    np.testing.assert_array_equal(before.decode(PROMPT[-1], len(PROMPT) - 1), after.decode(PROMPT[-1], len(PROMPT) - 1))
+    _decode_the_same(four.path, tmp_path / "pruned4.tflite")
     with pytest.raises(PruneError, match="no signature shortlist_9"):
         drop_signatures(paths[8], tmp_path / "other.tflite", ["shortlist_9"])
     assert not (tmp_path / "other.tflite").exists()
+
+
+def _decode_the_same(path, other) -> None:
+    logits = []
+    for m in (LiteRTModel(path), LiteRTModel(other)):
+        m.prefill(PROMPT[:-1], 0)
+        logits.append(m.decode(PROMPT[-1], len(PROMPT) - 1))
+    np.testing.assert_array_equal(*logits)
 
 
 def test_two_round_top_k_finds_the_top_k():
