@@ -24,6 +24,7 @@ from edge_models.quantize.calibration_data import (
 )
 from edge_models.quantize.formats import decode, encode, format_for
 from edge_models.quantize.gptq import Grid, dequantize, gptq, quantize_rtn, search_scales
+from edge_models.quantize.simulate import emulated, log_probs, mean_kl
 from edge_models.runtime import LiteRTModel
 
 
@@ -154,26 +155,43 @@ def random_model_of(name: str):
 SETTINGS = ExportSettings(prefill_lengths=(16,), kv_cache_len=64, prefill_logits=True)
 
 
-def _file_kl(path, reference, ids) -> float:
+def _file_kl(path, windows: list[list[int]], reference: list[torch.Tensor]) -> float:
+    """Mean KL per next-token prediction from `reference` (`simulate.log_probs` of the float model) to the file."""
     lite = LiteRTModel(path)
-    logits = lite._run("prefill_16", np.array([ids], np.int32), np.arange(16, dtype=np.int32))["logits"][0]
-    with torch.no_grad():
-        want = torch.log_softmax(reference(torch.tensor([ids]), torch.arange(16), reference.empty_cache(64))[0][0], -1)
-    got = torch.log_softmax(torch.from_numpy(logits), -1)
-    return float((want.exp() * (want - got)).sum(-1).mean())
+    total = 0.0
+    for ids, want in zip(windows, reference):
+        logits = lite._run("prefill_16", np.array([ids], np.int32), np.arange(16, dtype=np.int32))["logits"][0]
+        got = torch.log_softmax(torch.from_numpy(logits[:-1]).float(), -1)
+        want = want.float()
+        total += float((want.exp() * (want - got)).sum(-1).mean())
+    return total / len(windows)
 
 
 def test_calibrated_file_is_closer_to_fp32_than_round_to_nearest(tmp_path):
-    # The whole path: calibration, the writer storing GPTQ's integers and scales, LiteRT running them.
+    """The whole path: calibration, the writer storing GPTQ's integers and scales, LiteRT running them.
+
+    LiteRT's kernels round differently per CPU (AVX-512 VNNI, AMX, AVX2 paths): on one 16-token window the two
+    files were 3 % apart, on the wrong side on an Intel Xeon. Over 32 held-out windows (Intel Xeon, AVX-512 VNNI
+    + AMX flags) the calibrated file's mean KL was 0.46x round-to-nearest's (0.00147 vs 0.00316, lower on 29 of
+    32 windows) and each file's KL within 2 % of the PyTorch emulation of its arithmetic: the margins below are
+    many times that spread."""
     config = registry().get("gemma3-270m").tiny_config
     model = _trained("gemma3-270m")
     calibration = [markov_text(64, config.vocab_size, seed=1000 + k) for k in range(8)]
-    held_out = markov_text(16, config.vocab_size, seed=5000)
-    rtn = convert(model, tmp_path / "rtn.tflite", SETTINGS, "int4-block32", progress=None).path
-    calibrated = convert(
-        model, tmp_path / "gptq.tflite", SETTINGS, "int4-block32-gptq", progress=None, calibration=calibration
+    held_out = [markov_text(16, config.vocab_size, seed=5000 + k) for k in range(32)]
+    calibrated = calibrate(model, calibration, parse_recipe("int4-block32-gptq"))
+    rtn_file = convert(model, tmp_path / "rtn.tflite", SETTINGS, "int4-block32", progress=None).path
+    gptq_file = convert(
+        model, tmp_path / "gptq.tflite", SETTINGS, "int4-block32-gptq", progress=None, calibrated=calibrated
     ).path
-    assert _file_kl(calibrated, model, held_out) < _file_kl(rtn, model, held_out)
+    reference = log_probs(model, held_out)
+    rtn = _file_kl(rtn_file, held_out, reference)
+    gptq = _file_kl(gptq_file, held_out, reference)
+    assert gptq < 0.75 * rtn, (gptq, rtn)
+    # The file computes with the calibrated integers: it is as far from fp32 as their emulation says.
+    with emulated(model, parse_recipe("int4-block32-gptq"), calibrated.encoded, calibrated.smoothed) as m:
+        emulated_gptq = mean_kl(m, held_out, reference)
+    assert abs(gptq - emulated_gptq) < 0.15 * emulated_gptq, (gptq, emulated_gptq)
 
 
 def test_calibrated_recipe_without_calibration_is_refused(tmp_path):
