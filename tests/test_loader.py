@@ -221,3 +221,28 @@ def test_fused_qkv_checkpoint(tiny_llama, tmp_path):
         r"found \[255, 128\]$",
     ):
         load_model(spec.tiny_config, path, names)
+
+
+def test_verify_passes_a_model_whose_reference_stops_at_its_eos(tmp_path):
+    """transformers' generate() stops at the checkpoint's EOS token: the greedy comparison ends there too, the
+    table says so, and a correct model passes (the logits are still compared over every token we decoded)."""
+    from edge_models.verify import reference_greedy, verify_checkpoint
+
+    spec = registry().get("mistral")
+    # verify's first input without prompts: 8 fixed pseudo-random ids.
+    ids = torch.randint(0, 256, (8,), generator=torch.Generator().manual_seed(0)).tolist()
+    plain = reference_greedy(build_reference(spec.tiny_hf_config, spec.reference_class), ids, 32)
+    # An EOS the reference emits a few tokens in (and not before).
+    at = next(i for i in range(3, 32) if plain[i] not in plain[:i])
+    ref = build_reference({**spec.tiny_hf_config, "eos_token_id": plain[at]}, spec.reference_class)
+    assert len(reference_greedy(ref, ids, 32)) == at + 1
+    report = verify_checkpoint("auto", save_reference(ref, tmp_path / "ck"), new_tokens=32)
+    row = report.rows[0]
+    assert report.passed and row.reference_stopped and row.greedy_total < 32, report.table()
+    assert "stopped at its end-of-sequence token" in report.table()
+    # Unchanged where the reference runs the full length (no EOS token at all).
+    plain = build_reference({**spec.tiny_hf_config, "eos_token_id": None}, spec.reference_class)
+    plain_checkpoint = save_reference(plain, tmp_path / "plain")
+    plain_report = verify_checkpoint("auto", plain_checkpoint)
+    assert all(r.greedy_total == 32 and not r.reference_stopped for r in plain_report.rows)
+    assert "end-of-sequence" not in plain_report.table()

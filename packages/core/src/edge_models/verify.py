@@ -17,8 +17,11 @@ class Comparison:
     max_abs_diff: float
     max_rel_diff: float  # max abs diff / max |reference logit|
     greedy_match: int  # leading greedy tokens that agree
-    greedy_total: int
+    greedy_total: int  # tokens compared: those both sides produced
     tolerance: float
+    # transformers' generate() stops at the checkpoint's end-of-sequence token whatever its generation config says:
+    # the greedy comparison then ends there too (the logits are still compared over every token we decoded).
+    reference_stopped: bool = False
 
     @property
     def passed(self) -> bool:
@@ -43,6 +46,7 @@ class VerifyReport:
             lines.append(
                 f"{r.label[:24]:<24} {r.prompt_tokens:>6} {r.max_abs_diff:>10.2e} {r.max_rel_diff:>9.1e} "
                 f"{r.tolerance:>9.1e} {r.greedy_match:>4}/{r.greedy_total:<4}  {'ok' if r.passed else 'FAIL'}"
+                + ("  (the reference stopped at its end-of-sequence token)" if r.reference_stopped else "")
             )
         lines.append("PASSED" if self.passed else "FAILED")
         return "\n".join(lines)
@@ -69,7 +73,9 @@ def reference_greedy(reference, ids: list[int], new_tokens: int) -> list[int]:
     import copy
 
     config = copy.deepcopy(reference.generation_config)
-    config.eos_token_id = None  # compare a fixed number of tokens, never stop early
+    # Meant to decode a fixed number of tokens, but generate() still stops at the checkpoint's own EOS token
+    # (it fills unset fields from the model's defaults): `compare` compares what both sides produced.
+    config.eos_token_id = None
     config.do_sample = False
     config.max_new_tokens = new_tokens
     config.min_new_tokens = None
@@ -101,8 +107,16 @@ def compare(
         if a != b:
             break
         match += 1
+    compared = min(new_tokens, len(ref_tokens))
     return Comparison(
-        label or f"{len(ids)} ids", len(ids), diff, diff / max(scale, 1e-12), match, new_tokens, tolerance
+        label or f"{len(ids)} ids",
+        len(ids),
+        diff,
+        diff / max(scale, 1e-12),
+        match,
+        compared,
+        tolerance,
+        reference_stopped=compared < new_tokens,
     )
 
 
