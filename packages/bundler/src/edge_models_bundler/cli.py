@@ -14,6 +14,7 @@ from edge_models_bundler.validate import BundleError, Report
 
 def _errors_as_click(func):
     """Our errors are the user's to fix: one clean message, exit code 1, no traceback."""
+    from edge_models.fileio import WriteError
     from edge_models.task_format import TaskFormatError
 
     @functools.wraps(func)
@@ -23,7 +24,7 @@ def _errors_as_click(func):
         except BundleError as e:
             _print_warnings(e.warnings)
             raise click.ClickException(str(e)) from None
-        except (TaskFormatError, LookupError, ValueError, FileNotFoundError) as e:
+        except (TaskFormatError, LookupError, ValueError, FileNotFoundError, WriteError) as e:
             raise click.ClickException(str(e)) from None
 
     return wrapper

@@ -232,10 +232,10 @@ class Stamps:
         return None
 
     def save(self, stage: str, key: str, result) -> None:
+        from edge_models.fileio import write_atomically
+
         self.data[stage] = {"key": key, "result": result}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        tmp.replace(self.path)
+        write_atomically(self.path, lambda f: f.write(json.dumps(self.data, indent=2).encode()))
 
 
 def run_stage(stamps: Stamps, stage: str, title: str, inputs: tuple, outputs: list[Path], fn, *args):
@@ -268,13 +268,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", "-v", action="store_true", help="show native and library logs")
     args = parser.parse_args(argv)
 
+    from edge_models.fileio import WriteError, write_errors_named
+
     out = Path(args.artifacts) / args.model
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with write_errors_named(out):
+            out.mkdir(parents=True, exist_ok=True)
+    except WriteError as e:
+        raise SystemExit(f"error: {e}") from None
     import os
 
     os.environ.setdefault("EDGE_MODELS_LOG_DIR", str(out))
     with console.quiet("demo", args.verbose, until_exit=True):
-        return _run(args, out)
+        try:
+            return _run(args, out)
+        except WriteError as e:  # one line, as the CLI's verbs say it
+            raise SystemExit(f"error: {e}") from None
 
 
 def _run(args: argparse.Namespace, out: Path) -> int:

@@ -43,11 +43,13 @@ def friendly(func):
     """Turn our own error types into clean CLI errors."""
     import functools
 
+    from edge_models.fileio import WriteError
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ValueError, LookupError, FileNotFoundError) as e:
+        except (ValueError, LookupError, FileNotFoundError, WriteError) as e:
             raise UserError(str(e)) from None
 
     return wrapper

@@ -32,11 +32,12 @@ def tokenizer_group() -> None:
 )
 def from_gguf(file: Path, output: Path, verbatim_types: bool) -> None:
     """Rebuild a SentencePiece tokenizer.model from the tokenizer metadata of a GGUF FILE."""
+    from edge_models.fileio import WriteError
     from edge_models.gguf_tokenizer import GGUFTokenizerError, write_sentencepiece_from_gguf
 
     try:
         out = write_sentencepiece_from_gguf(file, output, control_as_user_defined=not verbatim_types)
-    except GGUFTokenizerError as e:
+    except (GGUFTokenizerError, WriteError) as e:
         raise click.ClickException(str(e)) from None
     for line in _describe(out):
         console.out(line)

@@ -365,4 +365,10 @@ def convert_streaming(
     )
     skeleton = export_skeleton(model, settings, shapes, workers)
     say(f"writing {len(shapes)} weights one at a time ({recipe.text})")
-    write_atomically(output, lambda f: write_with_weights(skeleton, formats, read, f, say, encoded), check)
+    weight_bytes = sum(sum(stored_bytes(formats[p], *shape)) for p, shape in shapes.items())
+    write_atomically(
+        output,
+        lambda f: write_with_weights(skeleton, formats, read, f, say, encoded),
+        check,
+        size_hint=len(skeleton) + weight_bytes,
+    )
