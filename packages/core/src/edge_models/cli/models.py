@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edge_models import console
-from edge_models.cli.base import UserError, cli, friendly, lengths, logged
+from edge_models.cli.base import CHECKPOINT, UserError, cli, friendly, lengths, logged
 
 
 @cli.command("list")
@@ -62,7 +62,9 @@ def recipes() -> None:
 @cli.command()
 @click.argument("model")
 @click.option(
-    "--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory, .safetensors, .bin/.pt or .gguf"
+    "--checkpoint",
+    type=CHECKPOINT,
+    help="HF directory, .safetensors, .bin/.pt or .gguf; or ORG/NAME[@REV] in the local Hugging Face cache",
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="output .tflite [MODEL.tflite]")
 @click.option(
