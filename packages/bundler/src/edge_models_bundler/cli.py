@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from edge_models import console
-from edge_models.cli.base import logged
+from edge_models.cli.base import CHECKPOINT, logged
 
 from edge_models_bundler.validate import BundleError, Report
 
@@ -54,8 +54,9 @@ _TEMPLATE_OPTIONS = {
 )
 @click.option(
     "--checkpoint",
-    type=click.Path(exists=True, path_type=Path),
-    help="HF checkpoint directory: its tokenizer, tokenizer_config/generation_config tokens and chat template",
+    type=CHECKPOINT,
+    help="HF checkpoint directory, or ORG/NAME[@REV] in the local Hugging Face cache: its tokenizer, "
+    "tokenizer_config/generation_config tokens and chat template",
 )
 @click.option("--model", help="registered model whose start/stop tokens and chat template fill what is not given")
 @click.option("--start-token", help="token that starts every sequence, e.g. '<bos>'")

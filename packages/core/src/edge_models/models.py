@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_models.config import ModelConfig
+from edge_models.hf.hub_cache import resolve_checkpoint
 from edge_models.hf_config import read_config
 from edge_models.plugins import ModelRegistry, registry
 from edge_models.spec import ModelSpec
@@ -16,7 +17,8 @@ def resolve_spec(name: str, checkpoint: str | Path | None = None, reg: ModelRegi
         return reg.get(name)
     if checkpoint is None:
         raise ValueError("`auto` needs --checkpoint to read config.json's architectures from")
-    directory = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+    checkpoint = resolve_checkpoint(checkpoint)
+    directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
     hf = read_config(directory)
     architectures = hf.get("architectures") or []
     if not architectures:
@@ -28,7 +30,7 @@ def resolve_config(spec: ModelSpec, checkpoint: str | Path | None) -> ModelConfi
     """config.json beside the checkpoint wins; a bare file (GGUF, .pt) uses the spec's default."""
     if checkpoint is None:
         return spec.config
-    path = Path(checkpoint)
+    path = resolve_checkpoint(checkpoint)
     directory = path if path.is_dir() else path.parent
     if (directory / "config.json").exists():
         return spec.config_from_hf(read_config(directory))
@@ -40,6 +42,7 @@ def load_for_spec(spec: ModelSpec, checkpoint: str | Path, config: ModelConfig |
     unallocated and `read(param)` fetches one, for `convert(..., weights=read)` to stream them."""
     from edge_models.loader import load_model, load_model_deferred, open_checkpoint
 
+    checkpoint = resolve_checkpoint(checkpoint)
     source = open_checkpoint(checkpoint)
     names = spec.tensor_names
     if source.path.suffix.lower() == ".gguf":

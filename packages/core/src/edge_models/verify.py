@@ -123,8 +123,10 @@ def compare(
 def load_reference(spec, checkpoint: str | Path):
     import transformers
 
+    from edge_models.hf.hub_cache import resolve_checkpoint
+
     cls = getattr(transformers, spec.reference_class)
-    path = Path(checkpoint)
+    path = resolve_checkpoint(checkpoint)
     kwargs = dict(dtype=torch.float32, local_files_only=True, attn_implementation="eager")
     if path.suffix == ".gguf":
         return cls.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs).eval()
@@ -158,9 +160,10 @@ def verify_checkpoint(
     new_tokens: int = 32,
     atol: float | None = None,
 ) -> VerifyReport:
+    from edge_models.hf.hub_cache import resolve_checkpoint
     from edge_models.models import load_for_spec, resolve_spec
 
-    checkpoint = Path(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint)
     spec = resolve_spec(model_name, checkpoint)
     ours = load_for_spec(spec, checkpoint)
     reference = load_reference(spec, checkpoint)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -53,6 +55,28 @@ def friendly(func):
             raise UserError(str(e)) from None
 
     return wrapper
+
+
+class CheckpointParam(click.ParamType):
+    """`--checkpoint`: a local file or folder, or a Hugging Face id `ORG/NAME[@REVISION]` found in the local hub
+    cache (never downloaded). Either way the verb gets a local Path."""
+
+    name = "PATH|ORG/NAME[@REV]"
+
+    def convert(self, value, param, ctx) -> Path:
+        from edge_models.hf.hub_cache import HubCacheError, resolve_checkpoint
+
+        try:
+            path = resolve_checkpoint(value)
+        except HubCacheError as e:
+            # Not a usage mistake but a missing download: one line saying what to run, without the usage banner.
+            raise UserError(str(e)) from None
+        if not path.exists():
+            self.fail(f"{value}: no such file or directory, nor a Hugging Face id ORG/NAME", param, ctx)
+        return path
+
+
+CHECKPOINT = CheckpointParam()
 
 
 def lengths(text: str) -> tuple[int, ...]:

@@ -7,13 +7,13 @@ from pathlib import Path
 import click
 
 from edge_models import console
-from edge_models.cli.base import UserError, cli, friendly, logged
+from edge_models.cli.base import CHECKPOINT, UserError, cli, friendly, logged
 from edge_models.cli.models import checkpoint_tokenizer
 
 
 @cli.command()
 @click.argument("model")
-@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory or .gguf file")
+@click.option("--checkpoint", type=CHECKPOINT, help="HF directory, .gguf file or cached ORG/NAME[@REV]")
 @click.option("--tiny", is_flag=True, help="verify on a tiny random checkpoint of MODEL (no download)")
 @click.option("--prompt", "prompts", multiple=True, help="prompt text (repeatable); needs a tokenizer")
 @click.option("--tokens", "new_tokens", default=32, show_default=True, help="greedy tokens compared per prompt")
@@ -57,7 +57,7 @@ DEBUG_PROMPT = "The river carried the boat past three villages before the sun we
 
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), required=True, help="the fp32 reference")
+@click.option("--checkpoint", type=CHECKPOINT, required=True, help="the fp32 reference")
 @click.option("--model", "model_name", default="auto", show_default=True, help="registered model name, or auto")
 @click.option("--prompt", default=DEBUG_PROMPT, show_default=True, help="text run through both")
 @click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="[beside the checkpoint]")

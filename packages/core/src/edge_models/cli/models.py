@@ -8,16 +8,21 @@ from pathlib import Path
 import click
 
 from edge_models import console
-from edge_models.cli.base import UserError, cli, friendly, lengths, logged
+from edge_models.cli.base import CHECKPOINT, UserError, cli, friendly, lengths, logged
 
 
 @cli.command("list")
 @click.option("--names", is_flag=True, help="only the names, one per line (for scripts)")
+@click.option(
+    "--cached", is_flag=True, help="instead: checkpoints in the local Hugging Face cache a registered model accepts"
+)
 @friendly
-def list_models(names: bool) -> None:
+def list_models(names: bool, cached: bool) -> None:
     """Show every registered model and the plugin that provides it."""
     from edge_models.plugins import encoder_registry, registry, seq2seq_registry
 
+    if cached:
+        return _list_cached(names)
     entries = registry().entries() + encoder_registry().entries() + seq2seq_registry().entries()
     if names:
         for e in entries:
@@ -33,6 +38,49 @@ def list_models(names: bool) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         console.out("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+
+
+def _list_cached(names: bool) -> None:
+    """The cache's complete snapshots whose architecture a registered model accepts: what `--checkpoint ORG/NAME`
+    takes, under the name it takes."""
+    from edge_models.hf.hub_cache import cached_checkpoints, format_size, hub_cache_dir
+    from edge_models.plugins import encoder_registry, registry, seq2seq_registry
+
+    cache = hub_cache_dir()
+    registries = (registry(), encoder_registry(), seq2seq_registry())
+    rows, others = [], 0
+    for checkpoint in cached_checkpoints(cache):
+        spec = _accepting(registries, checkpoint.architectures)
+        if spec is None:
+            others += 1
+            continue
+        architectures = ", ".join(checkpoint.architectures)
+        rows.append((checkpoint.name, architectures, spec.name, format_size(checkpoint.size)))
+    if names:
+        for row in rows:
+            console.out(row[0])
+        return
+    if rows:
+        rows.insert(0, ("checkpoint", "architecture", "model", "size"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            console.out("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3].rjust(widths[3]))
+    else:
+        console.out(f"No checkpoint in the Hugging Face cache ({cache}) has an architecture a registered model takes.")
+    if others:
+        console.out(f"{others} other cached model(s) in {cache}: no registered model accepts their architecture.")
+
+
+def _accepting(registries, architectures: tuple[str, ...]):
+    """The spec of the first registry (decoders, encoders, encoder-decoders) that accepts `architectures`, or None."""
+    from edge_models.plugins import UnknownModelError
+
+    for reg in registries:
+        try:
+            return reg.for_architecture(list(architectures))
+        except UnknownModelError:
+            continue
+    return None
 
 
 @cli.command()
@@ -62,7 +110,9 @@ def recipes() -> None:
 @cli.command()
 @click.argument("model")
 @click.option(
-    "--checkpoint", type=click.Path(exists=True, path_type=Path), help="HF directory, .safetensors, .bin/.pt or .gguf"
+    "--checkpoint",
+    type=CHECKPOINT,
+    help="HF directory, .safetensors, .bin/.pt or .gguf; or ORG/NAME[@REV] in the local Hugging Face cache",
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="output .tflite [MODEL.tflite]")
 @click.option(

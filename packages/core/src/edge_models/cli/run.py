@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edge_models import console
-from edge_models.cli.base import cli, friendly, logged
+from edge_models.cli.base import CHECKPOINT, cli, friendly, logged
 
 
 def _model_options(func):
@@ -159,7 +159,7 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 @click.option(
     "--compare-torch", "torch_model", default=None, help="registered model name: run PyTorch eager side by side"
 )
-@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), help="weights for --compare-torch")
+@click.option("--checkpoint", type=CHECKPOINT, help="weights for --compare-torch")
 @click.option("--tiny", is_flag=True, help="--compare-torch on the model's tiny config (random weights)")
 @click.option(
     "--tokenizer", type=click.Path(exists=True, path_type=Path), help="for the generation rows [bundled/beside]"

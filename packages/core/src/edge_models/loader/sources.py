@@ -14,6 +14,7 @@ from typing import Protocol
 
 import torch
 
+from edge_models.hf.hub_cache import resolve_checkpoint
 from edge_models.loader.errors import CheckpointError
 
 
@@ -160,8 +161,8 @@ class TorchPickleSource:
 
 
 def open_checkpoint(path: str | Path) -> TensorSource:
-    """Pick the reader for a file or an HF checkpoint directory."""
-    path = Path(path)
+    """Pick the reader for a file or an HF checkpoint directory (or a hub id in the local cache)."""
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     suffix = path.suffix.lower()
