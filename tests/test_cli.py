@@ -101,6 +101,11 @@ def test_convert_auto_then_generate(run, tmp_path, monkeypatch):
     )
     assert gen.exit_code == 0, gen.output
     assert "prompt tokens" in gen.output  # the stats line (stderr is mixed into output here)
+    # `debug` on the file as the CLI wrote it (prefill signatures without logits): every block and the logits.
+    debug = run("debug", out, "--checkpoint", ckpt, "--prompt", "kalo mine")
+    assert debug.exit_code == 0, debug.output
+    assert all(f"block {i}" in debug.output for i in range(registry().get("llama").tiny_config.num_layers))
+    assert "logits" in debug.output
 
 
 def test_phi2_tokenizer_json_stops_at_endoftext(run, tmp_path):

@@ -80,6 +80,19 @@ def test_tflite_greedy_equals_transformers_generate(name, label, overrides, conv
     assert got == reference_greedy(ref, ids, 16)
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_debug_finds_every_block_through_decode(name, converted):
+    """A prompt longer than every prefill signature goes through `decode` one token at a time, the path `debug`
+    takes on files whose prefill signatures dropped their last block: every block found, each equal to torch."""
+    from edge_models.debug import compare_blocks, format_report
+
+    ours, _, path = converted(name)
+    ids = torch.randint(0, 256, (20,), generator=torch.Generator().manual_seed(9)).tolist()
+    rows = compare_blocks(path, ours, ids)
+    assert [r.block for r in rows] == [*range(ours.config.num_layers), -1]
+    assert all(r.relative < 1e-4 and r.cosine > 0.9999 for r in rows), format_report(rows)
+
+
 # --- recipes --------------------------------------------------------------------------------
 
 RECIPES = [*all_schemes(), "attention=int4-block32,feedforward=int4-block128,default=int8"]

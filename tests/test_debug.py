@@ -14,12 +14,14 @@ from edge_models.models import load_for_spec, random_model
 from edge_models.testing import tiny_checkpoint, train_sentencepiece
 
 SETTINGS = ExportSettings(prefill_lengths=(16,), kv_cache_len=32, prefill_logits=True)
+# As `edge-models convert` writes files: prefill signatures without logits, so their last block is dropped.
+CLI_DEFAULT = ExportSettings(prefill_lengths=(16,), kv_cache_len=32)
 TOKENS = list(range(3, 15))
 
 
 def test_report_finds_a_deliberately_corrupted_block(tmp_path):
     model = random_model(registry().get("gemma3-270m").tiny_config, seed=1)
-    clean = convert(model, tmp_path / "clean.tflite", SETTINGS, "fp32", progress=None).path
+    clean = convert(model, tmp_path / "clean.tflite", CLI_DEFAULT, "fp32", progress=None).path
     rows = compare_blocks(clean, model, TOKENS)
     assert [r.block for r in rows] == [*range(model.config.num_layers), -1]
     assert all(r.relative < 1e-5 and r.cosine > 0.99999 for r in rows), format_report(rows)
@@ -28,7 +30,7 @@ def test_report_finds_a_deliberately_corrupted_block(tmp_path):
     broken = copy.deepcopy(model)
     with torch.no_grad():
         broken.layers[1].mlp.down_proj.weight.mul_(-3.0)
-    path = convert(broken, tmp_path / "broken.tflite", SETTINGS, "fp32", progress=None).path
+    path = convert(broken, tmp_path / "broken.tflite", CLI_DEFAULT, "fp32", progress=None).path
     rows = compare_blocks(path, model, TOKENS)
     assert rows[0].relative < 1e-5
     assert first_jump(rows).block == 1, format_report(rows)
@@ -36,6 +38,7 @@ def test_report_finds_a_deliberately_corrupted_block(tmp_path):
 
 
 def test_cli_debug_prints_every_block(tmp_path):
+    """Through a prefill signature that returns logits (every block survives there)."""
     from edge_models.cli import _add_builtin_groups, cli
 
     _add_builtin_groups()

@@ -39,6 +39,10 @@ def test_demo_runs_end_to_end_and_reuses_its_artifacts(tmp_path, capsys):
     out = tmp_path / "artifacts" / "llama"
     assert {"model_int8-gptq.tflite", "model.task", "summary.txt", "stages.json"} <= {p.name for p in out.iterdir()}
     assert "PASSED" in first and "decode tokens/s" in first
+    # `debug` on the file the demo converted (prefill signatures without logits): every block compared.
+    blocks = registry().get("llama").tiny_config.num_layers
+    line = next(x for x in first.splitlines() if x.startswith("per-block error vs fp32 (debug)"))
+    assert f"{blocks} blocks, worst block" in line and "logits" in line, line
     if importlib.util.find_spec("litert_lm"):
         # The tiny calibrated int8 bundle in MediaPipe's engine: the same greedy text as ours for every demo prompt.
         assert "same text as ours on 6/6 prompts" in first, first

@@ -73,6 +73,24 @@ def test_self_test_replays_and_catches_a_different_model(tmp_path, tiny_task, to
     assert not result.passed and "tokens agree" in result.results[0].detail
 
 
+def test_check_run_says_which_replay_it_could_not_run(tiny_task, monkeypatch):
+    """Without litert-lm-api, `bundle check --run` names the LiteRT-LM replay as skipped and how to get it."""
+    import sys
+
+    from click.testing import CliRunner
+    from edge_models import cli as cli_module
+
+    monkeypatch.setitem(sys.modules, "litert_lm", None)  # as if not installed: importing it raises ImportError
+    cli_module._add_builtin_groups()
+    cli_module._load_plugin_commands()
+    result = CliRunner().invoke(cli_module.cli, ["bundle", "check", "--run", str(tiny_task)])
+    assert result.exit_code == 0, result.output
+    assert "edge-models  agrees" in result.output
+    assert "LiteRT-LM    not run: litert-lm-api is not installed here (pip install litert-lm-api)" in (
+        result.output
+    )
+
+
 def test_write_task_and_read_it_back(tmp_path, tiny_tflite, tokenizer):
     out = tmp_path / "m.task"
     report = write_task(out, tiny_tflite, tokenizer, OPTIONS)

@@ -234,6 +234,7 @@ def check_cmd(file: Path, run: bool) -> None:
         result = replay(file)
         console.out(f"self-test: {result.prompt!r} -> {result.expected!r}")
         for r in result.results:
-            console.out(f"  {r.runtime:<12} {'agrees' if r.agreed else 'DIFFERS'}: {r.detail}")
+            verdict = "agrees" if r.agreed else "DIFFERS" if r.ran else "not run"
+            console.out(f"  {r.runtime:<12} {verdict}: {r.detail}")
         if not result.passed:
             raise SystemExit(1)

@@ -1,8 +1,8 @@
 """Per-block numerical debugging: how far a converted file's hidden state is from the PyTorch model's, block by block.
 
-The file runs one prefill signature through LiteRT's interpreter with every intermediate tensor kept; each decoder
-block's output is the last tensor the converter named after that block (litert-torch names op outputs by module
-path, `.../DecoderBlock_<i>;...`). The PyTorch model runs the same tokens and hooks give its blocks' outputs. A
+The file runs a prefill signature (or `decode`, token by token) through LiteRT's interpreter with every
+intermediate tensor kept; each decoder block's output is the last tensor the converter named after that block
+(litert-torch names op outputs by module path, `.../DecoderBlock_<i>;...`). The PyTorch model runs the same tokens and hooks give its blocks' outputs. A
 recipe that loses quality shows where: the relative error grows smoothly through the blocks, and jumps at one that
 is broken or too coarsely quantized.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-_BLOCK = re.compile(r"DecoderBlock_(\d+);\d*$")
+_BLOCK = re.compile(r"DecoderBlock_(\d+)(;\d*)?$")
 
 
 @dataclass(frozen=True)
@@ -50,33 +50,87 @@ def block_output_tensors(flatbuffer: bytes, subgraph: int) -> dict[int, int]:
 
 
 def compare_blocks(path: str | Path, model: torch.nn.Module, tokens: list[int]) -> list[BlockError]:
-    """Each block's output (and the logits, when the signature returns them) of the file vs `model` on `tokens`."""
+    """Each block's output (and the logits, when the signature returns them) of the file vs `model` on `tokens`.
+
+    Prefill signatures carry no logits by default, so their last block feeds nothing and the converter drops it:
+    then the prompt goes through `decode` one token at a time, where every block survives."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
-    signatures = it.get_signature_list()
-    lengths = sorted((int(m.group(1)), name) for name in signatures if (m := re.fullmatch(r"prefill_(\d+)", name)))
-    fitting = [(n, name) for n, name in lengths if n >= len(tokens)]
-    if not fitting:
-        longest = lengths[-1][0] if lengths else 0
-        raise ValueError(f"{path}: the prompt has {len(tokens)} tokens, its longest prefill signature takes {longest}")
-    length, signature = fitting[0]
-    subgraph = it._interpreter.GetSubgraphIndexFromSignature(signature)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        where = block_output_tensors(data, subgraph)
-    # A file converted from another model would fail deep inside the interpreter (or compare nonsense): refuse it.
-    if len(where) != len(model.layers):
-        raise ValueError(
-            f"{path} has {len(where)} decoder blocks, the model has {len(model.layers)}: not a conversion of this model"
-        )
-    runner = it.get_signature_runner(signature)
-    inputs = {}
-    for name, detail in runner.get_input_details().items():
-        inputs[name] = np.zeros(detail["shape"], detail["dtype"])
-    inputs["tokens"][0, : len(tokens)] = tokens
-    inputs["input_pos"][: len(tokens)] = np.arange(len(tokens))
-    outputs = runner(**inputs)
 
+        def blocks_of(signature: str) -> dict[int, int]:
+            return block_output_tensors(data, it._interpreter.GetSubgraphIndexFromSignature(signature))
+
+        signatures = it.get_signature_list()
+        if "decode" not in signatures:
+            raise ValueError(f"{path} has no decode signature: not a decoder converted by edge-models")
+        decode_blocks = blocks_of("decode")
+        # A file converted from another model would fail deep inside the interpreter (or compare nonsense).
+        if len(decode_blocks) != len(model.layers):
+            raise ValueError(
+                f"{path} has {len(decode_blocks)} decoder blocks, the model has {len(model.layers)}: "
+                "not a conversion of this model"
+            )
+        prefills = sorted((int(m.group(1)), s) for s in signatures if (m := re.fullmatch(r"prefill_(\d+)", s)))
+        whole = [(n, s, b) for n, s in prefills if n >= len(tokens) and len(b := blocks_of(s)) == len(model.layers)]
+    if whole:
+        length, signature, where = whole[0]
+        got, logits, kv = _run_prefill(it, signature, where, tokens, length)
+    else:
+        got, logits, kv = _run_decode(it, decode_blocks, tokens)
+    want, want_logits = _torch_blocks(model, tokens, kv)
+    rows = [_error(i, got[i], want[i]) for i in range(len(model.layers))]
+    if logits is not None:
+        rows.append(_error(-1, logits, want_logits))
+    return rows
+
+
+def _zero_inputs(runner) -> dict[str, np.ndarray]:
+    return {name: np.zeros(d["shape"], d["dtype"]) for name, d in runner.get_input_details().items()}
+
+
+def _kv_len(inputs: dict[str, np.ndarray]) -> int:
+    return inputs[next(n for n in inputs if n.startswith("kv_cache_k_"))].shape[2]
+
+
+def _run_prefill(it, signature: str, where: dict[int, int], tokens: list[int], length: int):
+    """One call of `signature`: (block outputs [T, hidden] by block, logits [T, vocab] or None, KV length)."""
+    runner = it.get_signature_runner(signature)
+    inputs = _zero_inputs(runner)
+    n = len(tokens)
+    inputs["tokens"][0, :n] = tokens
+    inputs["input_pos"][:n] = np.arange(n)
+    outputs = runner(**inputs)
+    subgraph = it._interpreter.GetSubgraphIndexFromSignature(signature)
+    got = {i: it.get_tensor(t, subgraph).reshape(length, -1)[:n] for i, t in where.items()}
+    logits = outputs["logits"][0, :n] if "logits" in outputs else None
+    return got, logits, _kv_len(inputs)
+
+
+def _run_decode(it, where: dict[int, int], tokens: list[int]):
+    """`tokens` through `decode` one at a time, its caches carried from step to step."""
+    runner = it.get_signature_runner("decode")
+    inputs = _zero_inputs(runner)
+    kv = _kv_len(inputs)
+    if len(tokens) >= kv:
+        raise ValueError(f"the prompt has {len(tokens)} tokens, the file's cache holds {kv}: give a shorter prompt")
+    subgraph = it._interpreter.GetSubgraphIndexFromSignature("decode")
+    steps: dict[int, list[np.ndarray]] = {i: [] for i in where}
+    logits = []
+    for pos, token in enumerate(tokens):
+        inputs["tokens"][:] = token
+        inputs["input_pos"][:] = pos
+        outputs = runner(**inputs)
+        inputs.update({name: value for name, value in outputs.items() if name.startswith("kv_cache_")})
+        for i, t in where.items():
+            steps[i].append(it.get_tensor(t, subgraph).reshape(-1))
+        logits.append(outputs["logits"].reshape(-1))
+    return {i: np.stack(v) for i, v in steps.items()}, np.stack(logits), kv
+
+
+def _torch_blocks(model: torch.nn.Module, tokens: list[int], kv: int):
+    """The model's block outputs [T, hidden] by block, and its logits [T, vocab], on `tokens`."""
     captured: dict[int, torch.Tensor] = {}
     hooks = [
         block.register_forward_hook(lambda _m, _a, out, i=i: captured.__setitem__(i, out[0].detach()))
@@ -84,22 +138,11 @@ def compare_blocks(path: str | Path, model: torch.nn.Module, tokens: list[int]) 
     ]
     try:
         with torch.no_grad():
-            kv = inputs[next(n for n in inputs if n.startswith("kv_cache_k_"))].shape[2]
             logits, _ = model(torch.tensor([tokens]), torch.arange(len(tokens)), model.empty_cache(kv))
     finally:
         for h in hooks:
             h.remove()
-
-    n = len(tokens)
-    rows = []
-    for i in range(len(model.layers)):
-        if i not in where:
-            raise ValueError(f"{path}: no tensor named after decoder block {i} in {signature}")
-        got = it.get_tensor(where[i], subgraph).reshape(length, -1)[:n]
-        rows.append(_error(i, got, captured[i][0].numpy()))
-    if "logits" in outputs:
-        rows.append(_error(-1, outputs["logits"][0, :n], logits[0].numpy()))
-    return rows
+    return {i: t[0].numpy() for i, t in captured.items()}, logits[0].numpy()
 
 
 def _error(block: int, got: np.ndarray, want: np.ndarray) -> BlockError:

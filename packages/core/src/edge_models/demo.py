@@ -102,6 +102,30 @@ def convert(
     return {"size": result.size_bytes, "signatures": result.signatures}
 
 
+def debug_blocks(model: str, checkpoint: str, tflite: str, tokenizer: str, prompt: str) -> dict:
+    """`edge-models debug` on the converted file: each block's error against the fp32 model."""
+    from edge_models.debug import compare_blocks, first_jump, format_report
+    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.runtime import load_tokenizer
+
+    spec = resolve_spec(model, checkpoint)
+    tok = load_tokenizer(tokenizer)
+    start = tok.piece_to_id(spec.tokenizer.start_token) if spec.tokenizer.start_token else None
+    ids = ([] if start is None else [start]) + tok.encode(prompt)
+    rows = compare_blocks(tflite, load_for_spec(spec, checkpoint).eval(), ids)
+    blocks = [r for r in rows if r.block >= 0]
+    worst = max(blocks, key=lambda r: r.relative)
+    logits = next((r for r in rows if r.block < 0), None)
+    jump = first_jump(rows)
+    return {
+        "table": format_report(rows),
+        "blocks": len(blocks),
+        "worst": f"block {worst.block} {worst.relative:.2e}",
+        "logits": f"{logits.relative:.2e}" if logits else "-",
+        "jump": jump.label if jump else None,
+    }
+
+
 def bench(path: str) -> dict:
     from edge_models.bench import bench_tflite
 
@@ -364,6 +388,21 @@ def _run(args: argparse.Namespace, out: Path) -> int:
         str(tokenizer),
     )
 
+    debugged = run_stage(
+        stamps,
+        "debug",
+        f"comparing {tflite.name} with the fp32 model block by block",
+        (tflite, checkpoint, args.model, tokenizer, VERIFY_PROMPTS[0]),
+        [],
+        debug_blocks,
+        args.model,
+        str(checkpoint),
+        str(tflite),
+        str(tokenizer),
+        VERIFY_PROMPTS[0],
+    )["result"]
+    console.out(debugged["table"])
+
     task, litertlm = out / "model.task", out / "model.litertlm"
     for bundle in (task, litertlm):
         key = Stamps.fingerprint(tflite, tokenizer, args.model)
@@ -432,6 +471,11 @@ def _run(args: argparse.Namespace, out: Path) -> int:
             f"{tflite.name}",
             f"{c['result']['size'] / 1e6:.1f} MB; converted in {c['seconds']:.0f} s, "
             f"peak RSS {c['peak_rss'] / 2**30:.2f} GiB",
+        ),
+        (
+            "per-block error vs fp32 (debug)",
+            f"{debugged['blocks']} blocks, worst {debugged['worst']}, logits {debugged['logits']}"
+            + (f"; jumps at {debugged['jump']}" if debugged["jump"] else ""),
         ),
         (
             f"{task.name}, {litertlm.name}",
