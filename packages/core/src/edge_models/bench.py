@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import mmap
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -19,6 +24,7 @@ class BenchRow:
     first_token_ms: float = 0.0
     peak_rss_bytes: int = 0
     shortlist_tok_s: float = 0.0  # decode through the file's shortlist signatures, when it has them
+    parameters: int = 0  # of the model measured (a file: the constants its decode step holds), so rows say what ran
 
     def best_with(self, other: BenchRow) -> BenchRow:
         """The better figure of two runs of the same contender, figure by figure (for interleaved rounds)."""
@@ -30,6 +36,7 @@ class BenchRow:
             min(self.first_token_ms, other.first_token_ms),
             max(self.peak_rss_bytes, other.peak_rss_bytes),
             max(self.shortlist_tok_s, other.shortlist_tok_s),
+            self.parameters,
         )
 
 
@@ -97,7 +104,7 @@ def bench_tflite(
 
         model.set_lora(read_adapter_file(lora)[0])
     label = f"edge-models {path.name} ({engine}{', adapter ' + Path(lora).name if lora else ''})"
-    row = BenchRow(label, path.stat().st_size)
+    row = BenchRow(label, path.stat().st_size, parameters=model_shape(tflite_view(path)).parameters)
     rng = np.random.default_rng(0)
     for length in sorted(model.info.prefill_lengths.values()):
         ids = rng.integers(0, model.vocab_size, length).tolist()
@@ -133,7 +140,7 @@ def bench_torch_model(model, label: str, prefill_lengths, decode_tokens: int = 6
     import torch
 
     kv = max(prefill_lengths) + decode_tokens + 1
-    row = BenchRow(label, None)
+    row = BenchRow(label, None, parameters=sum(p.numel() for p in model.parameters()))
     vocab = model.config.vocab_size
     with torch.no_grad():
         for length in sorted(prefill_lengths):
@@ -155,25 +162,109 @@ def bench_torch_model(model, label: str, prefill_lengths, decode_tokens: int = 6
     return row
 
 
-def bench_torch(
-    model_name: str,
-    checkpoint: str | Path | None,
-    like: BenchRow,
-    decode_tokens: int = 64,
-    threads: int | None = None,
-    tiny: bool = False,
-) -> BenchRow:
-    """PyTorch eager fp32 on `model_name` (random weights when no checkpoint), lengths as in `like`."""
-    import torch
-
+def torch_model_of_file(
+    model_name: str, checkpoint: str | Path | None, shape: ModelShape, tiny: bool = False
+) -> tuple[torch.nn.Module, str]:
+    """(PyTorch model, row label) of the model a file holds: `model_name` on `checkpoint`, or without one, the first
+    of its published and tiny configs whose shape is the file's `shape` (random weights). Refuses a model of another
+    shape: a speed ratio between different models means nothing."""
     from edge_models.models import load_for_spec, random_model
     from edge_models.plugins import registry
 
-    if threads:
-        torch.set_num_threads(threads)
     spec = registry().get(model_name)
-    model = load_for_spec(spec, checkpoint) if checkpoint else random_model(spec.tiny_config if tiny else spec.config)
-    return bench_torch_model(model, f"pytorch eager fp32 {model_name}", list(like.prefill_tok_s) or [8], decode_tokens)
+    if checkpoint:
+        model = load_for_spec(spec, checkpoint)
+        if differences := shape.differences(model.config):
+            raise ValueError(
+                f"{checkpoint} as {model_name} is not the model in the file ({'; '.join(differences)}): "
+                "give the checkpoint it was converted from"
+            )
+        return model, f"pytorch eager fp32 {model_name} ({Path(checkpoint).name})"
+    configs = [("tiny config", spec.tiny_config)] if tiny else [("published shape", spec.config)]
+    configs += [] if tiny else [("tiny config", spec.tiny_config)]
+    match = next(((label, c) for label, c in configs if not shape.differences(c)), None)
+    if match is None:
+        label, config = configs[0]
+        raise ValueError(
+            f"the file is not {model_name}'s {label} ({'; '.join(shape.differences(config))}): give "
+            "--checkpoint with the weights it was converted from, or the registered model of its shape"
+        )
+    label, config = match
+    return random_model(config), f"pytorch eager fp32 {model_name} ({label}, random weights)"
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The dimensions of the decoder a converted file holds, read from its `decode` signature."""
+
+    vocab_size: int
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    parameters: int  # elements of the constants `decode` reads or looks up (weights, norms, small tables)
+
+    def differences(self, config) -> list[str]:
+        """What differs from a `ModelConfig`, one phrase per dimension ("layers: file 30, model 22")."""
+        pairs = {
+            "vocabulary": (self.vocab_size, config.vocab_size),
+            "layers": (self.num_layers, config.num_layers),
+            "KV heads": (self.num_kv_heads, config.attention.num_kv_heads),
+            "head size": (self.head_dim, config.attention.head_dim),
+            "hidden size": (self.hidden_size, config.hidden_size),
+        }
+        return [f"{name}: file {ours:,}, model {theirs:,}" for name, (ours, theirs) in pairs.items() if ours != theirs]
+
+
+def tflite_view(path: str | Path) -> bytes | mmap.mmap:
+    """The model of a .tflite (memory-mapped: reading a 5 GB file would add 5 GB to the peak RSS being measured)
+    or of a bundle."""
+    from edge_models.runtime.bundles import BUNDLE_SUFFIXES, read_bundle
+
+    path = Path(path)
+    if path.suffix in BUNDLE_SUFFIXES:
+        return read_bundle(path).tflite
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def model_shape(tflite: bytes | mmap.mmap) -> ModelShape:
+    """The file's dimensions: vocabulary from `decode`'s logits, layers and KV layout from its caches
+    (K `[1, kv_heads, KV, head_dim]`), the hidden size from the embedding table it looks up."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(tflite, 0)
+    signature = next(
+        s for s in (model.SignatureDefs(i) for i in range(model.SignatureDefsLength())) if s.SignatureKey() == b"decode"
+    )
+    graph = model.Subgraphs(signature.SubgraphIndex())
+    inputs = {signature.Inputs(i).Name(): signature.Inputs(i).TensorIndex() for i in range(signature.InputsLength())}
+    outputs = {signature.Outputs(i).Name(): signature.Outputs(i).TensorIndex() for i in range(signature.OutputsLength())}
+    k_cache = graph.Tensors(inputs[b"kv_cache_k_0"]).ShapeAsNumpy()
+    lookups = {schema.BuiltinOperator.EMBEDDING_LOOKUP: 1, schema.BuiltinOperator.GATHER: 0}
+    hidden, constants = 0, {}
+    for o in range(graph.OperatorsLength()):
+        op = graph.Operators(o)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        table = lookups.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+        for i in range(op.InputsLength()):
+            if op.Inputs(i) < 0 or not (tensor := graph.Tensors(op.Inputs(i))).Buffer():
+                continue
+            buffer = model.Buffers(tensor.Buffer())
+            if (buffer.Size() if buffer.Offset() > 1 else buffer.DataLength()) == 0:
+                continue
+            dims = tensor.ShapeAsNumpy() if tensor.ShapeLength() else np.array([1])
+            constants[tensor.Buffer()] = int(np.prod(dims))
+            if table == i and len(dims) == 2:
+                hidden = max(hidden, int(dims[1]))
+    return ModelShape(
+        vocab_size=int(graph.Tensors(outputs[b"logits"]).ShapeAsNumpy()[-1]),
+        num_layers=sum(1 for name in inputs if name.startswith(b"kv_cache_k_")),
+        num_kv_heads=int(k_cache[1]),
+        head_dim=int(k_cache[3]),
+        hidden_size=hidden,
+        parameters=sum(constants.values()),
+    )
 
 
 # An input-grounded prompt: the continuation repeats text the prompt holds, which is where prompt-lookup drafts pay.
@@ -263,7 +354,7 @@ def read_bandwidth(threads: int, gib: float = 1.0) -> float:
     return data.nbytes / best / 1e9
 
 
-def decode_weight_bytes(tflite: bytes, shortlist: bool = False) -> int:
+def decode_weight_bytes(tflite: bytes | mmap.mmap, shortlist: bool = False) -> int:
     """Bytes of constant data (weights) `decode` (or with `shortlist`, `shortlist_<K>`) reads per token: every
     buffer an operator of it takes, except those only looked up a row at a time (an untied embedding, the head rows
     a shortlist scores); the KV cache is not counted."""
@@ -311,7 +402,7 @@ def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
     baseline = baseline or (rows[-1] if len(rows) > 1 else None)
     lengths = sorted({n for r in rows for n in r.prefill_tok_s})
     shortlist = any(r.shortlist_tok_s for r in rows)
-    head = ["", "size MB", *[f"prefill {n} tok/s" for n in lengths], "decode tok/s"]
+    head = ["", "params", "size MB", *[f"prefill {n} tok/s" for n in lengths], "decode tok/s"]
     head += ["decode via shortlist tok/s"] if shortlist else []
     head += [f"decode vs {baseline.label.split(' (')[0]}"] if baseline else []
     head += ["first token ms", "peak RSS GiB"]
@@ -319,6 +410,7 @@ def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
     for r in rows:
         line = [
             r.label,
+            f"{r.parameters / 1e6:,.1f}M" if r.parameters else "-",
             f"{r.size_bytes / 1e6:.1f}" if r.size_bytes else "-",
             *[f"{r.prefill_tok_s[n]:.1f}" if n in r.prefill_tok_s else "-" for n in lengths],
             f"{r.decode_tok_s:.1f}",

@@ -186,30 +186,36 @@ def bench(
     """Prefill/decode tokens/s, time to first token, peak RSS and size of a .tflite, .task or .litertlm; then, where
     the file has verify signatures and a tokenizer, greedy generation plain and speculative side by side.
 
-    Without --checkpoint, --compare-torch runs the model's published shape with random weights."""
+    --compare-torch runs the same model in PyTorch: on --checkpoint, or without it the registered model's published
+    shape (or tiny config) with random weights, when that is the file's shape; another shape is refused."""
     from edge_models.bench import (
         GROUNDED_PROMPT,
         bench_generation,
         bench_tflite,
-        bench_torch,
+        bench_torch_model,
         decode_weight_bytes,
         format_bandwidth,
         format_generation,
         format_table,
+        model_shape,
         read_bandwidth,
+        tflite_view,
+        torch_model_of_file,
     )
-    from edge_models.runtime import read_bundle
-    from edge_models.runtime.bundles import BUNDLE_SUFFIXES
     from edge_models.tflite_check import os_threads
 
     engines = ["compiled", "interpreter"] if engine == "both" else [engine]
+    tflite = tflite_view(file)
+    # A PyTorch model of another shape is refused before minutes of measuring.
+    reference = torch_model_of_file(torch_model, checkpoint, model_shape(tflite), tiny) if torch_model else None
     rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e, lora=lora) for e in engines]
-    if torch_model:
-        rows.append(
-            bench_torch(torch_model, checkpoint, rows[0], decode_tokens=decode_tokens, threads=threads, tiny=tiny)
-        )
+    if reference is not None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        rows.append(bench_torch_model(*reference, list(rows[0].prefill_tok_s) or [8], decode_tokens))
     console.out(format_table(rows))
-    tflite = read_bundle(file).tflite if Path(file).suffix in BUNDLE_SUFFIXES else Path(file).read_bytes()
     bandwidth = read_bandwidth(threads or os_threads())
     row = rows[0]
     console.out(format_bandwidth("decode", row.decode_tok_s, decode_weight_bytes(tflite), bandwidth))
