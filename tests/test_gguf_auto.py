@@ -207,11 +207,8 @@ def test_convert_auto_bundles_a_gguf_with_its_own_tokenizer(run, tmp_path):
     the tokenizer, special tokens and chat template rebuilt from the file."""
     _, path = write_gguf(TINY_GEMMA3, tmp_path / "g3.gguf", tokenizer=True)
     out, bundle = tmp_path / "g3.tflite", tmp_path / "g3.litertlm"
-    result = run(
-        "convert", "auto", "--checkpoint", path, "--quantize", "fp16", "-o", out, "--bundle", bundle,
-        "--prefill", "8", "--kv-cache", "64", "--verify", "", "--decode-windows", "", "--prefill-windows", "",
-        "--jobs", "1",
-    )  # fmt: skip
+    small = ["--prefill", "8", "--kv-cache", "64", "--verify", "", "--decode-windows", "", "--prefill-windows", ""]
+    result = run("convert", "auto", "--checkpoint", path, "--quantize", "fp16", "-o", out, "--bundle", bundle, *small)
     assert result.exit_code == 0, result.output
     assert f"loading {path} as gemma3-270m" in result.output
     assert "start '<s>', stop ['</s>', '<end_of_turn>'], Jinja chat template" in result.output

@@ -192,13 +192,13 @@ class GGUFVocab:
     unk_id: int | None = None
     pad_id: int | None = None
     special_ids: tuple[int, ...] = ()  # every id the file names as bos/eos/unk/pad/sep/cls/mask
-    # End of a turn / of a message with tool calls (chat models), where the file names them.
-    eot_id: int | None = None
-    eom_id: int | None = None
     add_bos: bool | None = None
     add_eos: bool | None = None
     add_space_prefix: bool | None = None
     architecture: str | None = None
+    # End of a turn / of a message with tool calls (chat models), where the file names them.
+    eot_id: int | None = None
+    eom_id: int | None = None
     chat_template: str | None = None  # `tokenizer.chat_template`: the Jinja template transformers would use
 
 
