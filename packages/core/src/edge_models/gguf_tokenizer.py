@@ -28,6 +28,7 @@ Only the metadata is read (a small parser below); the tensor data of a multi-GB 
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import struct
@@ -44,6 +45,7 @@ __all__ = [
     "read_gguf_vocab",
     "sentencepiece_from_gguf",
     "write_sentencepiece_from_gguf",
+    "write_token_files_from_gguf",
 ]
 
 # Token types, shared by GGUF (llama.cpp's `llama_token_type`) and SentencePiece's ModelProto.
@@ -194,6 +196,10 @@ class GGUFVocab:
     add_eos: bool | None = None
     add_space_prefix: bool | None = None
     architecture: str | None = None
+    # End of a turn / of a message with tool calls (chat models), where the file names them.
+    eot_id: int | None = None
+    eom_id: int | None = None
+    chat_template: str | None = None  # `tokenizer.chat_template`: the Jinja template transformers would use
 
 
 _SPECIAL_KEYS = ("bos", "eos", "unknown", "padding", "seperator", "separator", "cls", "mask")
@@ -202,7 +208,7 @@ _SPECIAL_KEYS = ("bos", "eos", "unknown", "padding", "seperator", "separator", "
 def read_gguf_vocab(path: str | os.PathLike[str]) -> GGUFVocab:
     """Read ``tokenizer.ggml.*`` from a GGUF file, checking the arrays are present and consistent."""
     path = Path(path)
-    meta = read_gguf_metadata(path, ("general.architecture", "tokenizer.ggml."))
+    meta = read_gguf_metadata(path, ("general.architecture", "tokenizer.ggml.", "tokenizer.chat_template"))
     model = meta.get("tokenizer.ggml.model")
     tokens = meta.get("tokenizer.ggml.tokens")
     if model is None and tokens is None:
@@ -254,6 +260,9 @@ def read_gguf_vocab(path: str | os.PathLike[str]) -> GGUFVocab:
         add_eos=flag("add_eos_token"),
         add_space_prefix=flag("add_space_prefix"),
         architecture=meta.get("general.architecture"),
+        eot_id=ident("eot"),
+        eom_id=ident("eom"),
+        chat_template=meta.get("tokenizer.chat_template") or None,
     )
 
 
@@ -391,3 +400,37 @@ def write_sentencepiece_from_gguf(
     data = sentencepiece_from_gguf(gguf, control_as_user_defined=control_as_user_defined)
     out = write_atomically(out_path, lambda f: f.write(data))
     return out
+
+
+def write_token_files_from_gguf(
+    gguf: str | os.PathLike[str], directory: str | os.PathLike[str], *, stop_tokens: tuple[str, ...] = ()
+) -> Path:
+    """The GGUF's tokenizer and token conventions as a Hugging Face checkpoint keeps them, in ``directory``, for
+    everything that reads a checkpoint's conventions (``edge_models.hf.read_checkpoint_tokens``):
+    ``tokenizer.model``; ``tokenizer_config.json`` with the special tokens, whether text starts with the start
+    token, and the chat template; ``generation_config.json`` with every end-of-generation id.
+
+    A GGUF names one end-of-sequence id (sometimes an end-of-turn one too), and llama.cpp also stops on the
+    well-known end-of-turn tokens its vocabulary has (Gemma's ``<end_of_turn>``, ChatML's ``<|im_end|>``).
+    ``stop_tokens`` (a family's defaults) play that part here, where the vocabulary has them.
+    """
+    directory = Path(directory)
+    write_sentencepiece_from_gguf(gguf, directory / "tokenizer.model")
+    vocab = read_gguf_vocab(gguf)
+    pieces = [t.replace(" ", _SPACE) for t in vocab.tokens]  # as spelled in tokenizer.model
+    config: dict[str, Any] = {
+        f"{name}_token": pieces[i]
+        for name, i in (("bos", vocab.bos_id), ("eos", vocab.eos_id), ("unk", vocab.unk_id), ("pad", vocab.pad_id))
+        if i is not None
+    }
+    # llama.cpp starts SentencePiece text with the start token unless the file says otherwise.
+    config["add_bos_token"] = vocab.bos_id is not None and vocab.add_bos is not False
+    if vocab.chat_template:
+        config["chat_template"] = vocab.chat_template
+    stops = [i for i in (vocab.eos_id, vocab.eot_id, vocab.eom_id) if i is not None]
+    stops += [pieces.index(t) for t in stop_tokens if t in pieces]
+    generation = {"bos_token_id": vocab.bos_id, "eos_token_id": list(dict.fromkeys(stops))}
+    for name, data in (("tokenizer_config.json", config), ("generation_config.json", generation)):
+        text = json.dumps(data, indent=2, ensure_ascii=False).encode()
+        write_atomically(directory / name, lambda f, text=text: f.write(text))
+    return directory

@@ -6,7 +6,8 @@ not a parameter: the loader appends `.weight` / `.bias` as our module needs them
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Collection
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,17 @@ GGUF_NAMES = TensorNames(
     up_proj="blk.{}.ffn_up",
     down_proj="blk.{}.ffn_down",
 )
+
+
+def gguf_names(available: Collection[str], gated_mlp: bool) -> TensorNames:
+    """GGUF_NAMES as one file spells them: llama.cpp keeps a checkpoint's fused projections fused, as `attn_qkv`
+    (Phi-3, older Phi-2 files) and as an `ffn_up` holding gate and up with no `ffn_gate` (Phi-3)."""
+    names = GGUF_NAMES
+    if "blk.0.attn_qkv.weight" in available:
+        names = replace(names, q_proj=None, k_proj=None, v_proj=None, qkv_proj="blk.{}.attn_qkv")
+    if gated_mlp and "blk.0.ffn_gate.weight" not in available and "blk.0.ffn_up.weight" in available:
+        names = replace(names, gate_proj=None, up_proj=None, gate_up_proj="blk.{}.ffn_up")
+    return names
 
 
 @dataclass(frozen=True)

@@ -125,13 +125,43 @@ def load_reference(spec, checkpoint: str | Path):
 
     from edge_models.hf.hub_cache import resolve_checkpoint
 
-    cls = getattr(transformers, spec.reference_class)
     path = resolve_checkpoint(checkpoint)
     kwargs = dict(dtype=torch.float32, local_files_only=True, attn_implementation="eager")
+    if path.suffix == ".gguf" and not (path.parent / "config.json").exists():
+        return _gguf_reference(path, kwargs)
+    cls = getattr(transformers, spec.reference_class)
     if path.suffix == ".gguf":
         return cls.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs).eval()
     directory = path if path.is_dir() else path.parent
     return cls.from_pretrained(str(directory), **kwargs).eval()
+
+
+def _gguf_reference(path: Path, kwargs: dict):
+    """transformers' model of what the GGUF holds (as llama.cpp runs it: a Mistral file is a Llama), on the weights
+    as transformers reads them, with the hyper-parameters read as ours are: transformers' own GGUF config reader
+    leaves out some that llama.cpp writes or hard-codes (Qwen 3's head size, attention biases, RoPE scaling factors,
+    Gemma 2's query scale)."""
+    import transformers
+
+    from edge_models.loader.gguf_config import GGUF_ARCHITECTURES, hf_architectures, hf_config_from_gguf
+    from edge_models.loader.gguf_source import GGUFSource
+
+    gguf = GGUFSource(path)
+    hf_architectures(gguf)  # an unknown architecture is named here
+    hf = hf_config_from_gguf(gguf, GGUF_ARCHITECTURES[gguf.architecture][0])
+    fields = {k: v for k, v in hf.items() if k not in ("architectures", "model_type")}
+    fields.setdefault("pad_token_id", None)  # not the family's default id, which a small vocabulary may lack
+    config = transformers.AutoConfig.for_model(hf["model_type"], **fields)
+    cls = getattr(transformers, hf["architectures"][0])
+    try:
+        return cls.from_pretrained(str(path.parent), gguf_file=path.name, config=config, **kwargs).eval()
+    except ValueError as e:
+        if "is not supported" not in str(e):  # transformers' words for an architecture it has no GGUF mapping of
+            raise
+        raise ValueError(
+            f"{path}: transformers {transformers.__version__} does not read GGUF architecture "
+            f"{gguf.architecture!r}, so it cannot be the reference; verify the checkpoint the GGUF was made from"
+        ) from None
 
 
 def encode_prompts(spec, checkpoint: Path, prompts: list[str]) -> list[list[int]]:

@@ -248,13 +248,10 @@ def convert(
         # Checked before any conversion work: a bad text fails in a second, not after minutes.
         try:
             windows = _calibration_windows(spec, checkpoint, tokenizer, calibration, tiny)
-        except UserError:
+        except UserError as e:
             if recipe is not None or target:
                 raise
-            console.err(
-                "no tokenizer beside the checkpoint: converting with int8 rounded to nearest "
-                "(give --tokenizer for the calibrated default, int8-gptq)"
-            )
+            console.err(f"{e.format_message()}; converting with int8 rounded to nearest instead")
             recipe_obj = parse_recipe("int8")
     weights = None
     if tiny:
@@ -282,9 +279,14 @@ def convert(
         slots = add_lora_slots(net, lora_rank, parse_targets(lora_targets))
         console.err(f"LoRA inputs of rank {lora_rank} on {len(slots)} projections")
     output = output or Path(f"{spec.name}.tflite")
+    token_files = checkpoint
     if bundle_cmd is not None:
+        if tokenizer is None and _is_gguf(checkpoint):
+            token_files = bundle.with_name(f"{bundle.stem}.tokenizer")
+            console.err(f"rebuilding the tokenizer and its special tokens from {checkpoint.name} into {token_files}/")
+            _gguf_token_files(checkpoint, token_files, spec, "bundles")
         # Settle the tokenizer and the checkpoint's conventions before minutes of conversion, not after.
-        tokenizer = tokenizer or _bundle_tokenizer(checkpoint, bundle, spec)
+        tokenizer = tokenizer or _bundle_tokenizer(token_files, bundle, spec)
     calibrated = None
     if target:
         from edge_models.quantize.auto import choose_recipe
@@ -308,7 +310,7 @@ def convert(
         net, output, settings, recipe_obj, weights=weights, workers=jobs, calibration=windows, calibrated=calibrated
     )
     if bundle_cmd is not None:
-        hf_dir = checkpoint if checkpoint is not None and checkpoint.suffix != ".gguf" else None
+        hf_dir = None if token_files is None or _is_gguf(token_files) else token_files
         notes = [f"recipe={recipe_obj.text}"]
         if merge_lora is not None:
             from edge_models.lora import describe_adapter
@@ -362,19 +364,18 @@ def _calibration_windows(
 
 
 def checkpoint_tokenizer(checkpoint: Path | None, tokenizer: Path | None, needed_by: str, spec):
-    """(tokenizer, start token) of the checkpoint: `tokenizer` or the one beside it (the start token as its
-    tokenizer_config.json says), or one rebuilt from a GGUF's metadata (the plugin's start token)."""
+    """(tokenizer, start token) of the checkpoint: `tokenizer` or the one beside it, or one rebuilt from a GGUF's
+    metadata; the start token as the checkpoint's token files (or the GGUF's metadata) say."""
     import tempfile
 
     from edge_models.hf import find_tokenizer, read_checkpoint_tokens, resolve_conventions
     from edge_models.runtime import load_tokenizer
 
-    if tokenizer is None and checkpoint is not None and checkpoint.suffix == ".gguf":
-        from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
-
+    if tokenizer is None and _is_gguf(checkpoint):
         with tempfile.TemporaryDirectory() as tmp:
-            tok = load_tokenizer(write_sentencepiece_from_gguf(checkpoint, Path(tmp) / "tokenizer.model"))
-        return tok, spec.tokenizer.start_token
+            directory = _gguf_token_files(checkpoint, Path(tmp) / "tokenizer", spec, needed_by)
+            own = read_checkpoint_tokens(directory)
+            return load_tokenizer(directory / "tokenizer.model"), resolve_conventions(own, spec.tokenizer).start_token
     directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     found = tokenizer or (find_tokenizer(directory) if directory else None)
     if found is None:
@@ -383,17 +384,27 @@ def checkpoint_tokenizer(checkpoint: Path | None, tokenizer: Path | None, needed
     return load_tokenizer(found), resolve_conventions(own, spec.tokenizer).start_token
 
 
+def _is_gguf(checkpoint: Path | None) -> bool:
+    return checkpoint is not None and checkpoint.suffix.lower() == ".gguf"
+
+
+def _gguf_token_files(gguf: Path, directory: Path, spec, needed_by: str) -> Path:
+    """The GGUF's tokenizer and token conventions written into `directory` as an HF checkpoint's token files, so
+    they are read (and checked) as any checkpoint's; the family's stop tokens join the file's where its vocabulary
+    has them, as llama.cpp's own end-of-turn tokens do."""
+    from edge_models.gguf_tokenizer import GGUFTokenizerError, write_token_files_from_gguf
+
+    try:
+        return write_token_files_from_gguf(gguf, directory, stop_tokens=spec.tokenizer.stop_tokens)
+    except GGUFTokenizerError as e:
+        raise UserError(f"{needed_by} need the model's tokenizer: {e}; give --tokenizer") from None
+
+
 def _bundle_tokenizer(checkpoint: Path | None, bundle: Path, spec) -> Path:
-    """The tokenizer for the bundle: beside the checkpoint (the file `bundle`'s format carries), or rebuilt from a
-    GGUF's metadata. The checkpoint's token files are read (and checked) here, before any conversion work."""
+    """The tokenizer for the bundle: beside the checkpoint (the file `bundle`'s format carries). The checkpoint's
+    token files are read (and checked) here, before any conversion work."""
     from edge_models.hf import find_tokenizer, read_checkpoint_tokens, resolve_conventions
 
-    if checkpoint is not None and checkpoint.suffix == ".gguf":
-        from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
-
-        out = bundle.with_name(f"{bundle.stem}.tokenizer.model")
-        console.err(f"rebuilding the tokenizer from {checkpoint.name} into {out}")
-        return write_sentencepiece_from_gguf(checkpoint, out)
     directory = None if checkpoint is None else (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     task = bundle.suffix == ".task"
     prefer = ("tokenizer.model", "tokenizer.json") if task else ("tokenizer.json", "tokenizer.model")

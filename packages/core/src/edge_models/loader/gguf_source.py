@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from edge_models.loader.errors import CheckpointError
+from edge_models.loader.gguf_config import ROPE_TENSORS
 
 # llama.cpp stores Gemma's RMSNorm weights as 1 + w; our zero-centred norm wants w.
 _NORM_OFFSET_ARCHS = {"gemma", "gemma2", "gemma3"}
@@ -34,8 +35,12 @@ class GGUFSource:
             return None
         return field.contents()
 
+    def has_tensor(self, name: str) -> bool:
+        return name in self._tensors
+
     def names(self) -> list[str]:
-        return list(self._tensors)
+        # RoPE settings stored as tensors are the config's (gguf_config reads them), not weights to load.
+        return [n for n in self._tensors if n not in ROPE_TENSORS]
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(int(d) for d in reversed(self._tensors[name].shape))
@@ -53,9 +58,9 @@ class GGUFSource:
             tensor = tensor - 1.0
         if self.architecture == "llama" and self._heads:
             # llama.cpp interleaves the rotary halves of q and k; undo it for HF's layout.
-            if name.endswith("attn_q.weight"):
+            if name.endswith(("attn_q.weight", "attn_q.bias")):
                 tensor = _unpermute(tensor, self._heads)
-            elif name.endswith("attn_k.weight"):
+            elif name.endswith(("attn_k.weight", "attn_k.bias")):
                 tensor = _unpermute(tensor, self._kv_heads)
         return tensor
 
