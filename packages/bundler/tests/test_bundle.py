@@ -86,9 +86,7 @@ def test_check_run_says_which_replay_it_could_not_run(tiny_task, monkeypatch):
     result = CliRunner().invoke(cli_module.cli, ["bundle", "check", "--run", str(tiny_task)])
     assert result.exit_code == 0, result.output
     assert "edge-models  agrees" in result.output
-    assert "LiteRT-LM    not run: litert-lm-api is not installed here (pip install litert-lm-api)" in (
-        result.output
-    )
+    assert "LiteRT-LM    not run: litert-lm-api is not installed here (pip install litert-lm-api)" in (result.output)
 
 
 def test_write_task_and_read_it_back(tmp_path, tiny_tflite, tokenizer):

@@ -238,8 +238,8 @@ def model_shape(tflite: bytes | mmap.mmap) -> ModelShape:
         s for s in (model.SignatureDefs(i) for i in range(model.SignatureDefsLength())) if s.SignatureKey() == b"decode"
     )
     graph = model.Subgraphs(signature.SubgraphIndex())
-    inputs = {signature.Inputs(i).Name(): signature.Inputs(i).TensorIndex() for i in range(signature.InputsLength())}
-    outputs = {signature.Outputs(i).Name(): signature.Outputs(i).TensorIndex() for i in range(signature.OutputsLength())}
+    inputs = {(t := signature.Inputs(i)).Name(): t.TensorIndex() for i in range(signature.InputsLength())}
+    outputs = {(t := signature.Outputs(i)).Name(): t.TensorIndex() for i in range(signature.OutputsLength())}
     k_cache = graph.Tensors(inputs[b"kv_cache_k_0"]).ShapeAsNumpy()
     lookups = {schema.BuiltinOperator.EMBEDDING_LOOKUP: 1, schema.BuiltinOperator.GATHER: 0}
     hidden, constants = 0, {}

@@ -2,9 +2,9 @@
 
 The file runs a prefill signature (or `decode`, token by token) through LiteRT's interpreter with every
 intermediate tensor kept; each decoder block's output is the last tensor the converter named after that block
-(litert-torch names op outputs by module path, `.../DecoderBlock_<i>;...`). The PyTorch model runs the same tokens and hooks give its blocks' outputs. A
-recipe that loses quality shows where: the relative error grows smoothly through the blocks, and jumps at one that
-is broken or too coarsely quantized.
+(litert-torch names op outputs by module path, `.../DecoderBlock_<i>;...`). The PyTorch model runs the same tokens
+and hooks give its blocks' outputs. A recipe that loses quality shows where: the relative error grows smoothly
+through the blocks, and jumps at one that is broken or too coarsely quantized.
 """
 
 from __future__ import annotations

@@ -96,15 +96,13 @@ def snapshot_folder(repo_id: str, revision: str | None = None, cache: Path | Non
     if commit is None:
         cached = ", ".join(_revision_labels(repo)) or "none"
         raise NotInCacheError(
-            f"{label} is not in the Hugging Face cache ({repo}; cached revisions: {cached}); "
-            f"fetch it with `{fetch}`"
+            f"{label} is not in the Hugging Face cache ({repo}; cached revisions: {cached}); fetch it with `{fetch}`"
         )
     snapshot = repo / "snapshots" / commit
     missing = _missing_parts(snapshot)
     if missing:
         raise PartialDownloadError(
-            f"{label} is only partly downloaded ({snapshot} lacks {' and '.join(missing)}); "
-            f"finish it with `{fetch}`"
+            f"{label} is only partly downloaded ({snapshot} lacks {' and '.join(missing)}); finish it with `{fetch}`"
         )
     return snapshot
 
