@@ -13,6 +13,16 @@ from edge_models.testing import build_reference, save_reference
 __all__ = ["build_reference", "save_reference"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _weight_cache_of_this_run(tmp_path_factory):
+    """Packed-weight caches go to a folder of this test run, never to the user's ~/.cache."""
+    import os
+
+    from edge_models.runtime.weight_cache import ENV_DIR
+
+    os.environ[ENV_DIR] = str(tmp_path_factory.mktemp("edge-models-cache"))
+
+
 def read_hf_config(directory: Path) -> dict:
     return json.loads((directory / "config.json").read_text())
 

@@ -14,6 +14,16 @@ from spm_util import train_sentencepiece
 VOCAB = 256
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _weight_cache_of_this_run(tmp_path_factory):
+    """Packed-weight caches go to a folder of this test run, never to the user's ~/.cache."""
+    import os
+
+    from edge_models.runtime.weight_cache import ENV_DIR
+
+    os.environ[ENV_DIR] = str(tmp_path_factory.mktemp("edge-models-cache"))
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bundler")

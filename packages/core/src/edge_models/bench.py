@@ -25,6 +25,7 @@ class BenchRow:
     peak_rss_bytes: int = 0
     shortlist_tok_s: float = 0.0  # decode through the file's shortlist signatures, when it has them
     parameters: int = 0  # of the model measured (a file: the constants its decode step holds), so rows say what ran
+    kv_bytes: int = 0  # the KV cache the runtime holds beside the weights
 
     def best_with(self, other: BenchRow) -> BenchRow:
         """The better figure of two runs of the same contender, figure by figure (for interleaved rounds)."""
@@ -37,6 +38,7 @@ class BenchRow:
             max(self.peak_rss_bytes, other.peak_rss_bytes),
             max(self.shortlist_tok_s, other.shortlist_tok_s),
             self.parameters,
+            self.kv_bytes,
         )
 
 
@@ -91,12 +93,13 @@ def bench_tflite(
 ) -> BenchRow:
     """`lora`: a packed adapter bound to a file converted with LoRA inputs (its cost is the B A x of each slot)."""
     from edge_models.runtime import LiteRTModel
+    from edge_models.runtime.weight_cache import file_identity
 
     path = Path(path)
     if path.suffix in (".task", ".litertlm"):
         from edge_models.runtime.bundles import read_bundle
 
-        model = LiteRTModel(read_bundle(path).tflite, threads, engine, windows)
+        model = LiteRTModel(read_bundle(path).tflite, threads, engine, windows, file_identity(path))
     else:
         model = LiteRTModel(path, threads, engine, windows)
     if lora is not None:
@@ -105,6 +108,7 @@ def bench_tflite(
         model.set_lora(read_adapter_file(lora)[0])
     label = f"edge-models {path.name} ({engine}{', adapter ' + Path(lora).name if lora else ''})"
     row = BenchRow(label, path.stat().st_size, parameters=model_shape(tflite_view(path)).parameters)
+    row.kv_bytes = model.kv_cache_bytes
     rng = np.random.default_rng(0)
     for length in sorted(model.info.prefill_lengths.values()):
         ids = rng.integers(0, model.vocab_size, length).tolist()
@@ -133,6 +137,55 @@ def bench_tflite(
     row.first_token_ms = 1000 * _best_of(repeats, first_token)
     row.peak_rss_bytes = _peak_rss()
     return row
+
+
+@dataclass(frozen=True)
+class LoadRow:
+    seconds: float
+    peak_rss_bytes: int
+    cache: str  # "built", "reused" or "off"
+
+
+def _load_once(path: str, cache_folder: str | None) -> LoadRow:
+    import os
+
+    from edge_models.runtime import weight_cache
+
+    if cache_folder is None:
+        os.environ[weight_cache.ENV_OFF] = "1"
+    else:
+        os.environ[weight_cache.ENV_DIR] = cache_folder
+        os.environ.pop(weight_cache.ENV_OFF, None)
+    from edge_models.runtime import LiteRTModel
+
+    bundled = Path(path).suffix in (".task", ".litertlm")
+    model = LiteRTModel(tflite_view(path) if bundled else path, identity=weight_cache.file_identity(path))
+    state = model.weight_cache[0] if model.weight_cache else "off"
+    return LoadRow(model.load_seconds, _peak_rss(), state)
+
+
+def bench_loads(path: str | Path) -> dict[str, LoadRow]:
+    """Loading `path` in fresh processes: without the packed-weight cache, with it cold (packing and writing it),
+    and warm (mapping it); each with the peak RSS of a process that only loaded the model."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edge-models-bench-cache-") as folder:
+        return {
+            "no cache": run_measured(_load_once, str(path), None)[0],
+            "cache cold": run_measured(_load_once, str(path), folder)[0],
+            "cache warm": run_measured(_load_once, str(path), folder)[0],
+        }
+
+
+def format_loads(loads: dict[str, LoadRow], file_bytes: int, kv_bytes: int) -> str:
+    parts = [
+        f"{name} {row.seconds:.2f} s, {row.peak_rss_bytes / 2**30:.2f} GiB "
+        f"({row.peak_rss_bytes / (file_bytes + kv_bytes):.2f}x file + KV)"
+        for name, row in loads.items()
+    ]
+    return f"load in a fresh process (file {file_bytes / 1e6:,.1f} MB, KV cache {kv_bytes / 1e6:,.1f} MB): " + "; ".join(
+        parts
+    )
 
 
 def bench_torch_model(model, label: str, prefill_lengths, decode_tokens: int = 64, repeats: int = 3) -> BenchRow:
@@ -406,6 +459,8 @@ def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
     head += ["decode via shortlist tok/s"] if shortlist else []
     head += [f"decode vs {baseline.label.split(' (')[0]}"] if baseline else []
     head += ["first token ms", "peak RSS GiB"]
+    memory = any(r.size_bytes and r.kv_bytes for r in rows)
+    head += ["RSS / (file + KV)"] if memory else []
     lines = [head]
     for r in rows:
         line = [
@@ -420,6 +475,9 @@ def format_table(rows: list[BenchRow], baseline: BenchRow | None = None) -> str:
         if baseline:
             line.append(f"{r.decode_tok_s / baseline.decode_tok_s:.2f}x" if baseline.decode_tok_s else "-")
         line += [f"{r.first_token_ms:.0f}", f"{r.peak_rss_bytes / 2**30:.2f}"]
+        if memory:
+            held = (r.size_bytes or 0) + r.kv_bytes
+            line.append(f"{r.peak_rss_bytes / held:.2f}x" if r.size_bytes else "-")
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]

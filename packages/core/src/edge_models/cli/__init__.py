@@ -8,11 +8,13 @@ from edge_models.plugins import plugin_manager
 
 
 def _add_builtin_groups() -> None:
+    from edge_models.cli.cache import cache_group
     from edge_models.cli.lora import lora_group
     from edge_models.cli.tokenizer import tokenizer_group
 
     cli.add_command(tokenizer_group)
     cli.add_command(lora_group)
+    cli.add_command(cache_group)
 
 
 def _load_plugin_commands() -> None:

@@ -10,8 +10,19 @@ import click
 @click.group()
 @click.version_option(package_name="edge-models")
 @click.option("-v", "--verbose", is_flag=True, help="show native and library logs (by default they go to a log file)")
-def cli(verbose: bool) -> None:
+@click.option(
+    "--no-weight-cache",
+    is_flag=True,
+    help="load models without the packed-weight cache (see `edge-models cache`): every load packs the weights",
+)
+def cli(verbose: bool, no_weight_cache: bool) -> None:
     """Re-author, verify, quantize, convert and run LLMs for on-device inference."""
+    if no_weight_cache:
+        import os
+
+        from edge_models.runtime.weight_cache import ENV_OFF
+
+        os.environ[ENV_OFF] = "1"  # an environment variable: processes the verb starts inherit it
 
 
 def _is_main_process() -> bool:

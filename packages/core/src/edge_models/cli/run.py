@@ -191,11 +191,13 @@ def bench(
     from edge_models.bench import (
         GROUNDED_PROMPT,
         bench_generation,
+        bench_loads,
         bench_tflite,
         bench_torch_model,
         decode_weight_bytes,
         format_bandwidth,
         format_generation,
+        format_loads,
         format_table,
         model_shape,
         read_bandwidth,
@@ -216,6 +218,7 @@ def bench(
             torch.set_num_threads(threads)
         rows.append(bench_torch_model(*reference, list(rows[0].prefill_tok_s) or [8], decode_tokens))
     console.out(format_table(rows))
+    console.out(format_loads(bench_loads(file), rows[0].size_bytes, rows[0].kv_bytes))
     bandwidth = read_bandwidth(threads or os_threads())
     row = rows[0]
     console.out(format_bandwidth("decode", row.decode_tok_s, decode_weight_bytes(tflite), bandwidth))

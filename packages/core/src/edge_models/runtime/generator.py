@@ -16,6 +16,7 @@ from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
 from edge_models.runtime.speculative import BackOff, common_prefix, prompt_lookup
 from edge_models.runtime.tokenizer import Tokenizer, TokenizerError, load_tokenizer
+from edge_models.runtime.weight_cache import file_identity
 from edge_models.spec import PromptTemplate
 
 
@@ -126,7 +127,7 @@ class Generator:
             tok = load_tokenizer(tokenizer) if tokenizer else bundle.tokenizer
             stops = tuple(dict.fromkeys((*bundle.stop_tokens, *extra_stop_tokens)))
             return cls(
-                LiteRTModel(bundle.tflite, threads),
+                LiteRTModel(bundle.tflite, threads, identity=file_identity(path)),
                 tok,
                 stops,
                 start_token=bundle.start_token,
@@ -277,7 +278,8 @@ class Generator:
     def attach_draft(self, path: str | Path, threads: int | None = None) -> None:
         """Draft with the converted model at `path` (a .tflite or bundle) instead of prompt lookup: it must share the
         tokenizer (same vocabulary size) and hold the target's KV length."""
-        model = LiteRTModel(read_bundle(path).tflite if Path(path).suffix in BUNDLE_SUFFIXES else path, threads)
+        bundled = Path(path).suffix in BUNDLE_SUFFIXES
+        model = LiteRTModel(read_bundle(path).tflite if bundled else path, threads, identity=file_identity(path))
         if model.vocab_size != self.model.vocab_size:
             raise ValueError(
                 f"{path}: the draft model has {model.vocab_size} logits, the model {self.model.vocab_size}: "

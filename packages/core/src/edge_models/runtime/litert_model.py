@@ -32,10 +32,16 @@ XNNPACK_FLAGS = (
 
 class LiteRTModel:
     def __init__(
-        self, model: str | Path | bytes, threads: int | None = None, engine: str = "compiled", windows: bool = True
+        self,
+        model: str | Path | bytes,
+        threads: int | None = None,
+        engine: str = "compiled",
+        windows: bool = True,
+        identity: str | None = None,
     ) -> None:
         """`windows=False` runs `prefill_<N>` and `decode` only, ignoring the windowed signatures (`step_<W>`,
-        `fill_<N>_<W>`), for comparisons."""
+        `fill_<N>_<W>`), for comparisons. `identity` names a model given as bytes for its packed-weight cache
+        (`weight_cache.file_identity` of the bundle it came from); without it the bytes are hashed."""
         from ai_edge_litert.interpreter import Interpreter
 
         if engine not in ENGINES:
@@ -76,21 +82,36 @@ class LiteRTModel:
             self._runners = {name: it.get_signature_runner(name) for name in self.info.signatures}
         else:
             del it  # the compiled model keeps its own copy
-            self._compile(model if in_memory else str(model))
+            self._compile(model if in_memory else str(model), identity)
+        if engine == "interpreter":
+            self.load_seconds, self.weight_cache = 0.0, None
         self._lora: dict[str, np.ndarray] = {}
         if self.lora_spec:
             self.set_lora(None)
         self.reset()
 
-    def _compile(self, model: str | bytes) -> None:
+    def _compile(self, model: str | bytes, identity: str | None) -> None:
+        import time
+
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.options import Options
 
+        from edge_models.runtime import weight_cache
+
+        in_memory = isinstance(model, (bytes, bytearray))
+        if identity is None:
+            identity = weight_cache.bytes_identity(model) if in_memory else weight_cache.file_identity(model)
         options = Options()
         options.cpu_options.num_threads = self.threads
         options.cpu_options.xnnpack_flags = XNNPACK_FLAGS
-        make = CompiledModel.from_buffer if isinstance(model, bytes) else CompiledModel.from_file
-        self._cm = make(bytes(model) if isinstance(model, bytes) else model, options=options)
+        started = time.perf_counter()
+        with weight_cache.weight_cache(identity, XNNPACK_FLAGS) as cache:
+            if cache.path is not None:
+                options.cpu_options.xnnpack_weight_cache_path = str(cache.path)
+            make = CompiledModel.from_buffer if in_memory else CompiledModel.from_file
+            self._cm = make(bytes(model) if in_memory else model, options=options)
+        self.load_seconds = time.perf_counter() - started
+        self.weight_cache = None if cache.final is None else ("built" if cache.built else "reused", cache.final)
         self._kv_buffers = {name: self._cm.create_input_buffer_by_name("decode", name) for name in self._cache_spec}
         self._lora_buffers = {n: self._cm.create_input_buffer_by_name("decode", n) for n in self.lora_spec}
         self._io = {}
@@ -110,6 +131,11 @@ class LiteRTModel:
     def shortlist_size(self) -> int:
         """K of the file's shortlist signatures (`convert --shortlist K`); 0: none."""
         return self._shortlists[0][1] if self._shortlists else 0
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        """Bytes of the KV cache this model holds (every layer's K and V)."""
+        return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in self._cache_spec.values())
 
     @property
     def kv_len(self) -> int:

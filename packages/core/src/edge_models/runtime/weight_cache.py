@@ -1,0 +1,155 @@
+"""XNNPACK's packed-weight cache: one file per model, so that its weights are packed once, not once per signature
+and on every load.
+
+Without it, XNNPACK packs the weights again for each signature's subgraph (a file with 8 signatures peaked at ~8x
+its size in memory) and on every load. With `Options().cpu_options.xnnpack_weight_cache_path` (a file path) every
+subgraph shares one packed copy, memory-mapped from the file, and a later load maps it instead of packing.
+
+A cache file belongs to one model file (its path, size and modification time, or a bundle's), one LiteRT build and
+one CPU: all of it goes into the file's name, so a changed model, another LiteRT version or another processor never
+reuses a stale cache. It is built under a temporary name and renamed into place once the model loaded, so a process
+killed while building leaves no file under the real name; XNNPACK itself checks a file's header and offsets on load
+and rebuilds one that does not hold together (measured: a truncated file and one of random bytes were rebuilt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SUFFIX = ".xnnpack_cache"
+ENV_DIR = "EDGE_MODELS_CACHE_DIR"  # where cache files go [~/.cache/edge-models]
+ENV_OFF = "EDGE_MODELS_NO_WEIGHT_CACHE"  # "1": load without the cache (`edge-models --no-weight-cache VERB`)
+_warned: set[str] = set()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get(ENV_DIR) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-models"
+    return Path(root) / "xnnpack"
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_OFF, "") not in ("1", "true", "yes")
+
+
+def file_identity(path: str | Path) -> str:
+    """What makes a model file the same file: where it is, its size and when it last changed."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def bytes_identity(data: bytes) -> str:
+    """A model held in memory (its bundle unknown): its content."""
+    return "bytes|" + hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@functools.cache
+def _platform_identity() -> str:
+    """The LiteRT build and the processor: packed layouts depend on both."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        litert = version("ai-edge-litert")
+    except PackageNotFoundError:
+        litert = "unknown"
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                cpu += "|" + line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                break
+    return f"{litert}|{cpu}"
+
+
+def cache_file(identity: str, flags: int) -> Path:
+    """`<model file name>-<where it lives>-<everything else>.xnnpack_cache`: the middle part lets a new version of a
+    model file replace the old cache of that file."""
+    where = identity.split("|", 1)[0]
+    name = "model" if where == "bytes" else Path(where).name
+    key = hashlib.blake2b(f"{identity}|{flags}|{_platform_identity()}".encode(), digest_size=8).hexdigest()
+    place = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
+    return cache_dir() / f"{Path(name).name[:48]}-{place}-{key}{SUFFIX}"
+
+
+@dataclass
+class CacheUse:
+    path: Path | None  # what to give XNNPACK; None: no cache (off, or the folder cannot be written)
+    final: Path | None = None  # where a newly built cache goes once the model loaded
+    built: bool = False  # True: this load builds the cache (cold)
+
+
+@contextlib.contextmanager
+def weight_cache(identity: str, flags: int, say=None) -> Iterator[CacheUse]:
+    """The cache file for one load: the existing one (warm), or a temporary one renamed into place when the block
+    ends without an error (cold). A folder that cannot be written runs without the cache, said once."""
+    if not enabled():
+        yield CacheUse(None)
+        return
+    final = cache_file(identity, flags)
+    if final.is_file() and final.stat().st_size > 0:
+        yield CacheUse(final, final)
+        return
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        building = final.with_name(f".{final.name}.{os.getpid()}.partial")
+        building.touch()
+    except OSError as e:
+        _say_once(say, f"no packed-weight cache: cannot write {final.parent} ({e.strerror}); loading packs weights")
+        yield CacheUse(None)
+        return
+    try:
+        yield CacheUse(building, final, built=True)
+        # Two processes building at once each rename a complete file of their own: either one is right.
+        os.replace(building, final)
+        _drop_older_versions(final)
+    finally:
+        building.unlink(missing_ok=True)
+
+
+def _drop_older_versions(current: Path) -> None:
+    """Caches of earlier versions of the same model file (same name and place, another key) are dead weight."""
+    stem, place = current.name.rsplit("-", 2)[:2]
+    for other in current.parent.glob(f"{stem}-{place}-*{SUFFIX}"):
+        if other != current:
+            other.unlink(missing_ok=True)
+
+
+def _say_once(say, message: str) -> None:
+    if message in _warned:
+        return
+    _warned.add(message)
+    if say is None:
+        from edge_models import console
+
+        say = console.err
+    say(message)
+
+
+def cached_files() -> list[tuple[Path, int]]:
+    """(path, size in bytes) of every cache file, largest first."""
+    folder = cache_dir()
+    if not folder.is_dir():
+        return []
+    files = [(p, p.stat().st_size) for p in folder.glob(f"*{SUFFIX}") if p.is_file()]
+    return sorted(files, key=lambda item: -item[1])
+
+
+def clear() -> tuple[int, int]:
+    """Remove every cache file (and leftovers of interrupted builds): (files removed, bytes freed)."""
+    folder = cache_dir()
+    removed = freed = 0
+    if folder.is_dir():
+        for p in [*folder.glob(f"*{SUFFIX}"), *folder.glob(f".*{SUFFIX}.*.partial")]:
+            with contextlib.suppress(OSError):
+                size = p.stat().st_size
+                p.unlink()
+                removed, freed = removed + 1, freed + size
+    return removed, freed
