@@ -183,9 +183,8 @@ def format_loads(loads: dict[str, LoadRow], file_bytes: int, kv_bytes: int) -> s
         f"({row.peak_rss_bytes / (file_bytes + kv_bytes):.2f}x file + KV)"
         for name, row in loads.items()
     ]
-    return f"load in a fresh process (file {file_bytes / 1e6:,.1f} MB, KV cache {kv_bytes / 1e6:,.1f} MB): " + "; ".join(
-        parts
-    )
+    held = f"file {file_bytes / 1e6:,.1f} MB, KV cache {kv_bytes / 1e6:,.1f} MB"
+    return f"load in a fresh process ({held}): " + "; ".join(parts)
 
 
 def bench_torch_model(model, label: str, prefill_lengths, decode_tokens: int = 64, repeats: int = 3) -> BenchRow:
