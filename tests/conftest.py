@@ -23,6 +23,31 @@ def _weight_cache_of_this_run(tmp_path_factory):
     os.environ[ENV_DIR] = str(tmp_path_factory.mktemp("edge-models-cache"))
 
 
+@pytest.fixture(scope="module")
+def run():
+    """`run(*args)`: the `edge-models` command as a user runs it, with every plugin's verbs."""
+    from click.testing import CliRunner
+
+    from edge_models import cli as cli_module
+
+    cli_module._add_builtin_groups()
+    cli_module._load_plugin_commands()
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(cli_module.cli, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def fails_cleanly(result, *fragments) -> None:
+    """A one-line error a user can act on: non-zero exit, no traceback, every fragment in the output."""
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in result.output, result.output
+
+
 def read_hf_config(directory: Path) -> dict:
     return json.loads((directory / "config.json").read_text())
 

@@ -4,31 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
-from click.testing import CliRunner
 
-from edge_models import cli as cli_module
+from conftest import fails_cleanly
 from edge_models.testing import tiny_checkpoint, train_sentencepiece
-
-
-@pytest.fixture(scope="module")
-def run():
-    cli_module._add_builtin_groups()
-    cli_module._load_plugin_commands()
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(cli_module.cli, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
-
-
-def _fails_cleanly(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in result.output, result.output
 
 
 def test_recipes_lists_every_name(run):
@@ -38,19 +17,19 @@ def test_recipes_lists_every_name(run):
 
 
 def test_bad_inputs_give_one_line_errors(run, tmp_path):
-    _fails_cleanly(run("convert", "gemma9", "--tiny"), "unknown model 'gemma9'", "gemma3-270m")
-    _fails_cleanly(
+    fails_cleanly(run("convert", "gemma9", "--tiny"), "unknown model 'gemma9'", "gemma3-270m")
+    fails_cleanly(
         run("convert", "llama", "--tiny", "--quantize", "int3"), "unknown quantization recipe 'int3'", "int4-block32"
     )
-    _fails_cleanly(run("convert", "llama", "--tiny", "--quantize", "mlp=int8"), "unknown component 'mlp'")
-    _fails_cleanly(run("convert", "llama"), "--checkpoint")
-    _fails_cleanly(
+    fails_cleanly(run("convert", "llama", "--tiny", "--quantize", "mlp=int8"), "unknown component 'mlp'")
+    fails_cleanly(run("convert", "llama"), "--checkpoint")
+    fails_cleanly(
         run("convert", "llama", "--tiny", "--prefill", "128", "--kv-cache", "64"),
         "prefill lengths [128] exceed the KV cache length 64",
     )
-    _fails_cleanly(run("verify", "llama"), "exactly one of --checkpoint PATH and --tiny")
+    fails_cleanly(run("verify", "llama"), "exactly one of --checkpoint PATH and --tiny")
     # Checked before the conversion, so nothing is written.
-    _fails_cleanly(
+    fails_cleanly(
         run("convert", "llama", "--tiny", "-o", tmp_path / "m.tflite", "--bundle", tmp_path / "m.task"),
         "--bundle needs the model's tokenizer",
     )
@@ -65,7 +44,7 @@ def test_unsupported_config_field_is_named(run, tmp_path):
     config.pop("rope_parameters", None)
     config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0}
     (ckpt / "config.json").write_text(json.dumps(config))
-    _fails_cleanly(run("convert", "auto", "--checkpoint", ckpt), "rope scaling type 'yarn' is not supported")
+    fails_cleanly(run("convert", "auto", "--checkpoint", ckpt), "rope scaling type 'yarn' is not supported")
 
 
 def test_convert_auto_then_generate(run, tmp_path, monkeypatch):

@@ -9,10 +9,9 @@ import json
 import gguf
 import pytest
 import torch
-from click.testing import CliRunner
 from gguf_files import CASES, TINY_GEMMA3, write_gguf
 
-from edge_models import cli as cli_module
+from conftest import fails_cleanly
 from edge_models.cli.base import UserError
 from edge_models.loader.gguf_config import GGUF_ARCHITECTURES
 from edge_models.models import gguf_config, load_for_spec, resolve_config, resolve_spec
@@ -32,25 +31,6 @@ EXPECTED = {
     "phi2": "PhiForCausalLM",
     "phi3": "Phi3ForCausalLM",
 }
-
-
-@pytest.fixture(scope="module")
-def run():
-    cli_module._add_builtin_groups()
-    cli_module._load_plugin_commands()
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(cli_module.cli, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
-
-
-def _fails_cleanly(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in result.output, result.output
 
 
 @pytest.mark.parametrize("arch", sorted(GGUF_ARCHITECTURES))
@@ -141,7 +121,7 @@ def test_unknown_architecture_is_one_error_naming_it(run, tmp_path):
     with pytest.raises(UnknownModelError, match="GGUF architecture 'mamba'.*supported: gemma, gemma2, gemma3, llama"):
         resolve_spec("auto", path)
     result = run("convert", "auto", "--checkpoint", path, "-o", tmp_path / "m.tflite")
-    _fails_cleanly(result, "GGUF architecture 'mamba'", "phi2, phi3, qwen2, qwen3")
+    fails_cleanly(result, "GGUF architecture 'mamba'", "phi2, phi3, qwen2, qwen3")
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert not (tmp_path / "m.tflite").exists()
 
@@ -162,7 +142,7 @@ def test_verify_auto_on_a_gguf(case, run, tmp_path):
 
 def test_verify_names_an_architecture_transformers_cannot_read(run, tmp_path):
     _, path = write_gguf(CASES["phi2"], tmp_path / "phi2.gguf")
-    _fails_cleanly(
+    fails_cleanly(
         run("verify", "auto", "--checkpoint", path, "--tokens", "2"), "does not read GGUF architecture 'phi2'"
     )
 

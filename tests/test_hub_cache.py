@@ -11,9 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from edge_models import cli as cli_module
 from edge_models.hf.hub_cache import (
     NotInCacheError,
     PartialDownloadError,
@@ -186,18 +184,6 @@ def test_what_reads_as_an_id():
         assert parse_hub_id(text) is None, text
     # Not an id and not a path: handed back for the caller's own "no such file" error.
     assert resolve_checkpoint("./missing-dir") == Path("missing-dir")
-
-
-@pytest.fixture(scope="module")
-def run():
-    cli_module._add_builtin_groups()
-    cli_module._load_plugin_commands()
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(cli_module.cli, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 def test_verify_takes_an_id_and_a_missing_one_is_one_line(offline, tiny, run):
