@@ -5,11 +5,14 @@ from __future__ import annotations
 import mmap
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from edge_models.runtime.memory import peak_rss_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -62,13 +65,7 @@ def run_measured(fn, *args):
 def _measured(fn, *args):
     started = time.perf_counter()
     result = fn(*args)
-    return result, _peak_rss(), time.perf_counter() - started
-
-
-def _peak_rss() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return result, peak_rss_bytes(), time.perf_counter() - started
 
 
 def _best_of(repeats: int, fn) -> float:
@@ -135,7 +132,7 @@ def bench_tflite(
         model.decode(ids[-1], smallest - 1)
 
     row.first_token_ms = 1000 * _best_of(repeats, first_token)
-    row.peak_rss_bytes = _peak_rss()
+    row.peak_rss_bytes = peak_rss_bytes()
     return row
 
 
@@ -161,12 +158,16 @@ def _load_once(path: str, cache_folder: str | None) -> LoadRow:
     bundled = Path(path).suffix in (".task", ".litertlm")
     model = LiteRTModel(tflite_view(path) if bundled else path, identity=weight_cache.file_identity(path))
     state = model.weight_cache[0] if model.weight_cache else "off"
-    return LoadRow(model.load_seconds, _peak_rss(), state)
+    # Mapped weights are resident only once read: the peak that matters is that of a model that ran.
+    model.prefill(list(range(1, min(model.info.prefill_lengths.values()) + 1)))
+    for pos in range(8):
+        model.decode(1, pos)
+    return LoadRow(model.load_seconds, peak_rss_bytes(), state)
 
 
 def bench_loads(path: str | Path) -> dict[str, LoadRow]:
     """Loading `path` in fresh processes: without the packed-weight cache, with it cold (packing and writing it),
-    and warm (mapping it); each with the peak RSS of a process that only loaded the model."""
+    and warm (mapping it); each with the peak RSS of a process that loaded the model, prefilled and decoded 8 steps."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="edge-models-bench-cache-") as folder:
@@ -184,7 +185,7 @@ def format_loads(loads: dict[str, LoadRow], file_bytes: int, kv_bytes: int) -> s
         for name, row in loads.items()
     ]
     held = f"file {file_bytes / 1e6:,.1f} MB, KV cache {kv_bytes / 1e6:,.1f} MB"
-    return f"load in a fresh process ({held}): " + "; ".join(parts)
+    return f"load, prefill and 8 decode steps in a fresh process ({held}): " + "; ".join(parts)
 
 
 def bench_torch_model(model, label: str, prefill_lengths, decode_tokens: int = 64, repeats: int = 3) -> BenchRow:
@@ -210,28 +211,28 @@ def bench_torch_model(model, label: str, prefill_lengths, decode_tokens: int = 6
         smallest = min(prefill_lengths)
         ids = torch.randint(0, vocab, (1, smallest))
         row.first_token_ms = 1000 * _best_of(repeats, lambda: model(ids, torch.arange(smallest), model.empty_cache(kv)))
-    row.peak_rss_bytes = _peak_rss()
+    row.peak_rss_bytes = peak_rss_bytes()
     return row
 
 
 def torch_model_of_file(
     model_name: str, checkpoint: str | Path | None, shape: ModelShape, tiny: bool = False
-) -> tuple[torch.nn.Module, str]:
-    """(PyTorch model, row label) of the model a file holds: `model_name` on `checkpoint`, or without one, the first
-    of its published and tiny configs whose shape is the file's `shape` (random weights). Refuses a model of another
-    shape: a speed ratio between different models means nothing."""
-    from edge_models.models import load_for_spec, random_model
+) -> tuple[Callable[[], torch.nn.Module], str]:
+    """(a function building it, row label) for the PyTorch model of the model a file holds: `model_name` on
+    `checkpoint`, or without one, the first of its published and tiny configs whose shape is the file's `shape`
+    (random weights). Refuses a model of another shape, from its config alone (nothing loaded): a speed ratio
+    between different models means nothing."""
+    from edge_models.models import load_for_spec, random_model, resolve_config
     from edge_models.plugins import registry
 
     spec = registry().get(model_name)
     if checkpoint:
-        model = load_for_spec(spec, checkpoint)
-        if differences := shape.differences(model.config):
+        if differences := shape.differences(resolve_config(spec, checkpoint)):
             raise ValueError(
                 f"{checkpoint} as {model_name} is not the model in the file ({'; '.join(differences)}): "
                 "give the checkpoint it was converted from"
             )
-        return model, f"pytorch eager fp32 {model_name} ({Path(checkpoint).name})"
+        return lambda: load_for_spec(spec, checkpoint), f"pytorch eager fp32 {model_name} ({Path(checkpoint).name})"
     configs = [("tiny config", spec.tiny_config)] if tiny else [("published shape", spec.config)]
     configs += [] if tiny else [("tiny config", spec.tiny_config)]
     match = next(((label, c) for label, c in configs if not shape.differences(c)), None)
@@ -242,7 +243,7 @@ def torch_model_of_file(
             "--checkpoint with the weights it was converted from, or the registered model of its shape"
         )
     label, config = match
-    return random_model(config), f"pytorch eager fp32 {model_name} ({label}, random weights)"
+    return lambda: random_model(config), f"pytorch eager fp32 {model_name} ({label}, random weights)"
 
 
 @dataclass(frozen=True)

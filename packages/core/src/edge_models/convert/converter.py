@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from edge_models.quantize import Recipe, RecipeError, parse_recipe
 from edge_models.quantize.ai_edge import quantize_flatbuffer
 from edge_models.quantize.calibrate import HEAD
 from edge_models.quantize.recipes import LEAD_ROWS_PARAM
+from edge_models.runtime.memory import peak_rss_bytes
 from edge_models.tflite_check import check_tflite
 
 if TYPE_CHECKING:
@@ -57,10 +57,6 @@ class ConvertResult:
             f"{self.seconds:.1f} s; peak RSS {self.peak_rss_bytes / 2**30:.2f} GiB"
             + (f" (+ export worker {self.worker_peak_rss_bytes / 2**30:.2f} GiB)" if self.worker_peak_rss_bytes else "")
         )
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def convert(

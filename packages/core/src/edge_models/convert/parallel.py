@@ -16,24 +16,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 from edge_models.convert.export import ExportSettings
 from edge_models.layers import Decoder
+from edge_models.runtime.memory import peak_rss_bytes
 
 # The largest export worker's own peak resident memory in the last `export_in_parallel`, for the summary line.
 worker_peak_rss_bytes = 0
-
-
-def own_peak_rss_bytes() -> int:
-    """This process's peak resident memory since it started its program. Linux's `ru_maxrss` survives `exec`, so a
-    spawned worker would report the memory of the parent it was forked from; VmHWM is reset by `exec`."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def export_in_parallel(
@@ -68,7 +54,7 @@ def _export_group(
 ) -> tuple[bytes, int]:
     from edge_models.convert.streaming import export_signatures
 
-    return export_signatures(pickle.loads(blob), settings, shapes, names), own_peak_rss_bytes()
+    return export_signatures(pickle.loads(blob), settings, shapes, names), peak_rss_bytes()
 
 
 def merge_models(parts: list[bytes]) -> bytes:

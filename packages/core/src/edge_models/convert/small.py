@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from edge_models.convert.converter import ConvertResult, peak_rss_bytes
+from edge_models.convert.converter import ConvertResult
 from edge_models.fileio import write_atomically
 from edge_models.quantize import Recipe, RecipeError, parse_recipe
 from edge_models.quantize.ai_edge import quantize_flatbuffer
+from edge_models.runtime.memory import peak_rss_bytes
 
 
 def plain_recipe(recipe: str | None, kind: str) -> Recipe:
