@@ -6,6 +6,8 @@ user's install does, so a new plugin is covered without editing this file.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -13,16 +15,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 # Any other torch spec pulls a multi-GB CUDA build on these machines.
 TORCH = "torch==2.13.0"
-PLUGINS = [
-    "packages/models-gemma",
-    "packages/models-tinyllama",
-    "packages/models-phi2",
-    "packages/models-qwen",
-    "packages/models-mistral",
-    "packages/models-phi3",
-    "packages/models-bert",
-    "packages/models-t5",
-]
+# Every model plugin in the repository: a new packages/models-<family>/ is installed without editing this file.
+HERE = Path(__file__).parent
+PLUGINS = sorted(p.parent.relative_to(HERE).as_posix() for p in HERE.glob("packages/models-*/pyproject.toml"))
 PYTHON = "3.11"
 
 

@@ -3,6 +3,7 @@
 
     python benchmarks/bench_runtime_memory.py --model qwen2.5-1.5b --recipe int8 --recipe int4-block32
     python benchmarks/bench_runtime_memory.py --model llama-3.1-8b --recipe int4-block32
+    python benchmarks/bench_runtime_memory.py --bundle artifacts/gemma3-270m/model.litertlm   # ours vs LiteRT-LM
 
 Each checkpoint is the published shape with random weights (written once under --workdir by bench_convert.py's
 writer), converted the way a user converts (`edge-models convert NAME --checkpoint DIR --quantize R --prefill
@@ -53,12 +54,62 @@ def measure_child(path: str, mode: str, cache_folder: str, threads: int, steps: 
     events.put(("decode", steps / (time.perf_counter() - started)))
 
 
-def watched(path: Path, mode: str, cache_folder: Path, threads: int, steps: int, limit_gib: float) -> dict:
+PROMPT = "The most important thing to know about the ocean is"
+
+
+def bundle_child(path: str, engine: str, mode: str, cache_folder: str, threads: int, steps: int, events) -> None:
+    """One greedy reply of `steps` tokens from a bundle, in our runtime or LiteRT-LM's engine, each with its own
+    packed-weight cache in `cache_folder` (LiteRT-LM's `cache_dir`)."""
+    events.put(("stage", "loading"))
+    started = time.perf_counter()
+    if engine == "edge-models":
+        from edge_models.runtime import weight_cache
+
+        os.environ[weight_cache.ENV_DIR] = cache_folder
+        from edge_models.runtime import Generator
+
+        gen = Generator.open(path, threads=threads)
+        events.put(("load", time.perf_counter() - started))
+        events.put(("stage", "generating"))
+        list(gen.generate_ids(gen.encode(PROMPT), steps, speculate=False))
+        events.put(("decode", gen.last_stats.decode_tokens_per_s))
+        return
+    import litert_lm
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    engine_ = litert_lm.Engine(path, backend=litert_lm.Backend.CPU(thread_count=threads), cache_dir=cache_folder)
+    session = engine_.create_session(
+        apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=steps
+    )
+    events.put(("load", time.perf_counter() - started))
+    events.put(("stage", "generating"))
+    session.run_prefill([PROMPT])
+    decoding = time.perf_counter()
+    session.run_decode()
+    # The reply's tokens over the decode call (LiteRT-LM reports no per-phase figures to Python).
+    events.put(("decode", steps / (time.perf_counter() - decoding)))
+    session.close()
+    engine_.close()
+
+
+def watched_bundle(path: Path, engine: str, mode: str, cache: Path, threads: int, steps: int, limit: float) -> dict:
+    return watched(path, mode, cache, threads, steps, limit, target=bundle_child, engine=engine)
+
+
+def watched(
+    path: Path,
+    mode: str,
+    cache_folder: Path,
+    threads: int,
+    steps: int,
+    limit_gib: float,
+    target=measure_child,
+    engine: str | None = None,
+) -> dict:
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
-    child = ctx.Process(
-        target=measure_child, args=(str(path), mode, str(cache_folder), threads, steps, events), daemon=True
-    )
+    args = (str(path), mode, str(cache_folder), threads, steps, events)
+    child = ctx.Process(target=target, args=args if engine is None else (str(path), engine, *args[1:]), daemon=True)
     child.start()
     peak, stage, found, stopped = 0.0, "starting", {}, None
     while child.is_alive():
@@ -109,7 +160,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True, help="a registered model or llama-3.1-8b")
+    parser.add_argument("--model", action="append", default=[], help="a registered model or llama-3.1-8b")
+    parser.add_argument("--bundle", help="a .litertlm: our runtime and LiteRT-LM's engine side by side, cold and warm")
     parser.add_argument("--recipe", action="append", default=None)
     parser.add_argument("--mode", action="append", choices=MODES, help="[all three]")
     parser.add_argument("--threads", type=int, default=2)
@@ -120,6 +172,18 @@ def main() -> int:
     args = parser.parse_args()
     workdir = Path(args.workdir)
     rows = []
+    if args.bundle:
+        bundle = Path(args.bundle)
+        for engine in ("edge-models", "LiteRT-LM"):
+            cache = workdir / f"cache-{engine}"
+            shutil.rmtree(cache, ignore_errors=True)
+            cache.mkdir(parents=True)
+            for mode in ("cache cold", "cache warm"):
+                row = watched_bundle(bundle, engine, mode, cache, args.threads, args.steps, args.limit_gib)
+                row.update(shape=bundle.name, recipe=engine, file_bytes=bundle.stat().st_size)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+            shutil.rmtree(cache, ignore_errors=True)
     for model in args.model:
         checkpoint = workdir / model
         if not (checkpoint / "config.json").exists():

@@ -165,22 +165,40 @@ def _load_once(path: str, cache_folder: str | None) -> LoadRow:
     return LoadRow(model.load_seconds, peak_rss_bytes(), state)
 
 
-def bench_loads(path: str | Path) -> dict[str, LoadRow]:
+def bench_loads(path: str | Path, signatures: int) -> dict[str, LoadRow | str]:
     """Loading `path` in fresh processes: without the packed-weight cache, with it cold (packing and writing it),
-    and warm (mapping it); each with the peak RSS of a process that loaded the model, prefilled and decoded 8 steps."""
+    and warm (mapping it); each with the peak RSS of a process that loaded the model, prefilled and decoded 8 steps.
+    Without the cache each of the `signatures` packs its own copy: a load that would not fit in the memory
+    available is skipped, with the reason, instead of being killed."""
     import tempfile
 
+    rows: dict[str, LoadRow | str] = {}
+    need = Path(path).stat().st_size * signatures
+    if need > 0.8 * _available_memory():
+        rows["no cache"] = f"skipped (~{need / 2**30:.0f} GiB: {signatures} signatures, each packing its own copy)"
+    else:
+        rows["no cache"] = run_measured(_load_once, str(path), None)[0]
     with tempfile.TemporaryDirectory(prefix="edge-models-bench-cache-") as folder:
-        return {
-            "no cache": run_measured(_load_once, str(path), None)[0],
-            "cache cold": run_measured(_load_once, str(path), folder)[0],
-            "cache warm": run_measured(_load_once, str(path), folder)[0],
-        }
+        rows["cache cold"] = run_measured(_load_once, str(path), folder)[0]
+        rows["cache warm"] = run_measured(_load_once, str(path), folder)[0]
+    return rows
 
 
-def format_loads(loads: dict[str, LoadRow], file_bytes: int, kv_bytes: int) -> str:
+def _available_memory() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown: measure
+
+
+def format_loads(loads: dict[str, LoadRow | str], file_bytes: int, kv_bytes: int) -> str:
     parts = [
-        f"{name} {row.seconds:.2f} s, {row.peak_rss_bytes / 2**30:.2f} GiB "
+        f"{name} {row}"
+        if isinstance(row, str)
+        else f"{name} {row.seconds:.2f} s, {row.peak_rss_bytes / 2**30:.2f} GiB "
         f"({row.peak_rss_bytes / (file_bytes + kv_bytes):.2f}x file + KV)"
         for name, row in loads.items()
     ]
@@ -256,6 +274,7 @@ class ModelShape:
     head_dim: int
     hidden_size: int
     parameters: int  # elements of the constants `decode` reads or looks up (weights, norms, small tables)
+    signatures: int  # subgraphs sharing those weights (XNNPACK packs them once for each without a weight cache)
 
     def differences(self, config) -> list[str]:
         """What differs from a `ModelConfig`, one phrase per dimension ("layers: file 30, model 22")."""
@@ -317,6 +336,7 @@ def model_shape(tflite: bytes | mmap.mmap) -> ModelShape:
         head_dim=int(k_cache[3]),
         hidden_size=hidden,
         parameters=sum(constants.values()),
+        signatures=model.SignatureDefsLength(),
     )
 
 

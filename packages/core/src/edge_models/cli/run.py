@@ -208,8 +208,9 @@ def bench(
 
     engines = ["compiled", "interpreter"] if engine == "both" else [engine]
     tflite = tflite_view(file)
+    shape = model_shape(tflite)
     # A PyTorch model of another shape is refused before minutes of measuring.
-    reference = torch_model_of_file(torch_model, checkpoint, model_shape(tflite), tiny) if torch_model else None
+    reference = torch_model_of_file(torch_model, checkpoint, shape, tiny) if torch_model else None
     rows = [bench_tflite(file, decode_tokens=decode_tokens, threads=threads, engine=e, lora=lora) for e in engines]
     if reference is not None:
         if threads:
@@ -219,7 +220,7 @@ def bench(
         build, label = reference  # built after the file's rows: its memory is not theirs
         rows.append(bench_torch_model(build(), label, list(rows[0].prefill_tok_s) or [8], decode_tokens))
     console.out(format_table(rows))
-    console.out(format_loads(bench_loads(file), rows[0].size_bytes, rows[0].kv_bytes))
+    console.out(format_loads(bench_loads(file, shape.signatures), rows[0].size_bytes, rows[0].kv_bytes))
     bandwidth = read_bandwidth(threads or os_threads())
     row = rows[0]
     console.out(format_bandwidth("decode", row.decode_tok_s, decode_weight_bytes(tflite), bandwidth))
