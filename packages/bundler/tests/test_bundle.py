@@ -73,6 +73,29 @@ def test_self_test_replays_and_catches_a_different_model(tmp_path, tiny_task, to
     assert not result.passed and "tokens agree" in result.results[0].detail
 
 
+def test_a_bundles_model_runs_mapped_from_one_copy_in_the_cache(tiny_task, tmp_path, monkeypatch):
+    """The runtime copies a bundle's model section once into the cache and maps it like a .tflite (not read into
+    memory on every load); the text is what the bundle's bytes give."""
+    from edge_models.runtime import Generator, read_bundle
+    from edge_models.runtime import weight_cache as wc
+
+    monkeypatch.setenv(wc.ENV_DIR, str(tmp_path / "cache"))
+    monkeypatch.delenv(wc.ENV_OFF, raising=False)
+    prompt_ids = None
+    outputs = []
+    for _ in range(2):
+        gen = Generator.open(tiny_task)
+        prompt_ids = gen.encode("kalo mira")
+        outputs.append(list(gen.generate_ids(prompt_ids, 8, speculate=False)))
+    copies = list((tmp_path / "cache" / "models").iterdir())
+    assert len(copies) == 1 and copies[0].read_bytes() == read_bundle(tiny_task).tflite
+    assert gen.model.weight_cache[0] == "reused"
+    monkeypatch.setenv(wc.ENV_OFF, "1")
+    from_bytes = Generator.open(tiny_task)
+    assert from_bytes.model.weight_cache is None
+    assert outputs[0] == outputs[1] == list(from_bytes.generate_ids(prompt_ids, 8, speculate=False))
+
+
 def test_check_run_says_which_replay_it_could_not_run(tiny_task, monkeypatch):
     """Without litert-lm-api, `bundle check --run` names the LiteRT-LM replay as skipped and how to get it."""
     import sys

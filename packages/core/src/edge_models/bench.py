@@ -90,13 +90,12 @@ def bench_tflite(
 ) -> BenchRow:
     """`lora`: a packed adapter bound to a file converted with LoRA inputs (its cost is the B A x of each slot)."""
     from edge_models.runtime import LiteRTModel
-    from edge_models.runtime.weight_cache import file_identity
 
     path = Path(path)
     if path.suffix in (".task", ".litertlm"):
         from edge_models.runtime.bundles import read_bundle
 
-        model = LiteRTModel(read_bundle(path).tflite, threads, engine, windows, file_identity(path))
+        model = LiteRTModel.from_bundle(read_bundle(path), threads, engine, windows)
     else:
         model = LiteRTModel(path, threads, engine, windows)
     if lora is not None:
@@ -153,10 +152,10 @@ def _load_once(path: str, cache_folder: str | None) -> LoadRow:
     else:
         os.environ[weight_cache.ENV_DIR] = cache_folder
         os.environ.pop(weight_cache.ENV_OFF, None)
-    from edge_models.runtime import LiteRTModel
+    from edge_models.runtime import LiteRTModel, read_bundle
 
     bundled = Path(path).suffix in (".task", ".litertlm")
-    model = LiteRTModel(tflite_view(path) if bundled else path, identity=weight_cache.file_identity(path))
+    model = LiteRTModel.from_bundle(read_bundle(path)) if bundled else LiteRTModel(path)
     state = model.weight_cache[0] if model.weight_cache else "off"
     # Mapped weights are resident only once read: the peak that matters is that of a model that ran.
     model.prefill(list(range(1, min(model.info.prefill_lengths.values()) + 1)))

@@ -7,6 +7,7 @@ and an `LlmMetadata` protobuf. No LiteRT-LM engine is needed to read it.
 
 from __future__ import annotations
 
+import functools
 import json
 import mmap
 import os
@@ -40,7 +41,7 @@ class BundleFormatError(ValueError):
 @dataclass
 class BundleContents:
     path: Path
-    tflite: bytes
+    model_span: tuple[int, int]  # (offset, length) of the prefill/decode model in the bundle file
     tokenizer: Tokenizer
     start_token: str | None
     stop_tokens: tuple[str, ...]
@@ -49,6 +50,14 @@ class BundleContents:
     self_test: dict | None = None
     notes: dict[str, str] = field(default_factory=dict)
     sections: list[tuple[str, int]] = field(default_factory=list)
+
+    @functools.cached_property
+    def tflite(self) -> bytes:
+        """The model's bytes, read when asked for (a runtime maps `runtime.weight_cache.bundle_model_file` instead)."""
+        offset, length = self.model_span
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
 
 
 def read_bundle(path: str | Path) -> BundleContents:
@@ -61,7 +70,7 @@ def read_bundle(path: str | Path) -> BundleContents:
 
 
 def _read_task(path: Path) -> BundleContents:
-    from edge_models.task_format import read_task
+    from edge_models.task_format import TFLITE_ENTRY, read_task
 
     bundle = read_task(path)
     p = bundle.params
@@ -72,7 +81,7 @@ def _read_task(path: Path) -> BundleContents:
     self_test = _self_test(bundle.read(SELF_TEST_ENTRY).decode(), path) if SELF_TEST_ENTRY in bundle else None
     return BundleContents(
         path=path,
-        tflite=bundle.tflite,
+        model_span=(bundle.entries[TFLITE_ENTRY].offset, bundle.entries[TFLITE_ENTRY].size),
         tokenizer=tok,
         start_token=start,
         stop_tokens=tuple(p.stop_tokens),
@@ -152,15 +161,14 @@ def _read_litertlm(path: Path) -> BundleContents:
         begin, end, kind = obj.BeginOffset(), obj.EndOffset(), obj.DataType()
         if not 0 <= begin <= end <= len(data):
             raise BundleFormatError(f"{path}: section {i} lies outside the file")
-        body = data[begin:end]
         sections.append((names.get(kind, str(kind)), end - begin))
         items = _string_items(schema, obj.ItemsLength(), obj.Items)
-        if (
-            kind == schema.AnySectionDataType.TFLiteModel
-            and items.get("model_type", _PREFILL_DECODE) == _PREFILL_DECODE
-        ):
-            tflite = body
-        elif kind == schema.AnySectionDataType.SP_Tokenizer:
+        if kind == schema.AnySectionDataType.TFLiteModel:
+            if items.get("model_type", _PREFILL_DECODE) == _PREFILL_DECODE:
+                tflite = (begin, end - begin)  # read or mapped later: it is most of the file
+            continue
+        body = data[begin:end]
+        if kind == schema.AnySectionDataType.SP_Tokenizer:
             tokenizer = SentencePieceTokenizer(body, f"{path}:SP_Tokenizer")
         elif kind == schema.AnySectionDataType.HF_Tokenizer_Zlib:
             try:
@@ -194,7 +202,7 @@ def _read_litertlm(path: Path) -> BundleContents:
     )
     return BundleContents(
         path=path,
-        tflite=tflite,
+        model_span=tflite,
         tokenizer=tokenizer,
         start_token=token(meta.start_token) if meta.HasField("start_token") else None,
         stop_tokens=tuple(s for s in (token(u) for u in meta.stop_tokens) if s),

@@ -16,7 +16,6 @@ from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
 from edge_models.runtime.speculative import BackOff, common_prefix, prompt_lookup
 from edge_models.runtime.tokenizer import Tokenizer, TokenizerError, load_tokenizer
-from edge_models.runtime.weight_cache import file_identity
 from edge_models.spec import PromptTemplate
 
 
@@ -127,7 +126,7 @@ class Generator:
             tok = load_tokenizer(tokenizer) if tokenizer else bundle.tokenizer
             stops = tuple(dict.fromkeys((*bundle.stop_tokens, *extra_stop_tokens)))
             return cls(
-                LiteRTModel(bundle.tflite, threads, identity=file_identity(path)),
+                LiteRTModel.from_bundle(bundle, threads),
                 tok,
                 stops,
                 start_token=bundle.start_token,
@@ -279,7 +278,7 @@ class Generator:
         """Draft with the converted model at `path` (a .tflite or bundle) instead of prompt lookup: it must share the
         tokenizer (same vocabulary size) and hold the target's KV length."""
         bundled = Path(path).suffix in BUNDLE_SUFFIXES
-        model = LiteRTModel(read_bundle(path).tflite if bundled else path, threads, identity=file_identity(path))
+        model = LiteRTModel.from_bundle(read_bundle(path), threads) if bundled else LiteRTModel(path, threads)
         if model.vocab_size != self.model.vocab_size:
             raise ValueError(
                 f"{path}: the draft model has {model.vocab_size} logits, the model {self.model.vocab_size}: "

@@ -90,6 +90,17 @@ class LiteRTModel:
             self.set_lora(None)
         self.reset()
 
+    @classmethod
+    def from_bundle(cls, bundle, threads: int | None = None, engine: str = "compiled", windows: bool = True):
+        """The model of a read bundle (`runtime.read_bundle`): mapped from its copy in the cache when one can be
+        written, else from its bytes."""
+        from edge_models.runtime import weight_cache
+
+        mapped = weight_cache.bundle_model_file(bundle.path, bundle.model_span)
+        if mapped is not None:
+            return cls(mapped, threads, engine, windows)
+        return cls(bundle.tflite, threads, engine, windows, identity=weight_cache.file_identity(bundle.path))
+
     def _compile(self, model: str | bytes, identity: str | None) -> None:
         import time
 

@@ -24,14 +24,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIX = ".xnnpack_cache"
+MODEL_SUFFIX = ".tflite"
 ENV_DIR = "EDGE_MODELS_CACHE_DIR"  # where cache files go [~/.cache/edge-models]
-ENV_OFF = "EDGE_MODELS_NO_WEIGHT_CACHE"  # "1": load without the cache (`edge-models --no-weight-cache VERB`)
+ENV_OFF = "EDGE_MODELS_NO_WEIGHT_CACHE"  # "1": load without the caches (`edge-models --no-weight-cache VERB`)
 _warned: set[str] = set()
 
 
-def cache_dir() -> Path:
+def cache_root() -> Path:
     root = os.environ.get(ENV_DIR) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-models"
-    return Path(root) / "xnnpack"
+    return Path(root)
+
+
+def cache_dir() -> Path:
+    """Packed-weight caches."""
+    return cache_root() / "xnnpack"
+
+
+def models_dir() -> Path:
+    """Bundles' models as files of their own (`bundle_model_file`)."""
+    return cache_root() / "models"
 
 
 def enabled() -> bool:
@@ -72,11 +83,47 @@ def _platform_identity() -> str:
 def cache_file(identity: str, flags: int) -> Path:
     """`<model file name>-<where it lives>-<everything else>.xnnpack_cache`: the middle part lets a new version of a
     model file replace the old cache of that file."""
+    return _named(cache_dir(), identity, f"{flags}|{_platform_identity()}", SUFFIX)
+
+
+def _named(folder: Path, identity: str, extra: str, suffix: str) -> Path:
     where = identity.split("|", 1)[0]
     name = "model" if where == "bytes" else Path(where).name
-    key = hashlib.blake2b(f"{identity}|{flags}|{_platform_identity()}".encode(), digest_size=8).hexdigest()
+    key = hashlib.blake2b(f"{identity}|{extra}".encode(), digest_size=8).hexdigest()
     place = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
-    return cache_dir() / f"{Path(name).name[:48]}-{place}-{key}{SUFFIX}"
+    return folder / f"{name[:48]}-{place}-{key}{suffix}"
+
+
+def bundle_model_file(bundle: str | Path, span: tuple[int, int], say=None) -> Path | None:
+    """The model section of a bundle (`span`: offset, length) as a .tflite of its own in the cache, copied once, so
+    that the runtime maps it as it maps any .tflite: `CompiledModel.from_buffer` takes only `bytes`, and reading a
+    bundle's model into memory cost its size in RSS and ~0.3 s per 300 MB on every load. None: the caches are off
+    or cannot be written (the caller reads the bytes)."""
+    if not enabled():
+        return None
+    final = _named(models_dir(), file_identity(bundle), f"{span}", MODEL_SUFFIX)
+    if final.is_file() and final.stat().st_size == span[1]:
+        return final
+    building = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(bundle, "rb") as source, open(building, "wb") as out:
+            source.seek(span[0])
+            left = span[1]
+            while left:
+                chunk = source.read(min(left, 64 << 20))
+                if not chunk:
+                    raise OSError(f"{bundle} ends inside its model section")
+                out.write(chunk)
+                left -= len(chunk)
+        os.replace(building, final)
+    except OSError as e:
+        _say_once(say, f"bundle model read into memory: cannot write {final.parent} ({e.strerror or e})")
+        return None
+    finally:
+        building.unlink(missing_ok=True)
+    _drop_older_versions(final, MODEL_SUFFIX)
+    return final
 
 
 @dataclass
@@ -109,15 +156,15 @@ def weight_cache(identity: str, flags: int, say=None) -> Iterator[CacheUse]:
         yield CacheUse(building, final, built=True)
         # Two processes building at once each rename a complete file of their own: either one is right.
         os.replace(building, final)
-        _drop_older_versions(final)
+        _drop_older_versions(final, SUFFIX)
     finally:
         building.unlink(missing_ok=True)
 
 
-def _drop_older_versions(current: Path) -> None:
+def _drop_older_versions(current: Path, suffix: str) -> None:
     """Caches of earlier versions of the same model file (same name and place, another key) are dead weight."""
     stem, place = current.name.rsplit("-", 2)[:2]
-    for other in current.parent.glob(f"{stem}-{place}-*{SUFFIX}"):
+    for other in current.parent.glob(f"{stem}-{place}-*{suffix}"):
         if other != current:
             other.unlink(missing_ok=True)
 
@@ -133,21 +180,29 @@ def _say_once(say, message: str) -> None:
     say(message)
 
 
+def _cache_folders() -> list[tuple[Path, str]]:
+    return [(cache_dir(), SUFFIX), (models_dir(), MODEL_SUFFIX)]
+
+
 def cached_files() -> list[tuple[Path, int]]:
-    """(path, size in bytes) of every cache file, largest first."""
-    folder = cache_dir()
-    if not folder.is_dir():
-        return []
-    files = [(p, p.stat().st_size) for p in folder.glob(f"*{SUFFIX}") if p.is_file()]
+    """(path, size in bytes) of every cache file (packed weights, bundles' models), largest first."""
+    files = [
+        (p, p.stat().st_size)
+        for folder, suffix in _cache_folders()
+        if folder.is_dir()
+        for p in folder.glob(f"*{suffix}")
+        if p.is_file()
+    ]
     return sorted(files, key=lambda item: -item[1])
 
 
 def clear() -> tuple[int, int]:
     """Remove every cache file (and leftovers of interrupted builds): (files removed, bytes freed)."""
-    folder = cache_dir()
     removed = freed = 0
-    if folder.is_dir():
-        for p in [*folder.glob(f"*{SUFFIX}"), *folder.glob(f".*{SUFFIX}.*.partial")]:
+    for folder, suffix in _cache_folders():
+        if not folder.is_dir():
+            continue
+        for p in [*folder.glob(f"*{suffix}"), *folder.glob(f".*{suffix}.*.partial")]:
             with contextlib.suppress(OSError):
                 size = p.stat().st_size
                 p.unlink()
