@@ -42,7 +42,8 @@ class AttentionConfig:
     out_bias: bool = False
     # Norm applied per head to q and k before RoPE (Gemma 3).
     qk_norm: NormConfig | None = None
-    # Multiplier applied to q; None means head_dim ** -0.5.
+    # Multiplier applied to q; None means head_dim ** -0.5. Gemma derives it from query_pre_attn_scalar; Granite's
+    # attention_multiplier is this scale itself.
     query_scale: float | None = None
     logit_softcap: float | None = None
     sliding_window: int | None = None
@@ -74,11 +75,19 @@ class ModelConfig:
     post_attention_norm: bool = False
     post_mlp_norm: bool = False
     embedding_scale: bool = False  # multiply embeddings by sqrt(hidden_size)
+    # Granite's muP constants: embeddings times `embedding_multiplier`, each attention and MLP output times
+    # `residual_multiplier` before its residual add, logits divided by `logit_divisor` (its `logits_scaling`).
+    # 1.0 leaves the graph as it was.
+    embedding_multiplier: float = 1.0
+    residual_multiplier: float = 1.0
+    logit_divisor: float = 1.0
     tie_embeddings: bool = False
     lm_head_bias: bool = False
     final_logit_softcap: float | None = None
     # One entry per layer; None means every layer attends globally.
     layer_types: tuple[LayerType, ...] | None = None
+    # Layers whose attention takes q and k unrotated (NoPE): SmolLM3 leaves out RoPE on every 4th layer.
+    nope_layers: tuple[int, ...] = ()
     max_seq_len: int = 2048
 
     def __post_init__(self) -> None:
@@ -94,6 +103,11 @@ class ModelConfig:
                 raise ValueError("sliding layers need attention.sliding_window")
         if self.block == "parallel" and (self.post_attention_norm or self.post_mlp_norm):
             raise ValueError("the parallel block has no post norms")
+        outside = [i for i in self.nope_layers if not 0 <= i < self.num_layers]
+        if outside:
+            raise ValueError(f"nope_layers {outside} are not layers of a {self.num_layers}-layer model")
+        if self.logit_divisor == 0:
+            raise ValueError("logit_divisor must not be 0")
 
     def layer_type(self, index: int) -> LayerType:
         return "global" if self.layer_types is None else self.layer_types[index]

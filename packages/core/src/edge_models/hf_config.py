@@ -92,6 +92,25 @@ def layer_types(hf: dict, num_layers: int) -> tuple[str, ...] | None:
     return tuple(mapping[t] for t in types)
 
 
+def nope_layers(hf: dict, num_layers: int) -> tuple[int, ...]:
+    """The layers without RoPE (SmolLM3), as transformers reads them: `no_rope_layers` holds one flag per layer,
+    1 for a layer that rotates q and k and 0 for one that does not; without it, every `no_rope_layer_interval`-th
+    layer goes without (the 4th, 8th, ... by default). A list wins over an interval given beside it."""
+    flags = hf.get("no_rope_layers")
+    if flags is None:
+        interval = hf.get("no_rope_layer_interval")
+        interval = 4 if interval is None else interval
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+            raise UnsupportedConfigError(f"config.json no_rope_layer_interval = {interval!r} is not a positive int")
+        return tuple(i for i in range(num_layers) if (i + 1) % interval == 0)
+    # transformers reads the first num_layers flags of a list that may be longer.
+    if not isinstance(flags, list) or len(flags) < num_layers or not set(flags[:num_layers]) <= {0, 1}:
+        raise UnsupportedConfigError(
+            f"config.json no_rope_layers = {flags!r} is not a list of {num_layers} 0/1 flags (one per layer)"
+        )
+    return tuple(i for i in range(num_layers) if not flags[i])
+
+
 def check_fields(hf: dict, allowed: dict[str, tuple], problems: list[str] | None = None) -> None:
     """Every field of `hf` whose value is not in its `allowed` tuple (a missing field counts as None), plus any
     `problems` found already, raised as one UnsupportedConfigError naming them all."""

@@ -39,7 +39,8 @@ class Attention(nn.Module):
         rope = cfg.rope
         base = rope.local_base if sliding and rope.local_base is not None else rope.base
         scaling = rope.local_scaling if sliding and rope.local_base is not None else rope.scaling
-        self.rope = RotaryEmbedding(cfg.rotary_dim, base, scaling)
+        # A NoPE layer (SmolLM3) attends by content alone: no rotation, and none in its graph.
+        self.rope = None if layer_index in cfg.nope_layers else RotaryEmbedding(cfg.rotary_dim, base, scaling)
         self.scale = a.query_scale if a.query_scale is not None else a.head_dim**-0.5
 
     def forward(
@@ -60,8 +61,9 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
         if a.qk_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = self.rope.cos_sin(input_pos)
-        q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+        if self.rope is not None:
+            cos, sin = self.rope.cos_sin(input_pos)
+            q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
 
         start = input_pos[:1]
         k_cache = dynamic_update_slice(k_cache, k.permute(0, 2, 1, 3), start, 2)

@@ -44,19 +44,24 @@ class DecoderBlock(nn.Module):
             self.pre_mlp_norm = build_norm(cfg.norm, d)
         self.post_attn_norm = build_norm(cfg.norm, d) if cfg.post_attention_norm else None
         self.post_mlp_norm = build_norm(cfg.norm, d) if cfg.post_mlp_norm else None
+        self.residual_multiplier = cfg.residual_multiplier
 
     def forward(self, x, input_pos, k_cache, v_cache, mask, attend=None):
         h = self.input_norm(x)
         attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask, attend)
         if self.parallel:
-            return x + attn + self.mlp(h), k_cache, v_cache
+            return x + self.scaled(attn + self.mlp(h)), k_cache, v_cache
         if self.post_attn_norm is not None:
             attn = self.post_attn_norm(attn)
-        x = x + attn
+        x = x + self.scaled(attn)
         m = self.mlp(self.pre_mlp_norm(x))
         if self.post_mlp_norm is not None:
             m = self.post_mlp_norm(m)
-        return x + m, k_cache, v_cache
+        return x + self.scaled(m), k_cache, v_cache
+
+    def scaled(self, branch: torch.Tensor) -> torch.Tensor:
+        """A branch's output as it joins the residual stream (Granite scales it; other families add no op)."""
+        return branch if self.residual_multiplier == 1.0 else branch * self.residual_multiplier
 
 
 class Decoder(nn.Module):
@@ -72,7 +77,9 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderBlock(cfg, i) for i in range(cfg.num_layers))
         self.final_norm = build_norm(cfg.norm, cfg.hidden_size)
         self.lm_head = LMHead(cfg)
-        self.embedding_scale = math.sqrt(cfg.hidden_size) if cfg.embedding_scale else None
+        # Gemma's sqrt(d) and Granite's embedding_multiplier are one constant; None when it is 1.
+        scale = (math.sqrt(cfg.hidden_size) if cfg.embedding_scale else 1.0) * cfg.embedding_multiplier
+        self.embedding_scale = scale if scale != 1.0 else None
 
     def empty_cache(self, kv_len: int, dtype: torch.dtype = torch.float32) -> KVCache:
         a = self.config.attention
@@ -87,7 +94,7 @@ class Decoder(nn.Module):
         attend: int | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         x, new_cache = self.hidden_states(tokens, input_pos, kv_cache, mask, attend)
-        return self.soft_cap(self.lm_head(x, self.embed_tokens.weight)), new_cache
+        return self.finish_logits(self.lm_head(x, self.embed_tokens.weight)), new_cache
 
     def hidden_states(
         self,
@@ -107,6 +114,11 @@ class Decoder(nn.Module):
             new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
         return self.final_norm(x), new_cache
 
-    def soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
-        cap = self.config.final_logit_softcap
+    def finish_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The LM head's output as the model's logits: divided by Granite's logits_scaling, then soft-capped
+        (Gemma 2); each step only where the config asks for it."""
+        cfg = self.config
+        if cfg.logit_divisor != 1.0:
+            logits = logits / cfg.logit_divisor
+        cap = cfg.final_logit_softcap
         return logits if cap is None else torch.tanh(logits / cap) * cap

@@ -98,4 +98,4 @@ class ShortlistHead(nn.Module):
         logits = torch.matmul(rows, seen.unsqueeze(-1)).squeeze(-1)
         if head.bias is not None:
             logits = logits + F.embedding(ids, head.bias.unsqueeze(-1)).squeeze(-1)
-        return ids.to(torch.int32), model.soft_cap(logits)
+        return ids.to(torch.int32), model.finish_logits(logits)
