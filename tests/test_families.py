@@ -42,6 +42,8 @@ VARIANTS = [
     ("llama", "attention-bias", {"attention_bias": True, "mlp_bias": True}),
     ("llama", "head-dim", {"head_dim": 48}),
     ("phi-2", "qk-layernorm", {"qk_layernorm": True}),
+    # SmolLM3's explicit flags (1 = RoPE) in place of an interval: the first layer goes without.
+    ("smollm3", "no-rope-list", {"no_rope_layers": [0, 1, 1, 0]}),
 ]
 
 
@@ -67,6 +69,14 @@ def test_matches_transformers(name, tmp_path):
 def test_variant_matches_transformers(name, label, overrides, tmp_path):
     spec = registry().get(name)
     _check(spec, {**spec.tiny_hf_config, **overrides}, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["smollm3", "granite"])
+def test_llama_derivatives_hold_for_32_greedy_tokens(name, tmp_path):
+    """SmolLM3 (layers without RoPE) and Granite (multipliers, logits scaling) are Llama plus config fields: their
+    logits stay within 1e-4 of transformers' over 32 greedy steps, every token the same."""
+    spec = registry().get(name)
+    _check(spec, spec.tiny_hf_config, tmp_path, prompt_len=12, new_tokens=32)
 
 
 def test_auto_detects_every_architecture(tmp_path):

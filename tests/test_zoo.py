@@ -1,6 +1,7 @@
-"""The families added as plugins (Qwen 2/3, Mistral, Phi-3): what their building blocks must get right, checked
-against transformers directly, and int8 conversion of each. Logits and greedy tokens of every registered family
-against transformers are in test_families.py, fp32 files in test_convert.py, LiteRT-LM runs in the bundler's tests.
+"""The families added as plugins (Qwen 2/3, Mistral, Phi-3, SmolLM3, Granite): what their building blocks must get
+right, checked against transformers directly, and int8 conversion of each. Logits and greedy tokens of every
+registered family against transformers are in test_families.py, fp32 files in test_convert.py, LiteRT-LM runs in the
+bundler's tests.
 """
 
 from __future__ import annotations
@@ -95,6 +96,81 @@ def test_every_unsupported_field_is_named_in_one_message():
         assert fragment in message, message
     with pytest.raises(UnsupportedConfigError, match="'attention_bias' = True"):
         registry().get("qwen3").config_from_hf({**registry().get("qwen3").tiny_hf_config, "attention_bias": True})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"num_hidden_layers": 8},
+        {"num_hidden_layers": 6, "no_rope_layer_interval": 3},
+        {"num_hidden_layers": 4, "no_rope_layers": [0, 1, 1, 0]},
+        {"num_hidden_layers": 4, "no_rope_layers": [1, 1, 1, 1, 0], "no_rope_layer_interval": 2},
+    ],
+    ids=["default-interval", "interval", "list", "longer-list-wins"],
+)
+def test_smollm3_layers_without_rope_are_those_transformers_picks(fields):
+    import transformers
+
+    spec = registry().get("smollm3")
+    hf = {k: v for k, v in spec.tiny_hf_config.items() if k != "no_rope_layer_interval"} | fields
+    reference = transformers.SmolLM3Config(**{k: v for k, v in hf.items() if k not in ("architectures", "model_type")})
+    expected = tuple(i for i in range(hf["num_hidden_layers"]) if not reference.no_rope_layers[i])
+    assert spec.config_from_hf(hf).nope_layers == expected
+
+
+@pytest.mark.parametrize(
+    "name,field,default",
+    [
+        ("smollm3", "nope_layers", ()),
+        ("granite", "embedding_multiplier", 1.0),
+        ("granite", "residual_multiplier", 1.0),
+        ("granite", "logit_divisor", 1.0),
+        ("granite", "attention", None),
+    ],
+)
+def test_each_derivative_field_changes_the_logits(name, field, default, tmp_path):
+    """Left at its default, each field the tiny configs set moves the logits far beyond the families tests'
+    tolerance: those tests cannot pass on a model that ignores it."""
+    import dataclasses
+
+    spec = registry().get(name)
+    ckpt = save_reference(build_reference(spec.tiny_hf_config, spec.reference_class), tmp_path / "ckpt")
+    config = spec.config_from_hf(read_hf_config(ckpt))
+    if field == "attention":
+        default = dataclasses.replace(config.attention, query_scale=None)
+    ids = torch.arange(12)[None]
+    logits = []
+    for cfg in (config, config.replace(**{field: default})):
+        model = load_for_spec(spec, ckpt, cfg)
+        with torch.no_grad():
+            logits.append(model(ids, torch.arange(12), model.empty_cache(16))[0])
+    assert (logits[0] - logits[1]).abs().max() > 1e-2 * logits[0].abs().max()
+
+
+def test_llama_derivatives_name_every_unsupported_field_in_one_message():
+    smollm3 = registry().get("smollm3")
+    hf = {
+        **smollm3.tiny_hf_config,
+        "attention_bias": True,
+        "use_sliding_window": True,
+        "sliding_window": 8,
+        "no_rope_layers": [1, 2, 1, 0],
+        "rope_scaling": {"rope_type": "yarn", "factor": 2.0},
+    }
+    with pytest.raises(UnsupportedConfigError) as e:
+        smollm3.config_from_hf(hf)
+    message = str(e.value)
+    assert "4 unsupported setting(s)" in message and "SmolLM3ForCausalLM" in message
+    for fragment in ("'attention_bias' = True", "'use_sliding_window' = True", "no_rope_layers", "'yarn'"):
+        assert fragment in message, message
+    granite = registry().get("granite")
+    hf = {**granite.tiny_hf_config, "mlp_bias": True, "logits_scaling": 0, "hidden_act": "gelu"}
+    with pytest.raises(UnsupportedConfigError) as e:
+        granite.config_from_hf(hf)
+    message = str(e.value)
+    assert "3 unsupported setting(s)" in message
+    for fragment in ("'mlp_bias' = True", "'logits_scaling' = 0", "'hidden_act' = 'gelu'"):
+        assert fragment in message, message
 
 
 @pytest.mark.parametrize("name", NEW_FAMILIES)
