@@ -50,7 +50,7 @@ class DecoderBlock(nn.Module):
         h = self.input_norm(x)
         attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask, attend)
         if self.parallel:
-            return x + self.scaled(attn + self.mlp(h)), k_cache, v_cache
+            return x + self.scaled(attn) + self.scaled(self.mlp(h)), k_cache, v_cache
         if self.post_attn_norm is not None:
             attn = self.post_attn_norm(attn)
         x = x + self.scaled(attn)
