@@ -27,6 +27,8 @@ SUFFIX = ".xnnpack_cache"
 MODEL_SUFFIX = ".tflite"
 ENV_DIR = "EDGE_MODELS_CACHE_DIR"  # where cache files go [~/.cache/edge-models]
 ENV_OFF = "EDGE_MODELS_NO_WEIGHT_CACHE"  # "1": load without the caches (`edge-models --no-weight-cache VERB`)
+# Above this size a first load takes seconds to a minute (an 8B int4 file: 36 s): say what is happening.
+_ANNOUNCE_BYTES = 64 << 20
 _warned: set[str] = set()
 
 
@@ -105,6 +107,10 @@ def bundle_model_file(bundle: str | Path, span: tuple[int, int], say=None) -> Pa
     if final.is_file() and final.stat().st_size == span[1]:
         return final
     building = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    if span[1] >= _ANNOUNCE_BYTES:
+        _stage(
+            f"copying the model out of {Path(bundle).name} ({span[1] / 1e6:,.0f} MB) once, to map it: {final.parent}"
+        )
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         with open(bundle, "rb") as source, open(building, "wb") as out:
@@ -152,6 +158,12 @@ def weight_cache(identity: str, flags: int, say=None) -> Iterator[CacheUse]:
         _say_once(say, f"no packed-weight cache: cannot write {final.parent} ({e.strerror}); loading packs weights")
         yield CacheUse(None)
         return
+    size = _identity_size(identity)
+    if size >= _ANNOUNCE_BYTES:
+        _stage(
+            f"packing the weights of {_shown_name(identity)} ({size / 1e6:,.0f} MB) for this CPU, once: the cache "
+            f"goes to {final.parent}"
+        )
     try:
         yield CacheUse(building, final, built=True)
         # Two processes building at once each rename a complete file of their own: either one is right.
@@ -167,6 +179,24 @@ def _drop_older_versions(current: Path, suffix: str) -> None:
     for other in current.parent.glob(f"{stem}-{place}-*{suffix}"):
         if other != current:
             other.unlink(missing_ok=True)
+
+
+def _shown_name(identity: str) -> str:
+    """The model's file name as the user knows it (a bundle's, for the model copied out of it)."""
+    path = Path(identity.split("|", 1)[0])
+    return path.name.rsplit("-", 2)[0] if path.parent == models_dir() else path.name
+
+
+def _identity_size(identity: str) -> int:
+    """The model file's size from a `file_identity` (0 for bytes)."""
+    parts = identity.split("|")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
+
+
+def _stage(message: str) -> None:
+    from edge_models import console
+
+    console.stage(message)
 
 
 def _say_once(say, message: str) -> None:
