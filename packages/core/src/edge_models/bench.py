@@ -139,7 +139,6 @@ def bench_tflite(
 class LoadRow:
     seconds: float
     peak_rss_bytes: int
-    cache: str  # "built", "reused" or "off"
 
 
 def _load_once(path: str, cache_folder: str | None) -> LoadRow:
@@ -156,12 +155,11 @@ def _load_once(path: str, cache_folder: str | None) -> LoadRow:
 
     bundled = Path(path).suffix in (".task", ".litertlm")
     model = LiteRTModel.from_bundle(read_bundle(path)) if bundled else LiteRTModel(path)
-    state = model.weight_cache[0] if model.weight_cache else "off"
     # Mapped weights are resident only once read: the peak that matters is that of a model that ran.
     model.prefill(list(range(1, min(model.info.prefill_lengths.values()) + 1)))
     for pos in range(8):
         model.decode(1, pos)
-    return LoadRow(model.load_seconds, peak_rss_bytes(), state)
+    return LoadRow(model.load_seconds, peak_rss_bytes())
 
 
 def bench_loads(path: str | Path, signatures: int) -> dict[str, LoadRow | str]:

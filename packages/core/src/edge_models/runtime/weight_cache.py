@@ -96,24 +96,25 @@ def _named(folder: Path, identity: str, extra: str, suffix: str) -> Path:
     return folder / f"{name[:48]}-{place}-{key}{suffix}"
 
 
-def bundle_model_file(bundle: str | Path, span: tuple[int, int], say=None) -> Path | None:
+def bundle_model_file(bundle: str | Path, span: tuple[int, int]) -> Path | None:
     """The model section of a bundle (`span`: offset, length) as a .tflite of its own in the cache, copied once, so
     that the runtime maps it as it maps any .tflite: `CompiledModel.from_buffer` takes only `bytes`, and reading a
     bundle's model into memory cost its size in RSS and ~0.3 s per 300 MB on every load. None: the caches are off
     or cannot be written (the caller reads the bytes)."""
+    from edge_models.fileio import WriteError, write_atomically
+
     if not enabled():
         return None
     final = _named(models_dir(), file_identity(bundle), f"{span}", MODEL_SUFFIX)
     if final.is_file() and final.stat().st_size == span[1]:
         return final
-    building = final.with_name(f".{final.name}.{os.getpid()}.partial")
     if span[1] >= _ANNOUNCE_BYTES:
         _stage(
             f"copying the model out of {Path(bundle).name} ({span[1] / 1e6:,.0f} MB) once, to map it: {final.parent}"
         )
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with open(bundle, "rb") as source, open(building, "wb") as out:
+
+    def copy(out) -> None:
+        with open(bundle, "rb") as source:
             source.seek(span[0])
             left = span[1]
             while left:
@@ -122,12 +123,12 @@ def bundle_model_file(bundle: str | Path, span: tuple[int, int], say=None) -> Pa
                     raise OSError(f"{bundle} ends inside its model section")
                 out.write(chunk)
                 left -= len(chunk)
-        os.replace(building, final)
-    except OSError as e:
-        _say_once(say, f"bundle model read into memory: cannot write {final.parent} ({e.strerror or e})")
+
+    try:
+        write_atomically(final, copy)
+    except (OSError, WriteError) as e:
+        _say_once(f"bundle model read into memory: cannot write {final.parent} ({e})")
         return None
-    finally:
-        building.unlink(missing_ok=True)
     _drop_older_versions(final, MODEL_SUFFIX)
     return final
 
@@ -140,7 +141,7 @@ class CacheUse:
 
 
 @contextlib.contextmanager
-def weight_cache(identity: str, flags: int, say=None) -> Iterator[CacheUse]:
+def weight_cache(identity: str, flags: int) -> Iterator[CacheUse]:
     """The cache file for one load: the existing one (warm), or a temporary one renamed into place when the block
     ends without an error (cold). A folder that cannot be written runs without the cache, said once."""
     if not enabled():
@@ -155,7 +156,7 @@ def weight_cache(identity: str, flags: int, say=None) -> Iterator[CacheUse]:
         building = final.with_name(f".{final.name}.{os.getpid()}.partial")
         building.touch()
     except OSError as e:
-        _say_once(say, f"no packed-weight cache: cannot write {final.parent} ({e.strerror}); loading packs weights")
+        _say_once(f"no packed-weight cache: cannot write {final.parent} ({e.strerror}); loading packs weights")
         yield CacheUse(None)
         return
     size = _identity_size(identity)
@@ -199,15 +200,13 @@ def _stage(message: str) -> None:
     console.stage(message)
 
 
-def _say_once(say, message: str) -> None:
+def _say_once(message: str) -> None:
     if message in _warned:
         return
     _warned.add(message)
-    if say is None:
-        from edge_models import console
+    from edge_models import console
 
-        say = console.err
-    say(message)
+    console.err(message)
 
 
 def _cache_folders() -> list[tuple[Path, str]]:
