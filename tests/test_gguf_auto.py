@@ -150,7 +150,7 @@ def test_verify_names_an_architecture_transformers_cannot_read(run, tmp_path):
 def test_token_conventions_come_from_the_gguf(tmp_path):
     """Start token, end-of-generation tokens (the family's end-of-turn joins the file's end of sequence, as in
     llama.cpp) and chat template, as a checkpoint's token files say them."""
-    from edge_models.cli.models import checkpoint_tokenizer
+    from edge_models.convert.pipeline import checkpoint_tokenizer
     from edge_models.gguf_tokenizer import write_token_files_from_gguf
     from edge_models.hf import read_checkpoint_tokens
 
@@ -168,7 +168,7 @@ def test_token_conventions_come_from_the_gguf(tmp_path):
 
 
 def test_a_gguf_tokenizer_that_cannot_be_rebuilt_says_so(tmp_path):
-    from edge_models.cli.models import checkpoint_tokenizer
+    from edge_models.convert.pipeline import checkpoint_tokenizer
 
     path = tmp_path / "bpe.gguf"
     writer = gguf.GGUFWriter(str(path), "qwen2")

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from edge_models import console
@@ -84,21 +82,15 @@ def convert(
     fills: tuple[int, ...],
     tokenizer: str,
 ) -> dict:
-    from edge_models.convert import ExportSettings, parse_recipe
-    from edge_models.convert import convert as run_convert
-    from edge_models.models import load_for_spec, resolve_spec
-    from edge_models.quantize.calibration_data import tokenized_calibration
-    from edge_models.runtime import load_tokenizer
+    from edge_models.convert import ExportSettings
+    from edge_models.convert.pipeline import convert_checkpoint
 
-    spec = resolve_spec(model, checkpoint)
-    net, weights = load_for_spec(spec, checkpoint, deferred=True)
     settings = ExportSettings(
         prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows, prefill_windows=fills, verify_lengths=(8,)
     )
-    calibration = None
-    if parse_recipe(recipe).is_calibrated:
-        calibration = tokenized_calibration(load_tokenizer(tokenizer), spec.tokenizer.start_token)
-    result = run_convert(net, out, settings, recipe, weights=weights, workers=2, calibration=calibration)
+    result = convert_checkpoint(
+        model, checkpoint, out, recipe=recipe, settings=settings, tokenizer=Path(tokenizer), shortlist=0, jobs=2
+    ).converted
     return {"size": result.size_bytes, "signatures": result.signatures}
 
 
@@ -403,17 +395,19 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     )["result"]
     console.out(debugged["table"])
 
+    from edge_models.convert.pipeline import PipelineError, bundle_writer
+    from edge_models.spec import BundleRequest
+
+    try:
+        write_bundle = bundle_writer()
+    except PipelineError as e:
+        raise SystemExit(str(e)) from None
     task, litertlm = out / "model.task", out / "model.litertlm"
     for bundle in (task, litertlm):
         key = Stamps.fingerprint(tflite, tokenizer, args.model)
         if stamps.reuse(f"bundle{bundle.suffix}", key, [bundle]) is None:
             say(f"bundling {bundle.name}")
-            command = [sys.executable, "-m", "edge_models.cli", "bundle", "--tflite", str(tflite)]
-            command += ["--tokenizer", str(tokenizer), "--model", args.model, "-o", str(bundle)]
-            written = subprocess.run(command, capture_output=True, text=True)
-            if written.returncode != 0:
-                raise SystemExit(f"bundling {bundle.name} failed:\n{written.stderr}")
-            console.out(written.stdout.strip())
+            write_bundle(BundleRequest(tflite=tflite, tokenizer=tokenizer, output=bundle, model=args.model))
             stamps.save(f"bundle{bundle.suffix}", key, {"size": bundle.stat().st_size})
         else:
             say(f"bundling: reused {bundle.name}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pluggy
 
 from edge_models import hookspecs
-from edge_models.spec import EncoderSpec, ModelSpec, Seq2SeqSpec
+from edge_models.spec import BundleRequest, EncoderSpec, ModelSpec, Seq2SeqSpec
 
 
 class UnknownModelError(LookupError):
@@ -101,3 +103,16 @@ def encoder_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
 
 def seq2seq_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
     return ModelRegistry(pm or plugin_manager(), "register_seq2seq", Seq2SeqSpec)
+
+
+def bundle_writer(pm: pluggy.PluginManager | None = None) -> Callable[[BundleRequest], Path] | None:
+    """The bundle writer a plugin registered, or None when no bundler is installed; two are an error naming both."""
+    pm = pm or plugin_manager()
+    writers: list[tuple[str, Callable]] = []
+    for impl in pm.hook.register_bundle_writer.get_hookimpls():
+        impl.function(register=lambda write, provider=_provider(pm, impl.plugin): writers.append((provider, write)))
+    if len(writers) > 1:
+        raise DuplicateModelError(
+            f"two bundle writers are installed ({' and '.join(p for p, _ in writers)}); uninstall one of them"
+        )
+    return writers[0][1] if writers else None

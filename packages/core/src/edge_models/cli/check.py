@@ -8,7 +8,7 @@ import click
 
 from edge_models import console
 from edge_models.cli.base import CHECKPOINT, UserError, cli, friendly, logged
-from edge_models.cli.models import checkpoint_tokenizer
+from edge_models.convert.pipeline import checkpoint_tokenizer
 
 
 @cli.command()
