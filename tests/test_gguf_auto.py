@@ -12,7 +12,6 @@ import torch
 from gguf_files import CASES, TINY_GEMMA3, write_gguf
 
 from conftest import fails_cleanly
-from edge_models.cli.base import UserError
 from edge_models.loader.gguf_config import GGUF_ARCHITECTURES
 from edge_models.models import gguf_config, load_for_spec, resolve_config, resolve_spec
 from edge_models.plugins import UnknownModelError, registry
@@ -168,7 +167,7 @@ def test_token_conventions_come_from_the_gguf(tmp_path):
 
 
 def test_a_gguf_tokenizer_that_cannot_be_rebuilt_says_so(tmp_path):
-    from edge_models.convert.pipeline import checkpoint_tokenizer
+    from edge_models.convert.pipeline import PipelineError, checkpoint_tokenizer
 
     path = tmp_path / "bpe.gguf"
     writer = gguf.GGUFWriter(str(path), "qwen2")
@@ -178,7 +177,9 @@ def test_a_gguf_tokenizer_that_cannot_be_rebuilt_says_so(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(UserError, match="calibrated schemes need the model's tokenizer: .*'gpt2'.*give --tokenizer"):
+    with pytest.raises(
+        PipelineError, match="calibrated schemes need the model's tokenizer: .*'gpt2'.*give --tokenizer"
+    ):
         checkpoint_tokenizer(path, None, "calibrated schemes", registry().get("qwen2"))
 
 
