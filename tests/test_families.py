@@ -10,8 +10,8 @@ import torch
 
 from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
-from edge_models.models import load_for_spec
-from edge_models.verify import compare
+from edge_models.kinds.decoder import load_for_spec
+from edge_models.kinds.decoder_verify import compare
 
 SPECS = registry().entries()
 # One case per distinct (reference class, tiny config): presets of a family share theirs.
@@ -80,7 +80,7 @@ def test_llama_derivatives_hold_for_32_greedy_tokens(name, tmp_path):
 
 
 def test_auto_detects_every_architecture(tmp_path):
-    from edge_models.models import resolve_spec
+    from edge_models.kinds.decoder import resolve_spec
 
     for name in CASES:
         spec = registry().get(name)

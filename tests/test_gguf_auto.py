@@ -12,10 +12,10 @@ import torch
 from gguf_files import CASES, TINY_GEMMA3, write_gguf
 
 from conftest import fails_cleanly
+from edge_models.kinds.decoder import gguf_config, load_for_spec, resolve_config, resolve_spec
+from edge_models.kinds.decoder_verify import compare
 from edge_models.loader.gguf_config import GGUF_ARCHITECTURES
-from edge_models.models import gguf_config, load_for_spec, resolve_config, resolve_spec
 from edge_models.plugins import UnknownModelError, registry
-from edge_models.verify import compare
 
 # The HF architecture each case's file holds, as `auto` must find it.
 EXPECTED = {
@@ -150,8 +150,8 @@ def test_token_conventions_come_from_the_gguf(tmp_path):
     """Start token, end-of-generation tokens (the family's end-of-turn joins the file's end of sequence, as in
     llama.cpp) and chat template, as a checkpoint's token files say them."""
     from edge_models.convert.pipeline import checkpoint_tokenizer
-    from edge_models.gguf_tokenizer import write_token_files_from_gguf
     from edge_models.hf import read_checkpoint_tokens
+    from edge_models.loader.gguf_tokenizer import write_token_files_from_gguf
 
     _, path = write_gguf(TINY_GEMMA3, tmp_path / "g3.gguf", tokenizer=True)
     spec = resolve_spec("auto", path)

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
+from edge_models.kinds.decoder import load_for_spec
 from edge_models.layers.lora import add_lora_slots, parse_targets
-from edge_models.lora import AdapterError, merge, pack, read_adapter, write_packed
-from edge_models.models import load_for_spec
+from edge_models.loader.peft_adapter import AdapterError, merge, pack, read_adapter, write_packed
 from edge_models.runtime import LiteRTModel
 from edge_models.runtime.lora_format import AdapterFileError, read_adapter_file
 from edge_models.testing import tiny_checkpoint

@@ -13,7 +13,7 @@ from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert, export
 from edge_models.convert.streaming import can_stream, export_skeleton, streamed_weights
-from edge_models.models import load_for_spec, random_model
+from edge_models.kinds.decoder import load_for_spec, random_model
 from edge_models.quantize.formats import format_for, pack_int4, quantize_int4_blocks
 from edge_models.quantize.recipes import SCHEMES, Scheme, parse_recipe
 from edge_models.runtime import LiteRTModel

@@ -147,7 +147,7 @@ def test_paired_calibration_rounds_the_alternative_on_the_first_recipes_inputs()
 
 
 def random_model_of(name: str):
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     return random_model(registry().get(name).tiny_config, seed=3)
 
@@ -260,7 +260,7 @@ def test_cli_refuses_a_bad_calibration_file_before_converting(tmp_path):
 
 def test_deferred_checkpoint_calibrates_like_a_loaded_model(tiny_llama):
     # A deferred model has its matrices on the meta device; calibration reads one block's worth at a time.
-    from edge_models.models import load_for_spec
+    from edge_models.kinds.decoder import load_for_spec
 
     _, ckpt, spec = tiny_llama
     loaded = load_for_spec(spec, ckpt)

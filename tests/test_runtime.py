@@ -8,7 +8,7 @@ import torch
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.models import random_model
+from edge_models.kinds.decoder import random_model
 from edge_models.runtime import Generator, LiteRTModel, Sampler, SamplerConfig, SentencePieceTokenizer, TokenizerError
 from edge_models.testing import train_sentencepiece
 from edge_models.tflite_check import TFLiteCheckError

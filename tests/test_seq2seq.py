@@ -8,8 +8,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from edge_models.kinds.seq2seq import greedy, load_seq2seq_for_spec, verify_seq2seq
 from edge_models.plugins import seq2seq_registry
-from edge_models.seq2seq import greedy, load_seq2seq_for_spec, verify_seq2seq
 from edge_models.testing import build_reference, save_reference, tiny_checkpoint
 
 IDS = [5, 17, 42, 7, 99, 23, 150, 64, 8, 1]
@@ -69,7 +69,7 @@ def test_tflite_matches_pytorch_refuses_long_input_and_int8_converts(tiny_t5, tm
 
 
 def test_unsupported_feed_forward_is_named(tmp_path):
-    from edge_models.hf_config import UnsupportedConfigError
+    from edge_models.hf.config import UnsupportedConfigError
 
     spec = seq2seq_registry().get("t5")
     with pytest.raises(UnsupportedConfigError, match="'feed_forward_proj' = 'gated-silu'"):

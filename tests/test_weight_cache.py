@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.models import random_model
+from edge_models.kinds.decoder import random_model
 from edge_models.runtime import LiteRTModel
 from edge_models.runtime import weight_cache as wc
 

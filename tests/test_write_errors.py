@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_models import cli as cli_module
-from edge_models.fileio import WriteError, write_atomically
+from edge_models.io.files import WriteError, write_atomically
 
 
 def _filling_then(error: int, written: int = 4096):

@@ -13,9 +13,9 @@ import torch
 
 from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
-from edge_models.hf_config import UnsupportedConfigError
+from edge_models.hf.config import UnsupportedConfigError
+from edge_models.kinds.decoder import load_for_spec
 from edge_models.loader import CheckpointError
-from edge_models.models import load_for_spec
 
 NEW_FAMILIES = ["qwen2", "qwen3", "mistral", "phi3"]
 

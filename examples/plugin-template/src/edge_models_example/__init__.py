@@ -14,7 +14,7 @@ from edge_models import (
 
 # A model family that shares Llama's layout can reuse its config reader and names;
 # a new family writes its own `config_from_hf` and `TensorNames` in the same shape.
-from edge_models.hf_config import require
+from edge_models.hf.config import require
 
 
 def config_from_hf(hf: dict) -> ModelConfig:

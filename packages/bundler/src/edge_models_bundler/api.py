@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from edge_models import console
+from edge_models.io import console
 from edge_models.spec import BundleRequest
 
 from edge_models_bundler.options import BundleOptions, resolve_options

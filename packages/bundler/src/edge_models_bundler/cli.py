@@ -6,8 +6,8 @@ import functools
 from pathlib import Path
 
 import click
-from edge_models import console
 from edge_models.cli.base import CHECKPOINT, logged
+from edge_models.io import console
 
 from edge_models_bundler.api import print_warnings
 from edge_models_bundler.validate import BundleError, Report
@@ -15,8 +15,8 @@ from edge_models_bundler.validate import BundleError, Report
 
 def _errors_as_click(func):
     """Our errors are the user's to fix: one clean message, exit code 1, no traceback."""
-    from edge_models.fileio import WriteError
-    from edge_models.task_format import TaskFormatError
+    from edge_models.formats.task import TaskFormatError
+    from edge_models.io.files import WriteError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from edge_models import console
 from edge_models.cli.base import CHECKPOINT, UserError, cli, friendly, lengths, logged
+from edge_models.io import console
 
 
 @cli.command("list")

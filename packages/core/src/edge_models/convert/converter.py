@@ -16,7 +16,7 @@ from torch import nn
 
 from edge_models.convert import parallel
 from edge_models.convert.export import ExportSettings, lower_signatures
-from edge_models.fileio import write_atomically
+from edge_models.io.files import write_atomically
 from edge_models.layers import Decoder
 from edge_models.layers.shortlist import SHORTLIST_PARAM, ShortlistHead
 from edge_models.layers.split_vocab import SplitEmbedding, SplitHead
@@ -34,7 +34,7 @@ Progress = Callable[[str], None]
 
 
 def _stderr(message: str) -> None:
-    from edge_models import console
+    from edge_models.io import console
 
     console.stage(message)
 

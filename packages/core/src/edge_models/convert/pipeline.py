@@ -9,9 +9,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_models import console
 from edge_models.convert.converter import ConvertResult
 from edge_models.convert.export import ExportSettings
+from edge_models.io import console
 from edge_models.spec import BundleRequest
 
 Progress = Callable[[str], None]
@@ -105,9 +105,9 @@ def convert_checkpoint(
 def find_model(model: str, checkpoint: Path | None = None) -> tuple[str, object]:
     """(kind, spec) of `model`, a registered name or `auto` with the checkpoint's architectures: kind is
     "decoder", "encoder" or "seq2seq"."""
-    from edge_models.encoders import find_encoder
-    from edge_models.models import resolve_spec
-    from edge_models.seq2seq import find_seq2seq
+    from edge_models.kinds.decoder import resolve_spec
+    from edge_models.kinds.encoder import find_encoder
+    from edge_models.kinds.seq2seq import find_seq2seq
 
     seq2seq = find_seq2seq(model, checkpoint)
     if seq2seq is not None:
@@ -138,7 +138,7 @@ def _convert_decoder(
     progress: Progress | None,
 ) -> PipelineResult:
     from edge_models.convert.converter import convert
-    from edge_models.models import load_for_spec, random_model
+    from edge_models.kinds.decoder import load_for_spec, random_model
     from edge_models.quantize import parse_recipe
 
     say = progress or (lambda _msg: None)
@@ -169,7 +169,7 @@ def _convert_decoder(
         net, weights = load_for_spec(spec, checkpoint, deferred=True)
     notes = {"recipe": chosen.text}
     if merge_lora is not None:
-        from edge_models.lora import describe_adapter, merge, merged_reader, read_adapter
+        from edge_models.loader.peft_adapter import describe_adapter, merge, merged_reader, read_adapter
 
         adapter = read_adapter(merge_lora, spec.tensor_names, net.config.num_layers)
         if weights is not None:
@@ -298,7 +298,7 @@ def _gguf_token_files(gguf: Path, directory: Path, spec, needed_by: str) -> Path
     """The GGUF's tokenizer and token conventions written into `directory` as an HF checkpoint's token files, so
     they are read (and checked) as any checkpoint's; the family's stop tokens join the file's where its vocabulary
     has them, as llama.cpp's own end-of-turn tokens do."""
-    from edge_models.gguf_tokenizer import GGUFTokenizerError, write_token_files_from_gguf
+    from edge_models.loader.gguf_tokenizer import GGUFTokenizerError, write_token_files_from_gguf
 
     try:
         return write_token_files_from_gguf(gguf, directory, stop_tokens=spec.tokenizer.stop_tokens)
@@ -333,7 +333,7 @@ def bundle_tokenizer(checkpoint: Path | None, bundle: Path, spec) -> Path:
 
 def _convert_encoder(spec, checkpoint: Path | None, output: Path | None, recipe, lengths, progress) -> ConvertResult:
     from edge_models.convert.encoder import convert_encoder
-    from edge_models.encoders import load_encoder_for_spec, random_encoder
+    from edge_models.kinds.encoder import load_encoder_for_spec, random_encoder
 
     model = _loaded(spec, checkpoint, random_encoder, load_encoder_for_spec, progress)
     output = output or Path(f"{spec.name}.tflite")
@@ -344,7 +344,7 @@ def _convert_encoder(spec, checkpoint: Path | None, output: Path | None, recipe,
 
 def _convert_seq2seq(spec, checkpoint, output, recipe, lengths, cache_len: int, progress) -> ConvertResult:
     from edge_models.convert.seq2seq import convert_seq2seq
-    from edge_models.seq2seq import load_seq2seq_for_spec, random_seq2seq
+    from edge_models.kinds.seq2seq import load_seq2seq_for_spec, random_seq2seq
 
     model = _loaded(spec, checkpoint, random_seq2seq, load_seq2seq_for_spec, progress)
     output = output or Path(f"{spec.name}.tflite")

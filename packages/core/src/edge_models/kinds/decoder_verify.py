@@ -191,7 +191,7 @@ def verify_checkpoint(
     atol: float | None = None,
 ) -> VerifyReport:
     from edge_models.hf.hub_cache import resolve_checkpoint
-    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
 
     checkpoint = resolve_checkpoint(checkpoint)
     spec = resolve_spec(model_name, checkpoint)
@@ -207,7 +207,7 @@ def verify_checkpoint(
         inputs = [
             (f"random ids #{i}", torch.randint(0, vocab, (n,), generator=gen).tolist()) for i, n in enumerate((8, 24))
         ]
-    from edge_models import console
+    from edge_models.io import console
 
     for i, (label, ids) in enumerate(inputs):
         report.rows.append(compare(ours, reference, ids, new_tokens, label, atol))

@@ -54,7 +54,7 @@ def run_measured(fn, *args):
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from edge_models import console
+    from edge_models.io import console
 
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         future = pool.submit(_measured, fn, *args)
@@ -237,7 +237,7 @@ def torch_model_of_file(
     `checkpoint`, or without one, the first of its published and tiny configs whose shape is the file's `shape`
     (random weights). Refuses a model of another shape, from its config alone (nothing loaded): a speed ratio
     between different models means nothing."""
-    from edge_models.models import load_for_spec, random_model, resolve_config
+    from edge_models.kinds.decoder import load_for_spec, random_model, resolve_config
     from edge_models.plugins import registry
 
     spec = registry().get(model_name)

