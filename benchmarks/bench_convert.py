@@ -282,7 +282,7 @@ def main() -> int:
             record[converter] = row
             print(json.dumps(row), flush=True)
         if len(outputs) == 2 and all(p.exists() for p in outputs.values()):
-            from edge_models.tools.bench import run_measured
+            from edge_models.tools.measured import run_measured
 
             record["outputs"] = run_measured(compare_outputs, *(str(p) for p in outputs.values()))[0]
         if all(record.get(c, {}).get("result") == "ok" for c in CONVERTERS):

@@ -71,7 +71,8 @@ def main() -> int:
     from edge_models.kinds.decoder import resolve_config, resolve_spec
     from edge_models.loader.peft_adapter import pack, read_adapter, write_packed
     from edge_models.runtime import LiteRTModel
-    from edge_models.tools.bench import bench_tflite, run_measured
+    from edge_models.tools.bench import bench_tflite
+    from edge_models.tools.measured import run_measured
 
     spec = resolve_spec(args.model, args.checkpoint)
     config = resolve_config(spec, args.checkpoint)

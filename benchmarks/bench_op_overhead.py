@@ -17,7 +17,8 @@ from pathlib import Path
 
 from bench_recipes import KV, PREFILL, SHAPE_135M
 
-from edge_models.tools.bench import bench_tflite, run_measured
+from edge_models.tools.bench import bench_tflite
+from edge_models.tools.measured import run_measured
 
 THIN = {"hidden_size": 64, "intermediate_size": 64, "vocab_size": 512}
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from edge_models.quantize.recipes import SCHEMES
 from edge_models.runtime.speculative import common_prefix
-from edge_models.tools.bench import run_measured
+from edge_models.tools.measured import run_measured
 
 KV = 1024  # window length in positions (BOS included) = the KV cache of the exported files
 STRIDE = 512  # windows start this many text tokens apart; each token is scored once, in the first window reaching it

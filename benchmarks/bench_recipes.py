@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from edge_models.quantize.recipes import SCHEMES
-from edge_models.tools.bench import BenchRow, bench_tflite, format_table, run_measured
+from edge_models.tools.bench import BenchRow, bench_tflite, format_table
+from edge_models.tools.measured import run_measured
 
 SHAPE_135M = {
     "architectures": ["LlamaForCausalLM"],

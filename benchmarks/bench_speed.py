@@ -26,7 +26,8 @@ import numpy as np
 from bench_recipes import KV, PREFILL, SHAPE_135M, bench_eager, convert_one, model_135m
 
 from edge_models.convert import ExportSettings
-from edge_models.tools.bench import BenchRow, bench_tflite, format_table, run_measured
+from edge_models.tools.bench import BenchRow, bench_tflite, format_table
+from edge_models.tools.measured import run_measured
 
 THREADS = 2
 WITHOUT_WINDOWS = "edge-models int8, prefill_<N> and decode only (as LiteRT-LM runs it)"

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from edge_models.io import console
-from edge_models.tools.bench import run_measured
+from edge_models.tools.measured import run_measured
 
 DEFAULT_MODEL = "gemma3-270m"
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
