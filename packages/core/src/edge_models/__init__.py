@@ -20,6 +20,16 @@ from edge_models.tensor_names import EncoderTensorNames, TensorNames
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # The pipeline pulls in torch and litert-torch: imported on first use, so `import edge_models` stays fast.
+    if name == "convert_checkpoint":
+        from edge_models.convert.pipeline import convert_checkpoint
+
+        return convert_checkpoint
+    raise AttributeError(f"module 'edge_models' has no attribute {name!r}")
+
+
 __all__ = [
     "AttentionConfig",
     "DuplicateModelError",
@@ -36,6 +46,7 @@ __all__ = [
     "TensorNames",
     "TokenizerDefaults",
     "UnknownModelError",
+    "convert_checkpoint",
     "encoder_registry",
     "hookimpl",
     "registry",
