@@ -1,5 +1,8 @@
 """edge-models: take a trained PyTorch LLM to a phone.
 
+What this package exports is the plugin API (docs/writing-a-plugin.md): configs, specs, tensor-name maps, the hook
+marker, the registries, and the helpers that plugins' `config_from_hf` read config.json with.
+
 Heavy libraries (litert-torch, transformers) are imported lazily by the modules
 that need them, so importing this package stays fast.
 """
@@ -12,6 +15,15 @@ from edge_models.config import (
     NormConfig,
     PoolingConfig,
     RopeConfig,
+)
+from edge_models.hf.config import (
+    UnsupportedConfigError,
+    attempt,
+    check_fields,
+    expect,
+    gated_silu_decoder,
+    require,
+    rope_parameters,
 )
 from edge_models.hookspecs import hookimpl
 from edge_models.plugins import DuplicateModelError, UnknownModelError, encoder_registry, registry
@@ -46,8 +58,15 @@ __all__ = [
     "TensorNames",
     "TokenizerDefaults",
     "UnknownModelError",
+    "UnsupportedConfigError",
+    "attempt",
+    "check_fields",
     "convert_checkpoint",
     "encoder_registry",
+    "expect",
+    "gated_silu_decoder",
     "hookimpl",
     "registry",
+    "require",
+    "rope_parameters",
 ]
