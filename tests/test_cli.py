@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from conftest import fails_cleanly
 from edge_models.testing import tiny_checkpoint, train_sentencepiece
+from helpers import fails_cleanly
 
 
 def test_recipes_lists_every_name(run):

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_reference, markov_text, read_hf_config, save_reference, trained_tiny_model
 from edge_models import registry
 from edge_models.convert import ExportSettings, all_schemes, convert, parse_recipe
 from edge_models.models import load_for_spec
 from edge_models.runtime import LiteRTModel
+from edge_models.testing import build_reference, save_reference
 from edge_models.verify import reference_greedy
-from test_families import CASES, VARIANTS
+from helpers import read_hf_config
+from helpers.families import CASES, VARIANTS
+from helpers.trained import markov_text, trained_tiny_model
 
 KV = 64
 SETTINGS = ExportSettings(prefill_lengths=(8, 16), kv_cache_len=KV, prefill_logits=True)

@@ -9,14 +9,14 @@ import json
 import gguf
 import pytest
 import torch
-from gguf_files import CASES, TINY_GEMMA3, write_gguf
 
-from conftest import fails_cleanly
 from edge_models.cli.base import UserError
 from edge_models.loader.gguf_config import GGUF_ARCHITECTURES
 from edge_models.models import gguf_config, load_for_spec, resolve_config, resolve_spec
 from edge_models.plugins import UnknownModelError, registry
 from edge_models.verify import compare
+from helpers import fails_cleanly
+from helpers.gguf_files import CASES, TINY_GEMMA3, write_gguf
 
 # The HF architecture each case's file holds, as `auto` must find it.
 EXPECTED = {

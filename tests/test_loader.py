@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import build_reference, save_reference
 from edge_models import registry
 from edge_models.loader import CheckpointError, load_model, open_checkpoint
 from edge_models.tensor_names import GGUF_NAMES
+from edge_models.testing import build_reference, save_reference
 from edge_models.verify import compare
 
 

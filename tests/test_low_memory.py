@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert, export
 from edge_models.convert.streaming import can_stream, export_skeleton, streamed_weights
@@ -17,6 +16,8 @@ from edge_models.models import load_for_spec, random_model
 from edge_models.quantize.formats import format_for, pack_int4, quantize_int4_blocks
 from edge_models.quantize.recipes import SCHEMES, Scheme, parse_recipe
 from edge_models.runtime import LiteRTModel
+from edge_models.testing import build_reference, save_reference
+from helpers import read_hf_config
 
 SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, prefill_logits=True)
 PROMPT = [3, 17, 42, 7, 99, 5, 61, 12]

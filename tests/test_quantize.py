@@ -11,7 +11,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import markov_text, trained_tiny_model
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
 from edge_models.quantize import parse_recipe
@@ -26,6 +25,7 @@ from edge_models.quantize.formats import decode, encode, format_for
 from edge_models.quantize.gptq import Grid, dequantize, gptq, quantize_rtn, search_scales
 from edge_models.quantize.simulate import emulated, log_probs, mean_kl
 from edge_models.runtime import LiteRTModel
+from helpers.trained import markov_text, trained_tiny_model
 
 
 def _correlated_inputs(n: int, dim: int, seed: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""Bring your own model (issue 15): a checkpoint in the ordinary HF layout, with its own tokenizer, special tokens,
-generation settings and Jinja chat template, goes to a bundle with no other flag, and every runtime prompts it the
-way `transformers` does."""
+"""A checkpoint in the ordinary HF layout, with its own tokenizer, special tokens, generation settings and Jinja chat
+template, converted and bundled with no other flag: every runtime (ours on the bundle and the bare .tflite, `generate
+--chat`, `chat`, LiteRT-LM) prompts and answers it as `transformers` does, and its bad files are named before anything
+is written. How the conventions themselves are read is in test_hf_conventions.py."""
 
 from __future__ import annotations
 
@@ -12,29 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from chat_checkpoints import FAMILIES, write_chat_checkpoint
 from click.testing import CliRunner
 
 from edge_models import cli as cli_module
-from edge_models.hf import ChatTemplateError, read_checkpoint_tokens
 from edge_models.runtime import ChatSession, Generator, load_tokenizer
+from helpers.chat_checkpoints import FAMILIES, write_chat_checkpoint
 
 transformers = pytest.importorskip("transformers")
 
-CONVERSATIONS = [
-    [{"role": "user", "content": "kalo mine ruta"}],
-    [
-        {"role": "user", "content": "kalo mine"},
-        {"role": "assistant", "content": "so vi pe."},
-        {"role": "user", "content": "ba zo duta"},
-    ],
-    [
-        {"role": "system", "content": "be ruta."},
-        {"role": "user", "content": "kalo mine"},
-        {"role": "assistant", "content": " so vi pe. "},
-        {"role": "user", "content": "ba zo"},
-    ],
-]
 # Families of the end-to-end test: several EOS ids (Llama 3), no BOS (ChatML), system folded into the first turn
 # (Gemma), BOS known but not added (Phi-3), EOS written by the template (Zephyr).
 END_TO_END = ["llama3", "chatml", "gemma", "phi3", "zephyr"]
@@ -91,72 +77,6 @@ def _hf_greedy(tok, model, messages) -> tuple[list[int], list[int]]:
     eos = model.generation_config.eos_token_id
     eos = {eos} if isinstance(eos, int) else set(eos)
     return ids, new[:-1] if new and new[-1] in eos else new
-
-
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_chat_templates_render_like_transformers(family, tmp_path):
-    directory = write_chat_checkpoint(FAMILIES[family], tmp_path / family)
-    hf = transformers.AutoTokenizer.from_pretrained(directory)
-    ours = read_checkpoint_tokens(directory)
-    tok = load_tokenizer(ours.tokenizer)
-    compared = 0
-    for messages in CONVERSATIONS:
-        for opened in (True, False):
-            try:
-                expected = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=opened)
-            except Exception:  # noqa: BLE001 - the template itself rejects this conversation (Mistral: no system)
-                with pytest.raises(ChatTemplateError, match="fails to render"):
-                    ours.chat_template.render(messages, opened)
-                continue
-            assert ours.chat_template.render(messages, opened) == expected
-            ids = hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=opened, return_dict=True)
-            assert tok.encode(expected) == ids["input_ids"]
-            compared += 1
-    assert compared >= 4
-
-
-EXPECTED_TOKENS = {
-    "llama3": ("<|begin_of_text|>", ("<|eot_id|>", "<|end_of_text|>")),
-    "chatml": (None, ("<|im_end|>",)),
-    "gemma": ("<bos>", ("<eos>", "<end_of_turn>")),
-    "phi3": (None, ("<|end|>", "</s>")),
-    "zephyr": ("<s>", ("</s>",)),
-    "mistral": ("<s>", ("</s>",)),
-}
-
-
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_special_tokens_come_from_the_checkpoint(family, tmp_path):
-    from edge_models.hf import resolve_conventions
-    from edge_models.plugins import registry
-
-    directory = write_chat_checkpoint(FAMILIES[family], tmp_path / family)
-    # The llama plugin's defaults (<s>, </s>) fill only what the checkpoint does not say.
-    got = resolve_conventions(read_checkpoint_tokens(directory), registry().get("llama").tokenizer)
-    assert (got.start_token, got.stop_tokens) == EXPECTED_TOKENS[family]
-    hf = transformers.AutoTokenizer.from_pretrained(directory)
-    plain = hf("kalo mine")["input_ids"]
-    tok = load_tokenizer(directory / "tokenizer.json")
-    assert plain == ([tok.piece_to_id(got.start_token)] if got.start_token else []) + tok.encode("kalo mine")
-
-
-def test_affixes_derived_for_task_bundles(tmp_path):
-    chatml = read_checkpoint_tokens(write_chat_checkpoint(FAMILIES["chatml"], tmp_path / "c")).chat_template
-    preamble, affixes = chatml.affixes()
-    assert preamble == ""
-    assert (affixes.user_prefix, affixes.user_suffix) == ("<|im_start|>user\n", "<|im_end|>\n")
-    assert (affixes.model_prefix, affixes.system_prefix) == ("<|im_start|>assistant\n", "<|im_start|>system\n")
-    gemma = read_checkpoint_tokens(write_chat_checkpoint(FAMILIES["gemma"], tmp_path / "g")).chat_template
-    preamble, affixes = gemma.affixes()
-    # Gemma folds a system message into the first user turn: no system affixes can express that.
-    assert preamble == "<bos>" and affixes.user_prefix == "<start_of_turn>user\n" and not affixes.system_prefix
-    for messages in CONVERSATIONS[:2]:
-        assert preamble + affixes.render_messages(messages) == gemma.render(messages)
-    from edge_models.hf import ChatTemplate
-
-    numbered = ChatTemplate("{% for m in messages %}[{{ loop.index }}] {{ m['content'] }}\n{% endfor %}")
-    with pytest.raises(ChatTemplateError, match="cannot be written as fixed text"):
-        numbered.affixes()
 
 
 def _engine_chat(bundle: Path, messages: list[dict]) -> str:
