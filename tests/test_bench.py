@@ -10,6 +10,8 @@ from edge_models.bench import model_shape, tflite_view
 from edge_models.convert import ExportSettings, convert
 from edge_models.models import random_model
 
+pytestmark = pytest.mark.slow  # every test here converts a model
+
 SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=32)
 
 

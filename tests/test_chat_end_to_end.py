@@ -96,6 +96,7 @@ def _engine_chat(bundle: Path, messages: list[dict]) -> str:
 
 
 @pytest.mark.parametrize("family", END_TO_END)
+@pytest.mark.slow
 def test_own_checkpoint_end_to_end(family, converted, run):
     """convert auto --checkpoint DIR --bundle m.litertlm with no other flag; then our runtime (bundle and bare
     .tflite), `generate --chat` and LiteRT-LM's conversation API all answer as transformers does."""
@@ -113,6 +114,7 @@ def test_own_checkpoint_end_to_end(family, converted, run):
     assert _engine_chat(directory / "m.litertlm", messages) == text
 
 
+@pytest.mark.slow
 def test_self_test_replays_in_every_runtime(converted, run):
     bundle = converted("llama3") / "m.litertlm"
     out = run("bundle", "check", "--run", bundle)
@@ -122,6 +124,7 @@ def test_self_test_replays_in_every_runtime(converted, run):
         assert "LiteRT-LM    agrees: same text" in out.stdout
 
 
+@pytest.mark.slow
 def test_chat_keeps_the_cache_across_turns(converted):
     """Five turns with the cache reused give the replies of five turns re-prefilled from scratch, prefilling
     only each turn's new tokens."""
@@ -143,6 +146,7 @@ def test_chat_keeps_the_cache_across_turns(converted):
     assert replies[True] == replies[False]
 
 
+@pytest.mark.slow
 def test_chat_verb_through_piped_input(converted, run):
     bundle = converted("chatml") / "m.litertlm"
     out = run("chat", bundle, "--max-tokens", 5, input="kalo mine\nba zo\n/reset\nkalo mine\n/system be ruta\nso vi\n")
@@ -155,6 +159,7 @@ def test_chat_verb_through_piped_input(converted, run):
     assert "[new conversation, system message 'be ruta']" in out.stderr
 
 
+@pytest.mark.slow
 def test_conversation_longer_than_the_cache_is_refused(converted):
     from edge_models.runtime import ConversationFullError
 
@@ -164,6 +169,7 @@ def test_conversation_longer_than_the_cache_is_refused(converted):
             "".join(session.send("kalo mine ruta so vi pe ba zo duta"))
 
 
+@pytest.mark.slow
 def test_generate_on_tflite_needs_no_flags(converted, run):
     directory = converted("llama3")
     out = run("generate", directory / "m.tflite", "--chat", "--prompt", PROMPT, "--max-tokens", NEW_TOKENS)
@@ -172,6 +178,7 @@ def test_generate_on_tflite_needs_no_flags(converted, run):
     assert out.stdout == bundled.stdout
 
 
+@pytest.mark.slow
 def test_no_start_token_bundles_as_litertlm_only(converted, tmp_path, run):
     from edge_models_bundler import BundleError, BundleOptions, write_task
     from edge_models_bundler.validate import Report, check_task_chat
@@ -239,6 +246,7 @@ def test_bad_checkpoint_files_are_named_and_nothing_is_written(case, tmp_path, r
     assert not list(out_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_native_logs_go_to_the_log_file(converted, tmp_path):
     bundle = converted("chatml") / "m.litertlm"
     env = {**os.environ, "EDGE_MODELS_LOG_DIR": str(tmp_path)}
@@ -257,6 +265,7 @@ GEMMA_STYLE_SP = (
 )
 
 
+@pytest.mark.slow
 def test_sentencepiece_checkpoint_bundles_as_task_with_no_flags(tmp_path, run):
     """A checkpoint with a SentencePiece tokenizer.model: `--bundle m.task` needs no other flag; the .task (affixes
     derived from the Jinja template) prompts and answers like the .tflite run on the checkpoint's own files, and
@@ -299,6 +308,7 @@ def test_sentencepiece_checkpoint_bundles_as_task_with_no_flags(tmp_path, run):
     assert _engine_chat(directory / "m.task", messages) == tok.decode(generated)
 
 
+@pytest.mark.slow
 def test_bench_and_inspect_take_litertlm(converted, run):
     bundle = converted("llama3") / "m.litertlm"
     bench = run("bench", bundle, "--decode-tokens", 8)

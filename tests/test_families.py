@@ -28,6 +28,7 @@ def _check(spec, hf_config, tmp_path, prompt_len=12, new_tokens=8):
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.slow
 def test_matches_transformers(name, tmp_path):
     spec = registry().get(name)
     # Prompt longer than any tiny sliding window (8), so local attention is really exercised.
@@ -35,12 +36,14 @@ def test_matches_transformers(name, tmp_path):
 
 
 @pytest.mark.parametrize("name,label,overrides", VARIANTS, ids=[f"{v[0]}-{v[1]}" for v in VARIANTS])
+@pytest.mark.slow
 def test_variant_matches_transformers(name, label, overrides, tmp_path):
     spec = registry().get(name)
     _check(spec, {**spec.tiny_hf_config, **overrides}, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["smollm3", "granite"])
+@pytest.mark.slow
 def test_llama_derivatives_hold_for_32_greedy_tokens(name, tmp_path):
     """SmolLM3 (layers without RoPE) and Granite (multipliers, logits scaling) are Llama plus config fields: their
     logits stay within 1e-4 of transformers' over 32 greedy steps, every token the same."""

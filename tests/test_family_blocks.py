@@ -101,6 +101,7 @@ def test_each_derivative_field_changes_the_logits(name, field, default, tmp_path
 
 
 @pytest.mark.parametrize("name", NEW_FAMILIES)
+@pytest.mark.slow
 def test_int8_converts(name, tmp_path):
     from edge_models.convert import ExportSettings, convert
     from edge_models.runtime import LiteRTModel

@@ -133,6 +133,7 @@ def test_a_named_model_of_another_family_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["llama", "gemma3"])
+@pytest.mark.slow
 def test_verify_auto_on_a_gguf(case, run, tmp_path):
     _, path = write_gguf(CASES[case], tmp_path / f"{case}.gguf")
     result = run("verify", "auto", "--checkpoint", path, "--tokens", "8")
@@ -182,6 +183,7 @@ def test_a_gguf_tokenizer_that_cannot_be_rebuilt_says_so(tmp_path):
         checkpoint_tokenizer(path, None, "calibrated schemes", registry().get("qwen2"))
 
 
+@pytest.mark.slow
 def test_convert_auto_bundles_a_gguf_with_its_own_tokenizer(run, tmp_path):
     """`convert auto --checkpoint gemma-3.gguf --quantize fp16 --bundle` on a tiny Gemma 3 GGUF: a .litertlm with
     the tokenizer, special tokens and chat template rebuilt from the file."""

@@ -223,6 +223,7 @@ def test_fused_qkv_checkpoint(tiny_llama, tmp_path):
         load_model(spec.tiny_config, path, names)
 
 
+@pytest.mark.slow
 def test_verify_passes_a_model_whose_reference_stops_at_its_eos(tmp_path):
     """transformers' generate() stops at the checkpoint's EOS token: the greedy comparison ends there too, the
     table says so, and a correct model passes (the logits are still compared over every token we decoded)."""

@@ -93,6 +93,7 @@ def _as_installed(project: Path, site: Path) -> list[str]:
     return [str(site), *sorted({str((project / p).parent) for p in packages})]
 
 
+@pytest.mark.slow
 def test_example_plugin_installs_and_registers(tmp_path):
     """A third-party plugin, seen as installed from its own folder, shows up with no change here."""
     assert "example-tiny" not in registry().names(), "the example plugin is installed in this environment"
