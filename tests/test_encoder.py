@@ -46,6 +46,7 @@ def minilm_files(tmp_path_factory):
     return model, files
 
 
+@pytest.mark.slow
 def test_minilm_matches_transformers_with_its_pooling():
     spec = encoder_registry().get("all-minilm-l6-v2")
     config = load_encoder_for_spec(spec, CHECKPOINT).config

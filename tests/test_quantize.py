@@ -123,6 +123,7 @@ def test_calibrated_weights_are_closer_than_round_to_nearest(name):
         assert _kl_to(model, gptq_model, held_out) < _kl_to(model, rtn, held_out), scheme
 
 
+@pytest.mark.slow
 def test_calibration_leaves_the_model_as_it_was():
     model = random_model_of("llama")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
