@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 from edge_models import registry
 from edge_models.testing import tiny_checkpoint, train_sentencepiece
 from edge_models.tools import demo
+
+pytestmark = pytest.mark.slow  # every test here converts a model
 
 
 def test_demo_runs_end_to_end_and_reuses_its_artifacts(tmp_path, capsys):

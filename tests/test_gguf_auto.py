@@ -9,13 +9,13 @@ import json
 import gguf
 import pytest
 import torch
-from gguf_files import CASES, TINY_GEMMA3, write_gguf
 
-from conftest import fails_cleanly
 from edge_models.kinds.decoder import gguf_config, load_for_spec, resolve_config, resolve_spec
 from edge_models.kinds.decoder_verify import compare
 from edge_models.loader.gguf_config import GGUF_ARCHITECTURES
 from edge_models.plugins import UnknownModelError, registry
+from helpers import fails_cleanly
+from helpers.gguf_files import CASES, TINY_GEMMA3, write_gguf
 
 # The HF architecture each case's file holds, as `auto` must find it.
 EXPECTED = {
@@ -132,6 +132,7 @@ def test_a_named_model_of_another_family_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["llama", "gemma3"])
+@pytest.mark.slow
 def test_verify_auto_on_a_gguf(case, run, tmp_path):
     _, path = write_gguf(CASES[case], tmp_path / f"{case}.gguf")
     result = run("verify", "auto", "--checkpoint", path, "--tokens", "8")
@@ -183,6 +184,7 @@ def test_a_gguf_tokenizer_that_cannot_be_rebuilt_says_so(tmp_path):
         checkpoint_tokenizer(path, None, "calibrated schemes", registry().get("qwen2"))
 
 
+@pytest.mark.slow
 def test_convert_auto_bundles_a_gguf_with_its_own_tokenizer(run, tmp_path):
     """`convert auto --checkpoint gemma-3.gguf --quantize fp16 --bundle` on a tiny Gemma 3 GGUF: a .litertlm with
     the tokenizer, special tokens and chat template rebuilt from the file."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pluggy
 import pytest
+import tomllib
 
 from edge_models import DuplicateModelError, UnknownModelError, hookimpl, hookspecs, registry
 from edge_models.plugins import ModelRegistry
@@ -73,6 +74,24 @@ def test_list_without_plugins_says_how_to_install_one(monkeypatch):
     assert "pip install edge-models-gemma" in result.output
 
 
+def _as_installed(project: Path, site: Path) -> list[str]:
+    """The sys.path entries under which `project` looks installed: its packages' source folders, and in `site` the
+    `<dist>.dist-info/` (METADATA, entry_points.txt) an installer writes from its pyproject.toml.
+    importlib.metadata finds distributions in any sys.path entry, so nothing goes into the running environment."""
+    meta = tomllib.loads((project / "pyproject.toml").read_text())
+    name, version = meta["project"]["name"], meta["project"]["version"]
+    dist_info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    groups = meta["project"]["entry-points"]
+    (dist_info / "entry_points.txt").write_text(
+        "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for g, eps in groups.items())
+    )
+    packages = meta["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    return [str(site), *sorted({str((project / p).parent) for p in packages})]
+
+
+@pytest.mark.slow
 def test_plugins_can_add_quantization_recipes(monkeypatch):
     from edge_models.quantize import recipes
 

@@ -38,12 +38,14 @@ def test_relative_buckets_match_transformers():
             assert torch.equal(got, want), (bidirectional, buckets)
 
 
+@pytest.mark.slow
 def test_pytorch_matches_transformers_through_encode_and_decode(tiny_t5):
     spec, directory, _ = tiny_t5
     report = verify_seq2seq(spec, directory, new_tokens=STEPS, atol=1e-4)
     assert report.passed, report.table()
 
 
+@pytest.mark.slow
 def test_tflite_matches_pytorch_refuses_long_input_and_int8_converts(tiny_t5, tmp_path):
     from edge_models.convert.seq2seq import convert_seq2seq
     from edge_models.runtime.seq2seq import Seq2SeqError, Seq2SeqModel, generate_ids
@@ -90,6 +92,7 @@ def test_a_checkpoint_missing_a_tensor_is_named(tmp_path):
         load_seq2seq_for_spec(spec, directory)
 
 
+@pytest.mark.slow
 def test_cli_verify_convert_and_generate(tmp_path):
     from edge_models.cli import _add_builtin_groups, cli
     from edge_models.runtime import load_tokenizer

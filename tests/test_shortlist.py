@@ -33,6 +33,7 @@ def gemma(tmp_path_factory):
     return model, convert(model, path, dataclasses.replace(SETTINGS, shortlist=8), "int8", progress=None).path
 
 
+@pytest.mark.slow
 def test_shortlist_scores_its_tokens_like_the_full_head(gemma):
     # (An untied float head is decoded end to end in the next test.) Scored on float activations instead of the
     # kernel's int8 ones, this model's scores were 0.011 off.
@@ -63,6 +64,7 @@ def test_shortlist_scores_its_tokens_like_the_full_head(gemma):
     assert 0 <= decode_weight_bytes(flatbuffer, shortlist=True) - expected < 256
 
 
+@pytest.mark.slow
 def test_generator_decodes_greedy_text_through_the_shortlist(tmp_path):
     model = random_model(registry().get("llama").tiny_config, seed=5)
     tokenizer = train_sentencepiece(tmp_path / "tokenizer.model")
@@ -82,6 +84,7 @@ def test_shortlist_is_refused_where_it_cannot_be_built(tmp_path):
     assert not (tmp_path / "m.tflite").exists()
 
 
+@pytest.mark.slow
 def test_pruning_the_shortlist_leaves_the_file_converted_without_it(gemma, tmp_path):
     model, shortlisted = gemma
     cfg = model.config

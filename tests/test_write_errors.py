@@ -60,6 +60,7 @@ def test_other_errors_keep_their_type(tmp_path):
     assert not isinstance(info.value, WriteError) and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_convert_on_a_full_disk_says_so_in_one_line(tmp_path, monkeypatch):
     from edge_models.convert import streaming
 

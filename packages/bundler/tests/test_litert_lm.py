@@ -21,6 +21,8 @@ from edge_models.formats.task import read_task
 
 from edge_models_bundler import BundleOptions, write_litertlm
 
+pytestmark = pytest.mark.slow  # every test here converts a model or runs the LiteRT-LM engine
+
 PROMPTS = ["kalo mine ruta", "ba"]
 NEW_TOKENS = 24
 OPTIONS = BundleOptions(start_token="<s>", stop_tokens=("</s>",))
