@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from edge_models.cli.base import CHECKPOINT, UserError, cli, friendly, logged
-from edge_models.convert.pipeline import checkpoint_tokenizer
 from edge_models.io import console
 
 
@@ -65,6 +64,7 @@ DEBUG_PROMPT = "The river carried the boat past three villages before the sun we
 @friendly
 def debug(file, checkpoint, model_name, prompt, tokenizer) -> None:
     """Per decoder block: how far FILE's hidden state is from the PyTorch model on CHECKPOINT."""
+    from edge_models.convert.pipeline import checkpoint_tokenizer
     from edge_models.kinds.decoder import load_for_spec, resolve_spec
     from edge_models.tools.debug import compare_blocks, format_report
 
