@@ -109,7 +109,8 @@ def test_converted_file_is_byte_identical(converted, case):
 
 @pytest.mark.slow
 def test_pruned_file_is_byte_identical(converted, tmp_path):
-    from edge_models.convert.prune import drop_signatures, signature_names
+    from edge_models.tflite.pruning import drop_signatures
+    from edge_models.tflite.reading import signature_names
 
     source = converted["llama-int8-lora-every-signature"]
     out = tmp_path / "pruned.tflite"
@@ -118,7 +119,7 @@ def test_pruned_file_is_byte_identical(converted, tmp_path):
 
 
 def test_adapter_file_is_byte_identical(tmp_path):
-    from edge_models.runtime.lora_format import write_adapter_file
+    from edge_models.tflite.lora import write_adapter_file
 
     generator = torch.Generator().manual_seed(5)
     matrices = {

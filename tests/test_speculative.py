@@ -211,8 +211,8 @@ def test_bench_prints_plain_and_speculative_generation_side_by_side(converted, t
     # The memory roof: decode reads every 2-D weight (fp32 here) once per token, but of the (untied) embedding only
     # the rows it looks up.
     from edge_models import registry
-    from edge_models.bench import decode_weight_bytes
     from edge_models.models import random_model
+    from edge_models.tflite.reading import decode_weight_bytes
 
     model = random_model(registry().get("llama").tiny_config)
     assert not model.config.tie_embeddings
