@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
 from edge_models.kinds.decoder import random_model
-from edge_models.tools.bench import model_shape, tflite_view
+from edge_models.tflite.reading import model_shape
+from edge_models.tools.bench import tflite_view
 
 pytestmark = pytest.mark.slow  # every test here converts a model
 

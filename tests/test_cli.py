@@ -51,8 +51,8 @@ def test_unsupported_config_field_is_named(run, tmp_path):
 @pytest.mark.slow
 def test_convert_auto_then_generate(run, tmp_path, monkeypatch):
     from edge_models import registry
-    from edge_models.convert.prune import signature_names
     from edge_models.layers import shortlist
+    from edge_models.tflite.reading import signature_names
 
     ckpt = tiny_checkpoint(registry().get("llama"), tmp_path / "ckpt")
     train_sentencepiece(ckpt / "tokenizer.model", vocab_size=256)

@@ -14,8 +14,8 @@ from edge_models.kinds.decoder import load_for_spec
 from edge_models.layers.lora import add_lora_slots, parse_targets
 from edge_models.loader.peft_adapter import AdapterError, merge, pack, read_adapter, write_packed
 from edge_models.runtime import LiteRTModel
-from edge_models.runtime.lora_format import AdapterFileError, read_adapter_file
 from edge_models.testing import tiny_checkpoint
+from edge_models.tflite.lora import AdapterFileError, read_adapter_file
 
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")

@@ -11,7 +11,7 @@ from edge_models.convert import ExportSettings, convert
 from edge_models.kinds.decoder import random_model
 from edge_models.runtime import Generator, LiteRTModel, Sampler, SamplerConfig, SentencePieceTokenizer, TokenizerError
 from edge_models.testing import train_sentencepiece
-from edge_models.tflite_check import TFLiteCheckError
+from edge_models.tflite.checks import TFLiteCheckError
 
 # --- sampler ------------------------------------------------------------------------------------
 
@@ -177,8 +177,10 @@ def test_runtime_does_not_import_torch():
     import subprocess
     import sys
 
+    # The runtime reads and writes .tflite files through edge_models.tflite: that package must not import them either.
     code = (
-        "import sys, edge_models.runtime, edge_models.cli; "
+        "import sys, pkgutil, importlib, edge_models.runtime, edge_models.cli, edge_models.tflite as t; "
+        "[importlib.import_module(m.name) for m in pkgutil.iter_modules(t.__path__, 'edge_models.tflite.')]; "
         "bad = [m for m in ('torch', 'litert_torch', 'transformers') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -10,13 +10,13 @@ import torch
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, RecipeError, convert
-from edge_models.convert.prune import PruneError, drop_signatures, signature_names
 from edge_models.kinds.decoder import random_model
 from edge_models.layers.decoder import Decoder
 from edge_models.layers.shortlist import GROUP, default_k, top_ids
 from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
 from edge_models.testing import train_sentencepiece
-from edge_models.tools.bench import decode_weight_bytes
+from edge_models.tflite.pruning import PruneError, drop_signatures
+from edge_models.tflite.reading import decode_weight_bytes, signature_names
 
 PROMPT = [3, 17, 42, 7, 9]
 

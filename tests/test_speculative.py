@@ -220,7 +220,7 @@ def test_bench_prints_plain_and_speculative_generation_side_by_side(converted, t
     # the rows it looks up.
     from edge_models import registry
     from edge_models.kinds.decoder import random_model
-    from edge_models.tools.bench import decode_weight_bytes
+    from edge_models.tflite.reading import decode_weight_bytes
 
     model = random_model(registry().get("llama").tiny_config)
     assert not model.config.tie_embeddings

@@ -162,7 +162,7 @@ def test_litert_lm_binds_our_adapter_file_like_the_desktop_runtime(tmp_path, tok
     adapter file it produces our adapted greedy text, without it the base model's."""
     from edge_models.loader.peft_adapter import write_packed
     from edge_models.runtime import Generator
-    from edge_models.runtime.lora_format import LITERT_LM_TARGETS, read_adapter_file
+    from edge_models.tflite.lora import LITERT_LM_TARGETS, read_adapter_file
 
     from edge_models_bundler import write_bundle
     from edge_models_bundler.selftest import litert_lm_greedy, record, replay

@@ -13,8 +13,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge_models.convert.prune import drop_signatures, signature_names
 from edge_models.layers.shortlist import SHORTLIST_PREFIX
+from edge_models.tflite.pruning import drop_signatures
+from edge_models.tflite.reading import signature_names
 
 from edge_models_bundler.validate import Report
 

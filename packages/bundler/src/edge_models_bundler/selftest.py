@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_models.runtime.lora_format import LITERT_LM_RANKS, rank_of, write_adapter_file, zero_adapter
+from edge_models.tflite.lora import LITERT_LM_RANKS, rank_of, write_adapter_file, zero_adapter
 
 PROMPT = "Here is a short story about the sea."
 TOKENS = 16
@@ -101,7 +101,7 @@ def litert_lm_greedy(bundle: Path, prompt: str, max_tokens: int, lora: Path | No
     """LiteRT-LM's greedy text for `prompt` as plain text (the engine adds the start token itself); `lora`: an
     adapter file bound for the session."""
     import litert_lm
-    from edge_models.runtime.lora_format import read_adapter_file
+    from edge_models.tflite.lora import read_adapter_file
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     rank = litert_lm.LoraRankConfig(lora_rank=read_adapter_file(lora)[1]) if lora else None

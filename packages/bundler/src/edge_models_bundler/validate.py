@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_models.runtime.tokenizer import SentencePieceTokenizer, TokenizerError
-from edge_models.tflite_check import TFLiteCheckError, TFLiteInfo, check_tflite
+from edge_models.tflite.checks import TFLiteCheckError, TFLiteInfo, check_tflite
 
 from edge_models_bundler.options import BundleOptions
 
@@ -199,7 +199,7 @@ def check_model(tflite: Path | str, report: Report, interpreter=None) -> None:
 def check_lora(inputs: dict[str, tuple[int, ...]], report: Report) -> None:
     """LoRA inputs the runtimes can bind: LiteRT-LM fills only the attention ones it recognises by name, and takes
     adapters only at some ranks; slots it cannot fill would drop an adapter's changes without a word."""
-    from edge_models.runtime.lora_format import LITERT_LM_RANKS, LITERT_LM_TARGETS, parse_input_name, rank_of
+    from edge_models.tflite.lora import LITERT_LM_RANKS, LITERT_LM_TARGETS, parse_input_name, rank_of
 
     if not inputs:
         return

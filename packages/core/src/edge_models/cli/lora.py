@@ -40,7 +40,7 @@ def pack(adapter, base, model_name, output) -> None:
     from edge_models.loader.peft_adapter import pack as pack_matrices
     from edge_models.loader.peft_adapter import read_adapter, write_packed
     from edge_models.runtime import LiteRTModel
-    from edge_models.runtime.lora_format import parse_input_name, rank_of
+    from edge_models.tflite.lora import parse_input_name, rank_of
 
     spec = resolve_spec(model_name)
     lite = LiteRTModel(base, engine="interpreter")
@@ -71,7 +71,7 @@ def zeros(base, output) -> None:
     from edge_models.io.files import write_atomically
     from edge_models.runtime import LiteRTModel, read_bundle
     from edge_models.runtime.bundles import BUNDLE_SUFFIXES
-    from edge_models.runtime.lora_format import rank_of, write_adapter_file, zero_adapter
+    from edge_models.tflite.lora import rank_of, write_adapter_file, zero_adapter
 
     model = read_bundle(base).tflite if base.suffix in BUNDLE_SUFFIXES else base
     spec = LiteRTModel(model, engine="interpreter").lora_spec

@@ -54,7 +54,7 @@ def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, lora, *
 
     gen = Generator.open(file, tokenizer=tokenizer, model=model_name, extra_stop_tokens=stop_tokens)
     if lora is not None:
-        from edge_models.runtime.lora_format import read_adapter_file
+        from edge_models.tflite.lora import read_adapter_file
 
         gen.model.set_lora(read_adapter_file(lora)[0])
     gen.speculate = not no_speculate
@@ -188,19 +188,18 @@ def bench(
 
     --compare-torch runs the same model in PyTorch: on --checkpoint, or without it the registered model's published
     shape (or tiny config) with random weights, when that is the file's shape; another shape is refused."""
-    from edge_models.tflite_check import os_threads
+    from edge_models.tflite.checks import os_threads
+    from edge_models.tflite.reading import decode_weight_bytes, model_shape
     from edge_models.tools.bench import (
         GROUNDED_PROMPT,
         bench_generation,
         bench_loads,
         bench_tflite,
         bench_torch_model,
-        decode_weight_bytes,
         format_bandwidth,
         format_generation,
         format_loads,
         format_table,
-        model_shape,
         read_bandwidth,
         tflite_view,
         torch_model_of_file,

@@ -25,7 +25,7 @@ from edge_models.quantize.ai_edge import quantize_flatbuffer
 from edge_models.quantize.calibrate import HEAD
 from edge_models.quantize.recipes import LEAD_ROWS_PARAM
 from edge_models.runtime.memory import peak_rss_bytes
-from edge_models.tflite_check import check_tflite
+from edge_models.tflite.checks import check_tflite
 
 if TYPE_CHECKING:
     from edge_models.quantize.calibrate import CalibrationResult

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_models.runtime.lora_format import TARGETS
+from edge_models.tflite.lora import TARGETS
 
 
 class LoRALinear(nn.Linear):

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from edge_models.io.files import write_atomically
-from edge_models.runtime.lora_format import input_name, parse_input_name, rank_of, write_adapter_file
 from edge_models.tensor_names import LAYER_SLOTS, TensorNames
+from edge_models.tflite.lora import input_name, parse_input_name, rank_of, write_adapter_file
 
 
 class AdapterError(ValueError):
@@ -145,7 +145,7 @@ def pack(adapter: Adapter, lora_spec: dict[str, tuple[int, ...]]) -> dict[str, n
 
 
 def write_packed(matrices: dict[str, np.ndarray], output: str | Path, source: str) -> Path:
-    """The packed matrices as an adapter file LiteRT-LM and our runtime read (`runtime.lora_format`); written to a
+    """The packed matrices as an adapter file LiteRT-LM and our runtime read (`tflite.lora`); written to a
     temporary file and renamed."""
     rank = rank_of({name: a.shape for name, a in matrices.items()})
     return write_atomically(

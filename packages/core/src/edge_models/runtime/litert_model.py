@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_models.tflite_check import TFLiteCheckError, TFLiteInfo, check_tflite, os_threads
+from edge_models.tflite.checks import TFLiteCheckError, TFLiteInfo, check_tflite, os_threads
 
 ENGINES = ("compiled", "interpreter")
 
@@ -158,7 +158,7 @@ class LiteRTModel:
 
     def set_lora(self, matrices: dict[str, np.ndarray] | None) -> None:
         """Bind an adapter's matrices to the LoRA inputs (`lora.pack`, or an adapter file read by
-        `runtime.lora_format.read_adapter_file`); None: zeros, the base model."""
+        `tflite.lora.read_adapter_file`); None: zeros, the base model."""
         if not self.lora_spec:
             raise ValueError("this file has no LoRA inputs (convert it with --lora-rank R)")
         matrices = matrices or {}

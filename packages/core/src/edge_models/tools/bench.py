@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mmap
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_models.runtime.memory import peak_rss_bytes
+from edge_models.tflite.reading import ModelShape, mapped, model_shape
 from edge_models.tools.measured import run_measured
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def bench_tflite(
     else:
         model = LiteRTModel(path, threads, engine, windows)
     if lora is not None:
-        from edge_models.runtime.lora_format import read_adapter_file
+        from edge_models.tflite.lora import read_adapter_file
 
         model.set_lora(read_adapter_file(lora)[0])
     label = f"edge-models {path.name} ({engine}{', adapter ' + Path(lora).name if lora else ''})"
@@ -239,30 +239,6 @@ def torch_model_of_file(
     return lambda: random_model(config), f"pytorch eager fp32 {model_name} ({label}, random weights)"
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    """The dimensions of the decoder a converted file holds, read from its `decode` signature."""
-
-    vocab_size: int
-    num_layers: int
-    num_kv_heads: int
-    head_dim: int
-    hidden_size: int
-    parameters: int  # elements of the constants `decode` reads or looks up (weights, norms, small tables)
-    signatures: int  # subgraphs sharing those weights (XNNPACK packs them once for each without a weight cache)
-
-    def differences(self, config) -> list[str]:
-        """What differs from a `ModelConfig`, one phrase per dimension ("layers: file 30, model 22")."""
-        pairs = {
-            "vocabulary": (self.vocab_size, config.vocab_size),
-            "layers": (self.num_layers, config.num_layers),
-            "KV heads": (self.num_kv_heads, config.attention.num_kv_heads),
-            "head size": (self.head_dim, config.attention.head_dim),
-            "hidden size": (self.hidden_size, config.hidden_size),
-        }
-        return [f"{name}: file {ours:,}, model {theirs:,}" for name, (ours, theirs) in pairs.items() if ours != theirs]
-
-
 def tflite_view(path: str | Path) -> bytes | mmap.mmap:
     """The model of a .tflite (memory-mapped: reading a 5 GB file would add 5 GB to the peak RSS being measured)
     or of a bundle."""
@@ -271,48 +247,7 @@ def tflite_view(path: str | Path) -> bytes | mmap.mmap:
     path = Path(path)
     if path.suffix in BUNDLE_SUFFIXES:
         return read_bundle(path).tflite
-    with open(path, "rb") as f:
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-
-
-def model_shape(tflite: bytes | mmap.mmap) -> ModelShape:
-    """The file's dimensions: vocabulary from `decode`'s logits, layers and KV layout from its caches
-    (K `[1, kv_heads, KV, head_dim]`), the hidden size from the embedding table it looks up."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(tflite, 0)
-    signature = next(
-        s for s in (model.SignatureDefs(i) for i in range(model.SignatureDefsLength())) if s.SignatureKey() == b"decode"
-    )
-    graph = model.Subgraphs(signature.SubgraphIndex())
-    inputs = {(t := signature.Inputs(i)).Name(): t.TensorIndex() for i in range(signature.InputsLength())}
-    outputs = {(t := signature.Outputs(i)).Name(): t.TensorIndex() for i in range(signature.OutputsLength())}
-    k_cache = graph.Tensors(inputs[b"kv_cache_k_0"]).ShapeAsNumpy()
-    lookups = {schema.BuiltinOperator.EMBEDDING_LOOKUP: 1, schema.BuiltinOperator.GATHER: 0}
-    hidden, constants = 0, {}
-    for o in range(graph.OperatorsLength()):
-        op = graph.Operators(o)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        table = lookups.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-        for i in range(op.InputsLength()):
-            if op.Inputs(i) < 0 or not (tensor := graph.Tensors(op.Inputs(i))).Buffer():
-                continue
-            buffer = model.Buffers(tensor.Buffer())
-            if (buffer.Size() if buffer.Offset() > 1 else buffer.DataLength()) == 0:
-                continue
-            dims = tensor.ShapeAsNumpy() if tensor.ShapeLength() else np.array([1])
-            constants[tensor.Buffer()] = int(np.prod(dims))
-            if table == i and len(dims) == 2:
-                hidden = max(hidden, int(dims[1]))
-    return ModelShape(
-        vocab_size=int(graph.Tensors(outputs[b"logits"]).ShapeAsNumpy()[-1]),
-        num_layers=sum(1 for name in inputs if name.startswith(b"kv_cache_k_")),
-        num_kv_heads=int(k_cache[1]),
-        head_dim=int(k_cache[3]),
-        hidden_size=hidden,
-        parameters=sum(constants.values()),
-        signatures=model.SignatureDefsLength(),
-    )
+    return mapped(path)
 
 
 # An input-grounded prompt: the continuation repeats text the prompt holds, which is where prompt-lookup drafts pay.
@@ -353,7 +288,7 @@ def bench_generation(
     if not gen.model.info.verify:
         return []
     if lora is not None:
-        from edge_models.runtime.lora_format import read_adapter_file
+        from edge_models.tflite.lora import read_adapter_file
 
         gen.model.set_lora(read_adapter_file(lora)[0])
     ids = gen.encode(prompt)
@@ -400,39 +335,6 @@ def read_bandwidth(threads: int, gib: float = 1.0) -> float:
         list(pool.map(np.max, chunks))
         best = min(_timed(lambda: list(pool.map(np.max, chunks))) for _ in range(3))
     return data.nbytes / best / 1e9
-
-
-def decode_weight_bytes(tflite: bytes | mmap.mmap, shortlist: bool = False) -> int:
-    """Bytes of constant data (weights) `decode` (or with `shortlist`, `shortlist_<K>`) reads per token: every
-    buffer an operator of it takes, except those only looked up a row at a time (an untied embedding, the head rows
-    a shortlist scores); the KV cache is not counted."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    # Which input of a lookup op holds the table (EMBEDDING_LOOKUP takes the ids first).
-    tables = {schema.BuiltinOperator.EMBEDDING_LOOKUP: 1, schema.BuiltinOperator.GATHER: 0}
-    model = schema.Model.GetRootAs(tflite, 0)
-    signatures = [model.SignatureDefs(i) for i in range(model.SignatureDefsLength())]
-    wanted = re.compile(rb"shortlist_\d+" if shortlist else rb"decode")
-    graph = model.Subgraphs(next(s for s in signatures if wanted.fullmatch(s.SignatureKey())).SubgraphIndex())
-    read, looked_up = set(), set()
-    for o in range(graph.OperatorsLength()):
-        op = graph.Operators(o)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        for i in range(op.InputsLength()):
-            if op.Inputs(i) < 0 or not (tensor := graph.Tensors(op.Inputs(i))).Buffer():
-                continue
-            found = looked_up if tables.get(kind) == i else read
-            found.add(tensor.Buffer())
-            quantization = tensor.Quantization()
-            if quantization and quantization.DetailsType() == schema.QuantizationDetails.BlockwiseQuantization:
-                blocks = schema.BlockwiseQuantization()  # int4 blocks: their scales are a tensor of their own
-                blocks.Init(quantization.Details().Bytes, quantization.Details().Pos)
-                found.add(graph.Tensors(blocks.Scales()).Buffer())
-    sizes = {
-        b: model.Buffers(b).Size() if model.Buffers(b).Offset() > 1 else model.Buffers(b).DataLength() for b in read
-    }
-    return sum(sizes.values())
 
 
 def format_bandwidth(path: str, tok_s: float, weight_bytes: int, bandwidth: float) -> str:

@@ -9,13 +9,14 @@ through the blocks, and jumps at one that is broken or too coarsely quantized.
 
 from __future__ import annotations
 
-import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from edge_models.tflite.reading import flat_model, mapped
 
 _BLOCK = re.compile(r"DecoderBlock_(\d+)(;\d*)?$")
 
@@ -33,10 +34,8 @@ class BlockError:
 
 def block_output_tensors(flatbuffer: bytes, subgraph: int) -> dict[int, int]:
     """Tensor index of each decoder block's output in `subgraph` (the last op output named after the block)."""
-    from ai_edge_litert import schema_py_generated as schema
-
     # The flat reader walks only the graph; the object API would unpack every weight buffer into Python.
-    graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(subgraph)
+    graph = flat_model(flatbuffer).Subgraphs(subgraph)
     found: dict[int, int] = {}
     for k in range(graph.OperatorsLength()):
         op = graph.Operators(k)
@@ -57,7 +56,7 @@ def compare_blocks(path: str | Path, model: torch.nn.Module, tokens: list[int]) 
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    with mapped(path) as data:
 
         def blocks_of(signature: str) -> dict[int, int]:
             return block_output_tensors(data, it._interpreter.GetSubgraphIndexFromSignature(signature))

@@ -1,4 +1,4 @@
-"""Check a .tflite against what LiteRT-LM / MediaPipe require (ARCHITECTURE.md §5).
+"""Check a .tflite against what LiteRT-LM / MediaPipe require (docs/file-formats.md).
 
 Runtime-safe: needs only ai-edge-litert and numpy.
 """

@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from edge_models.tflite.packing import aligned, lay_out, pack_laid_out, write_buffers
+
 # The projections a slot can sit on: our module path inside a decoder block, and the stem of its inputs' names.
 # Attention inputs are named as LiteRT-LM binds adapters (`lora_atten_q_a_prime_weight_3`: its LoRA input pattern,
 # runtime/util/lora_util.cc); feed-forward ones follow the same shape under `ffn_`, which LiteRT-LM does not bind.
@@ -42,53 +44,32 @@ class AdapterFileError(ValueError):
     pass
 
 
-def _aligned(n: int, to: int = _ALIGN) -> int:
-    return -(-n // to) * to
-
-
 def write_adapter_file(matrices: dict[str, np.ndarray], rank: int, out: BinaryIO, description: str = "") -> None:
     from ai_edge_litert import schema_py_generated as schema
-    from flatbuffers import Builder
 
     arrays = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in matrices.items()}
+    model = schema.ModelT()
+    model.version, model.description = 3, description
+    model.buffers = [schema.BufferT()]  # buffer 0 is empty by convention
+    graph = schema.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = [], [], [], []
+    for name, a in arrays.items():
+        buffer = schema.BufferT()
+        buffer.size = a.nbytes
+        model.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.name, tensor.shape, tensor.type = name, list(a.shape), schema.TensorType.FLOAT32
+        tensor.buffer = len(model.buffers) - 1
+        graph.tensors.append(tensor)
+    model.subgraphs = [graph]
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = RANK_KEY, rank
+    model.metadata = [entry]
 
-    def header(offsets: list[int]) -> bytes:
-        model = schema.ModelT()
-        model.version, model.description = 3, description
-        model.buffers = [schema.BufferT()]  # buffer 0 is empty by convention
-        graph = schema.SubGraphT()
-        graph.tensors, graph.inputs, graph.outputs, graph.operators = [], [], [], []
-        for (name, a), offset in zip(arrays.items(), offsets):
-            buffer = schema.BufferT()
-            buffer.offset, buffer.size = offset, a.nbytes
-            model.buffers.append(buffer)
-            tensor = schema.TensorT()
-            tensor.name, tensor.shape, tensor.type = name, list(a.shape), schema.TensorType.FLOAT32
-            tensor.buffer = len(model.buffers) - 1
-            graph.tensors.append(tensor)
-        model.subgraphs = [graph]
-        entry = schema.MetadataT()
-        entry.name, entry.buffer = RANK_KEY, rank
-        model.metadata = [entry]
-        builder = Builder(1024)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
-
-    # Offsets are fixed-width fields: placeholders give the final header length.
-    length = len(header([1] * len(arrays)))
-    offsets, position = [], _aligned(length)
-    for a in arrays.values():
-        offsets.append(position)
-        position = _aligned(position + a.nbytes)
-    head = header(offsets)
-    if len(head) != length:
-        raise RuntimeError("adapter header changed size between packings")
+    layout = lay_out(model, model.buffers[1:], _ALIGN)
     start = out.tell()
-    out.write(head)
-    for offset, a in zip(offsets, arrays.values()):
-        out.write(b"\0" * (start + offset - out.tell()))
-        out.write(a.tobytes())
-    out.write(b"\0" * (-(out.tell() - start) % _PAGE))
+    out.write(pack_laid_out(model, layout))
+    write_buffers(out, start, zip(model.buffers[1:], arrays.values()), aligned(layout.end, _PAGE))
 
 
 def read_adapter_file(path: str | Path) -> tuple[dict[str, np.ndarray], int]:

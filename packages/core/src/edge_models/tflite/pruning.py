@@ -7,12 +7,13 @@ weights they read are unchanged: only subgraphs, signature entries and buffers g
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge_models.convert.streaming import _aligned, _shared_quantization, pack_model
 from edge_models.io.files import write_atomically
+from edge_models.tflite.packing import has_offset, lay_out, pack_laid_out, shared_quantization, write_buffers
+from edge_models.tflite.reading import flat_model, mapped, signature_names
+from edge_models.tflite.tensors_read import tensors_read
 
 # Options that name other subgraphs (control flow): removing subgraphs would renumber them, so such files are refused.
 _SUBGRAPH_OPTIONS = ("IfOptions", "WhileOptions", "CallOnceOptions", "CallOptions")
@@ -20,15 +21,6 @@ _SUBGRAPH_OPTIONS = ("IfOptions", "WhileOptions", "CallOnceOptions", "CallOption
 
 class PruneError(ValueError):
     pass
-
-
-def signature_names(path: str | Path) -> list[str]:
-    """The file's signature keys, read from the flatbuffer without loading the model."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        model = schema.Model.GetRootAs(data, 0)
-        return [model.SignatureDefs(i).SignatureKey().decode() for i in range(model.SignatureDefsLength())]
 
 
 def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]) -> int:
@@ -39,11 +31,10 @@ def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]
     source, output, names = Path(source), Path(output), set(names)
     if source.resolve() == output.resolve():
         raise PruneError(f"{output}: would overwrite the file it is read from")
-    with open(source, "rb") as f:
-        # Not closed here: the parsed model's arrays point into the map until they are collected.
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    data = mapped(source)  # not closed here: the parsed model's arrays point into the map until they are collected
     model = schema.ModelT.InitFromPackedBuf(data, 0)  # offset buffers stay in the file: only the graph is read
-    _share_quantization(model, schema.Model.GetRootAs(data, 0))
+    flat = flat_model(data)
+    _share_quantization(model, flat)
     signatures = model.signatureDefs or []
     unknown = names - {s.signatureKey.decode() for s in signatures}
     if unknown:
@@ -62,35 +53,26 @@ def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]
         s.subgraphIndex = renumbered[s.subgraphIndex]
 
     # Weights reach every signature as tensors, read only where an op reads them.
-    read = [_read_tensors(graph) for graph in model.subgraphs]
+    read = [tensors_read(flat, i) for i in kept]
     used = {0} | {m.buffer for m in model.metadata or []}
     used |= {graph.tensors[t].buffer for graph, ts in zip(model.subgraphs, read) for t in ts}
     for graph, ts in zip(model.subgraphs, read):
         for t, tensor in enumerate(graph.tensors or []):
             if t not in ts and tensor.buffer not in used:
                 tensor.buffer = 0
-    copies: list[tuple[object, int, int]] = []  # (buffer, its offset in source, size)
+    copies: list[tuple[object, int]] = []  # (buffer, its offset in source)
     for index, buffer in enumerate(model.buffers):
         if index not in used:
             model.buffers[index] = schema.BufferT()  # indices stay: tensors name buffers by position
-        elif buffer.offset is not None and buffer.offset > 1:
-            copies.append((buffer, buffer.offset, buffer.size))
-            buffer.offset = 2**62  # fixed-width placeholders: packing now gives the final header length
-    head_len = len(pack_model(model))
-    position = _aligned(head_len)
-    for buffer, _, size in copies:
-        buffer.offset = position
-        position = _aligned(position + size)
-    head = pack_model(model)
-    if len(head) != head_len:
-        raise RuntimeError("flatbuffer header changed size between packings")
+        elif has_offset(buffer):
+            copies.append((buffer, buffer.offset))
+    layout = lay_out(model, [buffer for buffer, _ in copies])
+    head = pack_laid_out(model, layout)
 
     def write(out) -> None:
+        start = out.tell()
         out.write(head)
-        for buffer, start, size in copies:
-            out.seek(buffer.offset)
-            out.write(data[start : start + size])
-        out.truncate(position)
+        write_buffers(out, start, ((b, data[at : at + b.size]) for b, at in copies), layout.end)
 
     def check(path: Path) -> None:
         left = signature_names(path)
@@ -104,7 +86,7 @@ def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]
 def _share_quantization(model, flat) -> None:
     """One object per quantization table the source shares between subgraphs (the object API reads a copy per
     tensor), packed once again: else per-row scales repeat per signature, 3 MB each on Gemma 3's embedding."""
-    shared, seen = _shared_quantization(), {}
+    shared, seen = shared_quantization(), {}
     for g, graph in enumerate(model.subgraphs):
         tensors = flat.Subgraphs(g)
         for t, tensor in enumerate(graph.tensors or []):
@@ -117,17 +99,3 @@ def _share_quantization(model, flat) -> None:
             else:
                 tensor.quantization.__class__ = shared
                 seen[position] = tensor.quantization
-
-
-def _read_tensors(graph) -> set[int]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    ops = graph.operators or []
-    found = {int(t) for op in ops for ts in (op.inputs, op.outputs, op.intermediates) if ts is not None for t in ts}
-    found |= {int(t) for ts in (graph.inputs, graph.outputs) if ts is not None for t in ts}
-    found -= {-1}  # an optional input left out
-    for t in list(found):
-        quantization = graph.tensors[t].quantization
-        if quantization is not None and quantization.detailsType == schema.QuantizationDetails.BlockwiseQuantization:
-            found |= {quantization.details.scales, quantization.details.zeroPoints} - {-1}  # int4 blocks' tensors
-    return found
