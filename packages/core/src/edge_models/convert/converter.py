@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_models.convert import parallel
 from edge_models.convert.export import ExportSettings, lower_signatures
 from edge_models.io.files import write_atomically
 from edge_models.layers import Decoder
@@ -102,7 +101,7 @@ def convert(
             read = transformed.enter_context(_split_rows(model, recipe.lead_rows[0], read))
         if recipe.unties(model):
             read = transformed.enter_context(_untied(model, read))
-        _write(model, output, settings, recipe, read, say, low_memory, workers, calibration, calibrated)
+        worker_peak = _write(model, output, settings, recipe, read, say, low_memory, workers, calibration, calibrated)
     result = ConvertResult(
         path=output,
         size_bytes=output.stat().st_size,
@@ -110,7 +109,7 @@ def convert(
         seconds=time.perf_counter() - started,
         peak_rss_bytes=peak_rss_bytes(),
         recipe=recipe.text,
-        worker_peak_rss_bytes=parallel.worker_peak_rss_bytes if workers > 1 else 0,
+        worker_peak_rss_bytes=worker_peak,
     )
     say(result.summary())
     return result
@@ -127,9 +126,10 @@ def _write(
     workers: int,
     calibration: list[list[int]] | None,
     calibrated: CalibrationResult | None,
-) -> None:
+) -> int:
     """The file of `model` as the transforms left it: streamed one weight at a time where the writer stores every
-    scheme of `recipe`, else through litert-torch's float flatbuffer and ai-edge-quantizer."""
+    scheme of `recipe`, else through litert-torch's float flatbuffer and ai-edge-quantizer. Returns the largest
+    export worker's peak resident memory (0 without workers)."""
     from edge_models.convert import streaming
 
     model = model.eval()
@@ -146,21 +146,21 @@ def _write(
     calibrated = _calibrated(model, recipe, calibration, calibrated, weights, say)
     if calibrated is not None:
         with calibrated.applied_to(model):
-            streaming.convert_streaming(
+            return streaming.convert_streaming(
                 model, output, settings, recipe, weights, say, check, workers, calibrated.encoded
             )
-    elif streams:
-        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers)
-    else:
-        if weights is not None:
-            say("this recipe needs every weight in memory: reading them all")
-            _materialize(model, weights)
-        flatbuffer = _lower(model, settings, say)
-        if not recipe.is_float32:
-            say(f"quantizing with recipe {recipe.text}")
-            flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
-        say(f"writing and checking {output}")
-        write_atomically(output, lambda f: f.write(flatbuffer), check)
+    if streams:
+        return streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers)
+    if weights is not None:
+        say("this recipe needs every weight in memory: reading them all")
+        _materialize(model, weights)
+    flatbuffer = _lower(model, settings, say)
+    if not recipe.is_float32:
+        say(f"quantizing with recipe {recipe.text}")
+        flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
+    say(f"writing and checking {output}")
+    write_atomically(output, lambda f: f.write(flatbuffer), check)
+    return 0
 
 
 @contextlib.contextmanager

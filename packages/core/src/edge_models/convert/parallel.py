@@ -19,10 +19,6 @@ from edge_models.layers import Decoder
 from edge_models.runtime.memory import peak_rss_bytes
 from edge_models.tflite.merging import merge_models
 
-# The largest export worker's own peak resident memory in the last `export_in_parallel`, for the summary line.
-worker_peak_rss_bytes = 0
-
-
 # export(model, settings, shapes, only=None): the skeleton of `only`'s signatures (`streaming.export_signatures`); a
 # module-level function, so that it travels to the workers by name.
 Export = Callable[..., bytes]
@@ -30,9 +26,10 @@ Export = Callable[..., bytes]
 
 def export_in_parallel(
     model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], workers: int, export: Export
-) -> bytes:
-    """The skeleton `export` makes, its signatures shared round-robin between `workers` processes (this one included).
-    `model`'s large parameters must already be detached."""
+) -> tuple[bytes, int]:
+    """The skeleton `export` makes, its signatures shared round-robin between `workers` processes (this one included),
+    and the largest worker's own peak resident memory (0 when exported here alone). `model`'s large parameters must
+    already be detached."""
     import multiprocessing
 
     try:
@@ -40,17 +37,16 @@ def export_in_parallel(
     except (pickle.PicklingError, AttributeError, TypeError) as e:
         # A plugin's module holding a lambda or a closure cannot travel; export here, one signature at a time.
         warnings.warn(f"exporting in one process: the model cannot be sent to another ({e})", stacklevel=2)
-        return export(model, settings, shapes)
+        return export(model, settings, shapes), 0
     names = settings.signature_names()
     groups = [names[k::workers] for k in range(min(workers, len(names)))]
     # spawn: a forked child would inherit torch's thread pools and locks mid-use.
-    global worker_peak_rss_bytes
     with ProcessPoolExecutor(len(groups) - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending = [pool.submit(_export_group, export, blob, settings, shapes, group) for group in groups[1:]]
         parts = [export(model, settings, shapes, groups[0])]
         results = [job.result() for job in pending]
-    worker_peak_rss_bytes = max((peak for _, peak in results), default=0)
-    return merge_models(parts + [part for part, _ in results])
+    worker_peak = max((peak for _, peak in results), default=0)
+    return merge_models(parts + [part for part, _ in results]), worker_peak
 
 
 def _export_group(

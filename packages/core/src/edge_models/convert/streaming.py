@@ -87,14 +87,15 @@ def _weights_detached(model: Decoder, params: list[str]) -> Iterator[None]:
 
 def export_skeleton(
     model: Decoder, settings: ExportSettings, shapes: dict[str, tuple[int, ...]], workers: int = 1
-) -> bytes:
-    """The converted graph with `shapes`' parameters as inputs named `weights_<param with __>`.
+) -> tuple[bytes, int]:
+    """The converted graph with `shapes`' parameters as inputs named `weights_<param with __>`, and the peak resident
+    memory of the largest export worker (0 without).
 
     With `workers` > 1 the signatures are exported by that many processes at once (`convert.parallel`)."""
     with _weights_detached(model, list(shapes)):
         if workers > 1 and len(settings.signatures()) > 1:
             return export_in_parallel(model, settings, shapes, workers, export_signatures)
-        return export_signatures(model, settings, shapes)
+        return export_signatures(model, settings, shapes), 0
 
 
 def export_signatures(
@@ -128,10 +129,10 @@ def convert_streaming(
     check: Callable[[Path], None] | None = None,
     workers: int = 1,
     encoded: dict[str, EncodedWeight] | None = None,
-) -> None:
+) -> int:
     """Export the skeleton of `model` (`workers` processes at once), then write `output` with each 2-D weight from
     `encoded` (already in its stored form) or `read(param)` (default: the model's own tensor), in the scheme
-    `recipe` gives it."""
+    `recipe` gives it. Returns the largest export worker's peak resident memory (0 without workers)."""
     from edge_models.io.files import write_atomically
 
     say = progress or (lambda _m: None)
@@ -147,7 +148,7 @@ def convert_streaming(
         f"exporting the graph of {len(settings.signature_names())} signatures without its {len(shapes)} weights"
         + (f" ({workers} processes)" if workers > 1 else "")
     )
-    skeleton = export_skeleton(model, settings, shapes, workers)
+    skeleton, worker_peak = export_skeleton(model, settings, shapes, workers)
     say(f"writing {len(shapes)} weights one at a time ({recipe.text})")
     weight_bytes = sum(sum(stored_bytes(formats[p], *shape)) for p, shape in shapes.items())
     write_atomically(
@@ -156,3 +157,4 @@ def convert_streaming(
         check,
         size_hint=len(skeleton) + weight_bytes,
     )
+    return worker_peak
