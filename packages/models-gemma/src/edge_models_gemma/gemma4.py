@@ -169,7 +169,7 @@ TINY_GEMMA4 = {
     "sliding_window": 8,
     "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention", "full_attention"],
     "num_kv_shared_layers": 2,
-    "hidden_size_per_layer_input": 16,
+    "hidden_size_per_layer_input": 32,
     "vocab_size_per_layer_input": 256,
     "use_double_wide_mlp": True,
     "final_logit_softcapping": 30.0,

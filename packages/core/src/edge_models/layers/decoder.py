@@ -63,7 +63,7 @@ class DecoderBlock(nn.Module):
             m = self.post_mlp_norm(m)
         x = x + self.scaled(m)
         if self.per_layer_gate is not None:
-            x = self.per_layer_gate(x, per_layer_input)
+            x = x + self.per_layer_gate(x, per_layer_input)
         if self.layer_scalar is not None:
             x = x * self.layer_scalar
         return x, k_cache, v_cache

@@ -43,7 +43,8 @@ class PerLayerEmbedding(nn.Module):
 
 
 class PerLayerGate(nn.Module):
-    """x + norm(projection(act(gate(x)) * per_layer_input)): one block's share of the per-layer inputs."""
+    """norm(projection(act(gate(x)) * per_layer_input)): one block's share of the per-layer inputs, which the block
+    adds to its output (the add stays the block's own op, where `edge_models.debug` finds the block's output)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -56,4 +57,4 @@ class PerLayerGate(nn.Module):
         self.act = activation(cfg.mlp.activation)
 
     def forward(self, x: torch.Tensor, per_layer_input: torch.Tensor) -> torch.Tensor:
-        return x + self.norm(self.projection(self.act(self.gate(x)) * per_layer_input))
+        return self.norm(self.projection(self.act(self.gate(x)) * per_layer_input))
