@@ -170,3 +170,98 @@ def test_text_decoder_of_a_multimodal_checkpoint(tmp_path, capsys):
         logits, _ = ours(ids, torch.arange(12), ours.empty_cache(16))
         expected = ref(input_ids=ids).logits
     assert float((logits - expected).abs().max()) <= 1e-4
+
+
+# --- conversion -------------------------------------------------------------------------------------------------
+
+
+def _table_uses(path) -> dict[tuple[str, str], int]:
+    """(op, tensor type) -> count, over every subgraph, of the ops reading the per-layer table."""
+    from collections import Counter
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    uses: Counter = Counter()
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for k in range(graph.OperatorsLength()):
+            op = graph.Operators(k)
+            code = model.OperatorCodes(op.OpcodeIndex())
+            name = ops[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+            for j in range(op.InputsLength()):
+                index = op.Inputs(j)
+                if index >= 0 and b"per_layer_embedding__table" in graph.Tensors(index).Name():
+                    uses[(name, types[graph.Tensors(index).Type()])] += 1
+    return dict(uses)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe,storage", [("int8", "INT8"), ("int4-block32", "INT4")])
+def test_quantized_file_gathers_the_per_layer_table_and_caches_producers_only(recipe, storage, tmp_path):
+    """The per-layer table is stored quantized and only ever indexed (one EMBEDDING_LOOKUP per signature, never a
+    FULLY_CONNECTED); the file has KV inputs for the three layers that write a cache, not the two that share; the
+    verify and shortlist signatures convert too."""
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.runtime import LiteRTModel
+
+    ours, _ = _ours_and_ref(tmp_path)
+    settings = ExportSettings((8,), 32, decode_windows=(), prefill_windows=(), verify_lengths=(4,), shortlist=8)
+    path = convert(ours, tmp_path / f"g4-{recipe}.tflite", settings, recipe, progress=None).path
+    signatures = settings.signature_names()
+    assert _table_uses(path) == {("EMBEDDING_LOOKUP", storage): len(signatures)}
+    lite = LiteRTModel(path)
+    assert sorted(lite._cache_spec) == [f"kv_cache_{kv}_{i}" for kv in "kv" for i in range(3)]
+    assert lite.decode(5, 0).shape == (256,)
+
+
+@pytest.mark.slow
+def test_litertlm_bundle_has_the_gemma4_type_and_runs_in_litert_lm(tmp_path):
+    """The tiny model as a .litertlm with LiteRT-LM's Gemma4 model type: LiteRT-LM 0.18.1 loads it and its greedy
+    text equals our runtime's."""
+    litert_lm = pytest.importorskip("litert_lm")
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.runtime import Generator
+    from edge_models.testing import train_sentencepiece
+    from edge_models_bundler import write_bundle
+    from edge_models_bundler.options import resolve_options
+
+    ours, _ = _ours_and_ref(tmp_path)
+    tflite = convert(ours, tmp_path / "m.tflite", ExportSettings((8,), 64), "int8", progress=None).path
+    tokenizer = train_sentencepiece(tmp_path / "tok.model")
+    options = resolve_options("gemma4", start_token="<s>", stop_tokens=("</s>",))
+    assert options.litertlm_model_type == "gemma4"
+    bundle = tmp_path / "m.litertlm"
+    write_bundle(bundle, tflite, tokenizer, options)
+
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    from edge_models_bundler.litertlm import _metadata
+
+    meta = llm_metadata_pb2.LlmMetadata.FromString(_metadata(options, _sp(tokenizer), 64))
+    assert meta.llm_model_type.WhichOneof("model_type") == "gemma4"
+
+    gen = Generator.open(bundle)
+    ids = gen.encode("kalo mine ruta")
+    expected = gen.tokenizer.decode(list(gen.generate_ids(ids, 16, speculate=False)))
+    engine = litert_lm.Engine(str(bundle))
+    try:
+        session = engine.create_session(
+            apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=16
+        )
+        session.run_prefill(["kalo mine ruta"])
+        text = session.run_decode().texts[0]
+        session.close()
+    finally:
+        engine.close()
+    assert text == expected and text
+
+
+def _sp(path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    sp.Load(str(path))
+    return sp
