@@ -138,7 +138,7 @@ def test_unsupported_settings_are_named_in_one_error():
 
 
 @pytest.mark.slow
-def test_text_decoder_of_a_multimodal_checkpoint(tmp_path, capsys):
+def test_text_decoder_of_a_multimodal_checkpoint(tmp_path, capsys, run):
     """A Gemma4ForConditionalGeneration checkpoint: `auto` finds Gemma 4, the text decoder loads, the vision and
     audio towers are left out with a message naming them, and the logits are transformers' on text input."""
     import transformers
@@ -170,6 +170,36 @@ def test_text_decoder_of_a_multimodal_checkpoint(tmp_path, capsys):
         logits, _ = ours(ids, torch.arange(12), ours.empty_cache(16))
         expected = ref(input_ids=ids).logits
     assert float((logits - expected).abs().max()) <= 1e-4
+    # `verify` compares with the checkpoint's own class (a text-only class would not find the decoder's weights).
+    result = run("verify", "auto", "--checkpoint", tmp_path / "mm")
+    assert result.exit_code == 0 and "PASSED" in result.output, result.output
+
+
+def test_calibration_runs_blocks_as_the_model_does(tmp_path):
+    """GPTQ calibrates block by block: with per-layer inputs and KV sharing, running the blocks one after another
+    through the calibration runner gives the model's own hidden states."""
+    from edge_models.models import random_model
+    from edge_models.quantize.calibrate import _BlockRunner
+
+    model = random_model(gemma4_config_from_hf(TINY_GEMMA4), seed=2)
+    ids = torch.randint(0, 256, (12,), generator=torch.Generator().manual_seed(3)).tolist()
+    x = model.embed_tokens(torch.tensor([ids])) * torch.tensor(model.embedding_scale)
+    run_block = _BlockRunner(model, [ids], [x], None)
+    with torch.no_grad():
+        for i, block in enumerate(model.layers):
+            x = run_block(block, i, 0, x)
+        expected, _ = model.hidden_states(torch.tensor([ids]), torch.arange(12), model.empty_cache(12))
+    assert torch.allclose(model.final_norm(x), expected, atol=1e-5)
+
+
+def test_auto_recipe_is_refused_with_a_reason():
+    from edge_models.models import random_model
+    from edge_models.quantize.auto import Target, choose_recipe
+    from edge_models.quantize.recipes import RecipeError
+
+    model = random_model(gemma4_config_from_hf(TINY_GEMMA4))
+    with pytest.raises(RecipeError, match="per-layer inputs"):
+        choose_recipe(model, [[1, 2, 3]], Target(max_size=10**6))
 
 
 # --- conversion -------------------------------------------------------------------------------------------------
@@ -199,17 +229,18 @@ def _table_uses(path) -> dict[tuple[str, str], int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe,storage", [("int8", "INT8"), ("int4-block32", "INT4")])
+@pytest.mark.parametrize("recipe,storage", [("int8-gptq", "INT8"), ("int4-block32", "INT4")])
 def test_quantized_file_gathers_the_per_layer_table_and_caches_producers_only(recipe, storage, tmp_path):
     """The per-layer table is stored quantized and only ever indexed (one EMBEDDING_LOOKUP per signature, never a
     FULLY_CONNECTED); the file has KV inputs for the three layers that write a cache, not the two that share; the
-    verify and shortlist signatures convert too."""
+    verify and shortlist signatures convert too, and GPTQ calibrates through the shared caches."""
     from edge_models.convert import ExportSettings, convert
     from edge_models.runtime import LiteRTModel
 
     ours, _ = _ours_and_ref(tmp_path)
     settings = ExportSettings((8,), 32, decode_windows=(), prefill_windows=(), verify_lengths=(4,), shortlist=8)
-    path = convert(ours, tmp_path / f"g4-{recipe}.tflite", settings, recipe, progress=None).path
+    windows = [torch.randint(0, 256, (16,), generator=torch.Generator().manual_seed(s)).tolist() for s in range(2)]
+    path = convert(ours, tmp_path / f"g4-{recipe}.tflite", settings, recipe, progress=None, calibration=windows).path
     signatures = settings.signature_names()
     assert _table_uses(path) == {("EMBEDDING_LOOKUP", storage): len(signatures)}
     lite = LiteRTModel(path)
