@@ -246,6 +246,15 @@ def test_quantized_file_gathers_the_per_layer_table_and_caches_producers_only(re
     lite = LiteRTModel(path)
     assert sorted(lite._cache_spec) == [f"kv_cache_{kv}_{i}" for kv in "kv" for i in range(3)]
     assert lite.decode(5, 0).shape == (256,)
+    # bench reads the file's shape as the model's (3 cache layers are the 5-layer model's producers) and counts the
+    # per-layer table in the parameters but not in the bytes decode reads per token (one row of it is looked up).
+    from edge_models.bench import decode_weight_bytes, model_shape
+
+    shape = model_shape(path.read_bytes())
+    assert shape.differences(ours.config) == []
+    assert shape.parameters >= ours.per_layer_embedding.table.weight.numel()
+    table_bytes = ours.per_layer_embedding.table.weight.numel() * (1 if storage == "INT8" else 0.5)
+    assert decode_weight_bytes(path.read_bytes()) < path.stat().st_size - table_bytes
 
 
 @pytest.mark.slow
