@@ -18,7 +18,14 @@ from edge_models import (
 )
 from edge_models.hf_config import UnsupportedConfigError, layer_types, require, rope_parameters
 from edge_models_gemma.gemma4 import ARCHITECTURES as GEMMA4_ARCHITECTURES
-from edge_models_gemma.gemma4 import GEMMA4_E2B, GEMMA4_E4B, GEMMA4_NAMES, TINY_GEMMA4, gemma4_config_from_hf
+from edge_models_gemma.gemma4 import (
+    GEMMA4_E2B,
+    GEMMA4_E4B,
+    GEMMA4_NAMES,
+    GEMMA4_TOKENS,
+    TINY_GEMMA4,
+    gemma4_config_from_hf,
+)
 
 __version__ = "0.1.0"
 
@@ -320,4 +327,6 @@ def register_models(register):
     ):
         spec = _spec(name, published, TINY_GEMMA4, gemma4_config_from_hf, GEMMA4_NAMES, description)
         # Published checkpoints are image-text-audio models: their text decoder is read, the other towers left out.
-        register(dataclasses.replace(spec, family="gemma4", architectures=GEMMA4_ARCHITECTURES))
+        register(
+            dataclasses.replace(spec, family="gemma4", architectures=GEMMA4_ARCHITECTURES, tokenizer=GEMMA4_TOKENS)
+        )

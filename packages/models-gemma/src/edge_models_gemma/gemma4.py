@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from edge_models import AttentionConfig, MLPConfig, ModelConfig, NormConfig, RopeConfig, TensorNames
+from edge_models import (
+    AttentionConfig,
+    MLPConfig,
+    ModelConfig,
+    NormConfig,
+    PromptTemplate,
+    RopeConfig,
+    TensorNames,
+    TokenizerDefaults,
+)
 from edge_models.config import PerLayerEmbeddingConfig
 from edge_models.hf_config import attempt, check_fields, layer_types, require, rope_parameters
 
@@ -149,6 +158,18 @@ def _names() -> TensorNames:
 
 
 GEMMA4_NAMES = _names()
+
+# Gemma 4 renamed Gemma 3's turn markers; `<turn|>` ends a turn and a reply. A checkpoint's own chat template (and
+# tokenizer files) win over these when given.
+GEMMA4_CHAT = PromptTemplate(
+    user_prefix="<|turn>user\n",
+    user_suffix="<turn|>\n",
+    model_prefix="<|turn>model\n",
+    model_suffix="<turn|>\n",
+    system_prefix="<|turn>system\n",
+    system_suffix="<turn|>\n",
+)
+GEMMA4_TOKENS = TokenizerDefaults(start_token="<bos>", stop_tokens=("<eos>", "<turn|>"), template=GEMMA4_CHAT)
 
 # Both attention types, per-layer inputs, KV sharing (one shared layer of each type), double-wide MLPs there, wider
 # global heads with their own KV-head count, proportional RoPE, a window shorter than the test prompts.
