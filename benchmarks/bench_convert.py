@@ -135,7 +135,7 @@ def write_streamed_checkpoint(model: str, directory: Path, shard_bytes: int = 2 
 def convert_child(converter: str, model: str, checkpoint: str, output: str, recipe: str, jobs: int, events) -> None:
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
-    from edge_models.models import load_for_spec
+    from edge_models.kinds.decoder import load_for_spec
 
     def progress(message: str) -> None:
         events.put(("stage", message))
@@ -152,7 +152,7 @@ def convert_child(converter: str, model: str, checkpoint: str, output: str, reci
 
         from edge_models.convert import export
         from edge_models.convert.converter import _lower
-        from edge_models.fileio import write_atomically
+        from edge_models.io.files import write_atomically
         from edge_models.quantize import parse_recipe
         from edge_models.quantize.ai_edge import quantize_flatbuffer
 
@@ -282,7 +282,7 @@ def main() -> int:
             record[converter] = row
             print(json.dumps(row), flush=True)
         if len(outputs) == 2 and all(p.exists() for p in outputs.values()):
-            from edge_models.bench import run_measured
+            from edge_models.tools.measured import run_measured
 
             record["outputs"] = run_measured(compare_outputs, *(str(p) for p in outputs.values()))[0]
         if all(record.get(c, {}).get("result") == "ok" for c in CONVERTERS):

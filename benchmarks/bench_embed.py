@@ -48,7 +48,7 @@ def main() -> int:
     import transformers
 
     from edge_models.convert.encoder import convert_encoder
-    from edge_models.encoders import find_encoder, load_encoder_for_spec
+    from edge_models.kinds.encoder import find_encoder, load_encoder_for_spec
     from edge_models.runtime.embedder import Embedder
 
     spec = find_encoder(args.model, args.checkpoint)

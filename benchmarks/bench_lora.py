@@ -8,7 +8,7 @@ disk against N merged files.
 Converts the model twice with the default recipe (int8-gptq): once with LoRA inputs of `--rank` on `--targets`
 (default: every projection), once plain (what a merged file costs). The adapter is a peft-layout directory written
 here with random matrices of the checkpoint's names and shapes (speed and size do not depend on the values;
-`tests/test_lora.py` checks the numbers against peft). Each file is timed with `edge_models.bench.bench_tflite`,
+`tests/test_lora.py` checks the numbers against peft). Each file is timed with `edge_models.tools.bench.bench_tflite`,
 alternating, best of two rounds.
 """
 
@@ -68,10 +68,11 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from edge_models.bench import bench_tflite, run_measured
-    from edge_models.lora import pack, read_adapter, write_packed
-    from edge_models.models import resolve_config, resolve_spec
+    from edge_models.kinds.decoder import resolve_config, resolve_spec
+    from edge_models.loader.peft_adapter import pack, read_adapter, write_packed
     from edge_models.runtime import LiteRTModel
+    from edge_models.tools.bench import bench_tflite
+    from edge_models.tools.measured import run_measured
 
     spec = resolve_spec(args.model, args.checkpoint)
     config = resolve_config(spec, args.checkpoint)

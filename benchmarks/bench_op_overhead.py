@@ -17,14 +17,15 @@ from pathlib import Path
 
 from bench_recipes import KV, PREFILL, SHAPE_135M
 
-from edge_models.bench import bench_tflite, run_measured
+from edge_models.tools.bench import bench_tflite
+from edge_models.tools.measured import run_measured
 
 THIN = {"hidden_size": 64, "intermediate_size": 64, "vocab_size": 512}
 
 
 def convert_shape(thin: bool, out: str) -> int:
     from edge_models.convert import ExportSettings, convert
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models_tinyllama import llama_config_from_hf
 
     shape = {**SHAPE_135M, **(THIN if thin else {})}

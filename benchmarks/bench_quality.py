@@ -27,9 +27,9 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from edge_models.bench import run_measured
 from edge_models.quantize.recipes import SCHEMES
 from edge_models.runtime.speculative import common_prefix
+from edge_models.tools.measured import run_measured
 
 KV = 1024  # window length in positions (BOS included) = the KV cache of the exported files
 STRIDE = 512  # windows start this many text tokens apart; each token is scored once, in the first window reaching it
@@ -45,7 +45,7 @@ TEXT = HERE / "data" / "eval_text.txt"
 
 
 def prompts() -> list[str]:
-    from edge_models.demo import VERIFY_PROMPTS  # the five prompts `nox -s demo` verifies with
+    from edge_models.tools.demo import VERIFY_PROMPTS  # the five prompts `nox -s demo` verifies with
 
     return list(VERIFY_PROMPTS)
 
@@ -103,8 +103,8 @@ def job_transformers(
 ) -> dict:
     import torch
 
-    from edge_models.models import resolve_spec
-    from edge_models.verify import load_reference, reference_greedy
+    from edge_models.kinds.decoder import resolve_spec
+    from edge_models.kinds.decoder_verify import load_reference, reference_greedy
 
     torch.set_num_threads(threads)
     ref = load_reference(resolve_spec(model_name), gguf)
@@ -123,8 +123,8 @@ def job_pytorch(
 ) -> dict:
     import torch
 
-    from edge_models.models import load_for_spec, resolve_spec
-    from edge_models.verify import greedy_with_cache
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
+    from edge_models.kinds.decoder_verify import greedy_with_cache
 
     torch.set_num_threads(threads)
     model = load_for_spec(resolve_spec(model_name), gguf).eval()
@@ -154,8 +154,8 @@ def job_pytorch_speed(model_name: str, gguf: str, threads: int) -> float:
     """PyTorch eager decode speed, alone in its process (as each .tflite's is)."""
     import torch
 
-    from edge_models.bench import bench_torch_model
-    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
+    from edge_models.tools.bench import bench_torch_model
 
     torch.set_num_threads(threads)
     model = load_for_spec(resolve_spec(model_name), gguf).eval()
@@ -169,7 +169,7 @@ def job_convert(
     import time
 
     from edge_models.convert import ExportSettings, convert
-    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
     from edge_models.quantize.auto import Target, choose_recipe, parse_percent, parse_size
 
     started = time.perf_counter()
@@ -232,7 +232,7 @@ def job_tflite(path: str, tokens: list[int], bos: int, prompt_ids: list[list[int
 
 
 def job_bench(path: str, threads: int) -> float:
-    from edge_models.bench import bench_tflite
+    from edge_models.tools.bench import bench_tflite
 
     return bench_tflite(path, decode_tokens=DECODE_TOKENS, threads=threads).decode_tok_s
 
@@ -411,7 +411,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    from edge_models.models import resolve_spec
+    from edge_models.kinds.decoder import resolve_spec
     from edge_models.quantize.calibration_data import tokenized_calibration, tokenized_held_out_split
     from edge_models.runtime import load_tokenizer
 
@@ -551,7 +551,7 @@ How each column is measured:
   rows use the runtime's own loop (prefill all but the last prompt token, then decode), argmax at each step.
 - **size MB**: the .tflite file (the `.task` adds the ~5 MB tokenizer). Each file is exported with one
   `prefill_{CHUNK}` signature with logits, `decode`, KV cache {KV}.
-- **decode tok/s**: `edge_models.bench.bench_tflite(path, decode_tokens={DECODE_TOKENS}, threads={args.threads})`
+- **decode tok/s**: `edge_models.tools.bench.bench_tflite(path, decode_tokens={DECODE_TOKENS}, threads={args.threads})`
   in a fresh process (LiteRT CompiledModel, KV cache bound in place). The `pytorch fp32` figure is PyTorch eager
   on our decoder (`bench_torch_model`, {args.threads} threads), for comparison.
 - **convert s / peak GiB**: conversion time and the peak RSS of the conversion's own process.

@@ -14,8 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge_models.bench import BenchRow, bench_tflite, format_table, run_measured
 from edge_models.quantize.recipes import SCHEMES
+from edge_models.tools.bench import BenchRow, bench_tflite, format_table
+from edge_models.tools.measured import run_measured
 
 SHAPE_135M = {
     "architectures": ["LlamaForCausalLM"],
@@ -38,7 +39,7 @@ KV = 1024
 
 
 def model_135m():
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models_tinyllama import llama_config_from_hf
 
     return random_model(llama_config_from_hf(SHAPE_135M), seed=0, std=0.02)
@@ -57,7 +58,7 @@ def bench_one(path: str, decode_tokens: int, threads: int, engine: str = "compil
 def bench_eager(decode_tokens: int, threads: int) -> BenchRow:
     import torch
 
-    from edge_models.bench import bench_torch_model
+    from edge_models.tools.bench import bench_torch_model
 
     torch.set_num_threads(threads)
     return bench_torch_model(model_135m(), "pytorch eager fp32", PREFILL, decode_tokens)

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from bench_recipes import KV, PREFILL, SHAPE_135M, bench_eager, convert_one, model_135m
 
-from edge_models.bench import BenchRow, bench_tflite, format_table, run_measured
 from edge_models.convert import ExportSettings
+from edge_models.tools.bench import BenchRow, bench_tflite, format_table
+from edge_models.tools.measured import run_measured
 
 THREADS = 2
 WITHOUT_WINDOWS = "edge-models int8, prefill_<N> and decode only (as LiteRT-LM runs it)"
@@ -182,7 +183,7 @@ def bench_llama_cpp(path: str, label: str, decode_tokens: int, threads: int, rep
     row.decode_tok_s = decode_tokens / best(decode)
     first = rng.integers(3, 49152, min(PREFILL)).tolist()
     row.first_token_ms = 1000 * best(lambda: prefill(first))
-    from edge_models.bench import _peak_rss
+    from edge_models.tools.bench import _peak_rss
 
     row.peak_rss_bytes = _peak_rss()
     return row

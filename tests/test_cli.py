@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
-from conftest import fails_cleanly
 from edge_models.testing import tiny_checkpoint, train_sentencepiece
+from helpers import fails_cleanly
 
 
 def test_recipes_lists_every_name(run):
@@ -47,6 +48,7 @@ def test_unsupported_config_field_is_named(run, tmp_path):
     fails_cleanly(run("convert", "auto", "--checkpoint", ckpt), "rope scaling type 'yarn' is not supported")
 
 
+@pytest.mark.slow
 def test_convert_auto_then_generate(run, tmp_path, monkeypatch):
     from edge_models import registry
     from edge_models.convert.prune import signature_names
@@ -87,13 +89,14 @@ def test_convert_auto_then_generate(run, tmp_path, monkeypatch):
     assert "logits" in debug.output
 
 
+@pytest.mark.slow
 def test_phi2_tokenizer_json_stops_at_endoftext(run, tmp_path):
     """Phi-2's default stop token, read through an HF byte-level BPE tokenizer.json, ends generation."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models.testing import corpus
 
     tok = Tokenizer(models.BPE())

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_reference, markov_text, read_hf_config, save_reference, trained_tiny_model
 from edge_models import registry
 from edge_models.convert import ExportSettings, all_schemes, convert, parse_recipe
-from edge_models.models import load_for_spec
+from edge_models.kinds.decoder import load_for_spec
+from edge_models.kinds.decoder_verify import reference_greedy
 from edge_models.runtime import LiteRTModel
-from edge_models.verify import reference_greedy
-from test_families import CASES, VARIANTS
+from edge_models.testing import build_reference, save_reference
+from helpers import read_hf_config
+from helpers.families import CASES, VARIANTS
+from helpers.trained import markov_text, trained_tiny_model
 
 KV = 64
 SETTINGS = ExportSettings(prefill_lengths=(8, 16), kv_cache_len=KV, prefill_logits=True)
@@ -46,6 +48,7 @@ def _torch_logits(model, ids, start=0, cache=None):
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.slow
 def test_fp32_tflite_matches_torch(name, converted):
     ours, _, path = converted(name)
     lite = LiteRTModel(path)
@@ -67,6 +70,7 @@ def test_fp32_tflite_matches_torch(name, converted):
 @pytest.mark.parametrize(
     "name,label,overrides", [(n, "", None) for n in CASES] + VARIANTS, ids=CASES + [f"{v[0]}-{v[1]}" for v in VARIANTS]
 )
+@pytest.mark.slow
 def test_tflite_greedy_equals_transformers_generate(name, label, overrides, converted):
     _, ref, path = converted(name, label, overrides)
     lite = LiteRTModel(path)
@@ -81,10 +85,11 @@ def test_tflite_greedy_equals_transformers_generate(name, label, overrides, conv
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.slow
 def test_debug_finds_every_block_through_decode(name, converted):
     """A prompt longer than every prefill signature goes through `decode` one token at a time, the path `debug`
     takes on files whose prefill signatures dropped their last block: every block found, each equal to torch."""
-    from edge_models.debug import compare_blocks, format_report
+    from edge_models.tools.debug import compare_blocks, format_report
 
     ours, _, path = converted(name)
     ids = torch.randint(0, 256, (20,), generator=torch.Generator().manual_seed(9)).tolist()
@@ -110,6 +115,7 @@ def recipe_model(tmp_path_factory):
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.slow
 def test_every_recipe_converts_and_agrees_with_fp32(recipe, recipe_model):
     model, root = recipe_model
     settings = ExportSettings(prefill_lengths=(64,), kv_cache_len=128, prefill_logits=True)
@@ -128,6 +134,7 @@ def test_every_recipe_converts_and_agrees_with_fp32(recipe, recipe_model):
         assert result.size_bytes < fp32_size, "quantized file is not smaller than the fp32 weights"
 
 
+@pytest.mark.slow
 def test_recipe_components_match_converted_tensor_names(converted):
     """Each component's regex must hit op outputs in a real file, or its recipe is silently a no-op."""
     import re
@@ -148,7 +155,7 @@ def test_recipe_components_match_converted_tensor_names(converted):
 
 def test_block_size_that_does_not_divide_is_refused_before_converting(tmp_path):
     from edge_models.convert import RecipeError
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     config = registry().get("llama").tiny_config.replace(hidden_size=96)
     model = random_model(config)
@@ -159,9 +166,10 @@ def test_block_size_that_does_not_divide_is_refused_before_converting(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_tied_embedding_needs_one_scheme_and_mixed_recipes_shrink_it(tmp_path):
     from edge_models.convert import RecipeError
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     model = random_model(registry().get("gemma3-270m").tiny_config)  # tied embeddings
     with pytest.raises(RecipeError, match=r"ties its embedding and LM head .*embedding=int8, lm_head=fp32.*two quant"):
@@ -173,10 +181,11 @@ def test_tied_embedding_needs_one_scheme_and_mixed_recipes_shrink_it(tmp_path):
     assert size < int8, (size, int8)
 
 
+@pytest.mark.slow
 def test_tied_matrix_in_two_quantized_schemes_is_stored_twice(tmp_path):
     """An int8 lookup (one row read per token) and an int4 head (read whole every token): the tied matrix is untied
     for the conversion, written once per scheme, and the model is tied again afterwards."""
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models.runtime import LiteRTModel
 
     model = random_model(registry().get("gemma3-270m").tiny_config)
@@ -203,12 +212,13 @@ def test_tied_matrix_in_two_quantized_schemes_is_stored_twice(tmp_path):
     assert cosine > 0.98, cosine
 
 
+@pytest.mark.slow
 def test_lead_rows_of_a_tied_matrix_in_their_own_scheme(tmp_path):
     """rows.K: the first K rows of the tied embedding/LM head stored as a matrix of their own (int8) beside the
     rest (int4); lookup and head compute what the whole matrix does, the model is whole again afterwards, and the
     file sits between all-int4 and all-int8 in size and fidelity."""
+    from edge_models.kinds.decoder import random_model
     from edge_models.layers.decoder import LMHead
-    from edge_models.models import random_model
     from edge_models.runtime import LiteRTModel
 
     # A vocabulary large enough for the matrix, not the graph, to decide the file sizes.
@@ -237,7 +247,7 @@ def test_lead_rows_of_a_tied_matrix_in_their_own_scheme(tmp_path):
 
 def test_lead_rows_recipe_errors(tmp_path):
     from edge_models.convert import RecipeError
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     with pytest.raises(RecipeError, match="more than one rows.K part"):
         parse_recipe("rows.8=int8,rows.16=int8")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from click.testing import CliRunner
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.debug import compare_blocks, first_jump, format_report
-from edge_models.models import load_for_spec, random_model
+from edge_models.kinds.decoder import load_for_spec, random_model
 from edge_models.testing import tiny_checkpoint, train_sentencepiece
+from edge_models.tools.debug import compare_blocks, first_jump, format_report
+
+pytestmark = pytest.mark.slow  # every test here converts a model
 
 SETTINGS = ExportSettings(prefill_lengths=(16,), kv_cache_len=32, prefill_logits=True)
 # As `edge-models convert` writes files: prefill signatures without logits, so their last block is dropped.

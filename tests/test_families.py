@@ -8,43 +8,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
-from edge_models.models import load_for_spec
-from edge_models.verify import compare
-
-SPECS = registry().entries()
-# One case per distinct (reference class, tiny config): presets of a family share theirs.
-_seen: set = set()
-CASES = []
-for entry in SPECS:
-    key = (entry.spec.reference_class, repr(sorted(entry.spec.tiny_hf_config.items())))
-    if key not in _seen:
-        _seen.add(key)
-        CASES.append(entry.spec.name)
-
-# Variants that exercise options the tiny presets do not: (spec, label, config overrides).
-VARIANTS = [
-    ("llama", "mha-tied", {"num_key_value_heads": 4, "tie_word_embeddings": True}),
-    (
-        "llama",
-        "llama3-rope",
-        {
-            "rope_scaling": {
-                "rope_type": "llama3",
-                "factor": 8.0,
-                "low_freq_factor": 1.0,
-                "high_freq_factor": 4.0,
-                "original_max_position_embeddings": 16,
-            }
-        },
-    ),
-    ("llama", "attention-bias", {"attention_bias": True, "mlp_bias": True}),
-    ("llama", "head-dim", {"head_dim": 48}),
-    ("phi-2", "qk-layernorm", {"qk_layernorm": True}),
-    # SmolLM3's explicit flags (1 = RoPE) in place of an interval: the first layer goes without.
-    ("smollm3", "no-rope-list", {"no_rope_layers": [0, 1, 1, 0]}),
-]
+from edge_models.kinds.decoder import load_for_spec
+from edge_models.kinds.decoder_verify import compare
+from edge_models.testing import build_reference, save_reference
+from helpers import read_hf_config
+from helpers.families import CASES, VARIANTS
 
 
 def _check(spec, hf_config, tmp_path, prompt_len=12, new_tokens=8):
@@ -59,6 +28,7 @@ def _check(spec, hf_config, tmp_path, prompt_len=12, new_tokens=8):
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.slow
 def test_matches_transformers(name, tmp_path):
     spec = registry().get(name)
     # Prompt longer than any tiny sliding window (8), so local attention is really exercised.
@@ -66,12 +36,14 @@ def test_matches_transformers(name, tmp_path):
 
 
 @pytest.mark.parametrize("name,label,overrides", VARIANTS, ids=[f"{v[0]}-{v[1]}" for v in VARIANTS])
+@pytest.mark.slow
 def test_variant_matches_transformers(name, label, overrides, tmp_path):
     spec = registry().get(name)
     _check(spec, {**spec.tiny_hf_config, **overrides}, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["smollm3", "granite"])
+@pytest.mark.slow
 def test_llama_derivatives_hold_for_32_greedy_tokens(name, tmp_path):
     """SmolLM3 (layers without RoPE) and Granite (multipliers, logits scaling) are Llama plus config fields: their
     logits stay within 1e-4 of transformers' over 32 greedy steps, every token the same."""
@@ -80,7 +52,7 @@ def test_llama_derivatives_hold_for_32_greedy_tokens(name, tmp_path):
 
 
 def test_auto_detects_every_architecture(tmp_path):
-    from edge_models.models import resolve_spec
+    from edge_models.kinds.decoder import resolve_spec
 
     for name in CASES:
         spec = registry().get(name)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import build_reference, save_reference
 from edge_models import registry
-from edge_models.hf_config import UnsupportedConfigError, read_config
-from edge_models.models import load_for_spec, resolve_spec
-from edge_models.verify import compare
+from edge_models.hf.config import UnsupportedConfigError, read_config
+from edge_models.kinds.decoder import load_for_spec, resolve_spec
+from edge_models.kinds.decoder_verify import compare
+from edge_models.testing import build_reference, save_reference
 from edge_models_gemma.gemma4 import TINY_GEMMA4, gemma4_config_from_hf
 
 
@@ -178,7 +178,7 @@ def test_text_decoder_of_a_multimodal_checkpoint(tmp_path, capsys, run):
 def test_calibration_runs_blocks_as_the_model_does(tmp_path):
     """GPTQ calibrates block by block: with per-layer inputs and KV sharing, running the blocks one after another
     through the calibration runner gives the model's own hidden states."""
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models.quantize.calibrate import _BlockRunner
 
     model = random_model(gemma4_config_from_hf(TINY_GEMMA4), seed=2)
@@ -193,7 +193,7 @@ def test_calibration_runs_blocks_as_the_model_does(tmp_path):
 
 
 def test_auto_recipe_is_refused_with_a_reason():
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models.quantize.auto import Target, choose_recipe
     from edge_models.quantize.recipes import RecipeError
 
@@ -248,7 +248,7 @@ def test_quantized_file_gathers_the_per_layer_table_and_caches_producers_only(re
     assert lite.decode(5, 0).shape == (256,)
     # bench reads the file's shape as the model's (3 cache layers are the 5-layer model's producers) and counts the
     # per-layer table in the parameters but not in the bytes decode reads per token (one row of it is looked up).
-    from edge_models.bench import decode_weight_bytes, model_shape
+    from edge_models.tools.bench import decode_weight_bytes, model_shape
 
     shape = model_shape(path.read_bytes())
     assert shape.differences(ours.config) == []

@@ -9,14 +9,13 @@ import json
 import gguf
 import pytest
 import torch
-from gguf_files import CASES, TINY_GEMMA3, write_gguf
 
-from conftest import fails_cleanly
-from edge_models.cli.base import UserError
+from edge_models.kinds.decoder import gguf_config, load_for_spec, resolve_config, resolve_spec
+from edge_models.kinds.decoder_verify import compare
 from edge_models.loader.gguf_config import GGUF_ARCHITECTURES
-from edge_models.models import gguf_config, load_for_spec, resolve_config, resolve_spec
 from edge_models.plugins import UnknownModelError, registry
-from edge_models.verify import compare
+from helpers import fails_cleanly
+from helpers.gguf_files import CASES, TINY_GEMMA3, write_gguf
 
 # The HF architecture each case's file holds, as `auto` must find it.
 EXPECTED = {
@@ -133,6 +132,7 @@ def test_a_named_model_of_another_family_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["llama", "gemma3"])
+@pytest.mark.slow
 def test_verify_auto_on_a_gguf(case, run, tmp_path):
     _, path = write_gguf(CASES[case], tmp_path / f"{case}.gguf")
     result = run("verify", "auto", "--checkpoint", path, "--tokens", "8")
@@ -150,9 +150,9 @@ def test_verify_names_an_architecture_transformers_cannot_read(run, tmp_path):
 def test_token_conventions_come_from_the_gguf(tmp_path):
     """Start token, end-of-generation tokens (the family's end-of-turn joins the file's end of sequence, as in
     llama.cpp) and chat template, as a checkpoint's token files say them."""
-    from edge_models.cli.models import checkpoint_tokenizer
-    from edge_models.gguf_tokenizer import write_token_files_from_gguf
+    from edge_models.convert.pipeline import checkpoint_tokenizer
     from edge_models.hf import read_checkpoint_tokens
+    from edge_models.loader.gguf_tokenizer import write_token_files_from_gguf
 
     _, path = write_gguf(TINY_GEMMA3, tmp_path / "g3.gguf", tokenizer=True)
     spec = resolve_spec("auto", path)
@@ -168,7 +168,7 @@ def test_token_conventions_come_from_the_gguf(tmp_path):
 
 
 def test_a_gguf_tokenizer_that_cannot_be_rebuilt_says_so(tmp_path):
-    from edge_models.cli.models import checkpoint_tokenizer
+    from edge_models.convert.pipeline import PipelineError, checkpoint_tokenizer
 
     path = tmp_path / "bpe.gguf"
     writer = gguf.GGUFWriter(str(path), "qwen2")
@@ -178,10 +178,13 @@ def test_a_gguf_tokenizer_that_cannot_be_rebuilt_says_so(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(UserError, match="calibrated schemes need the model's tokenizer: .*'gpt2'.*give --tokenizer"):
+    with pytest.raises(
+        PipelineError, match="calibrated schemes need the model's tokenizer: .*'gpt2'.*give --tokenizer"
+    ):
         checkpoint_tokenizer(path, None, "calibrated schemes", registry().get("qwen2"))
 
 
+@pytest.mark.slow
 def test_convert_auto_bundles_a_gguf_with_its_own_tokenizer(run, tmp_path):
     """`convert auto --checkpoint gemma-3.gguf --quantize fp16 --bundle` on a tiny Gemma 3 GGUF: a .litertlm with
     the tokenizer, special tokens and chat template rebuilt from the file."""

@@ -1,4 +1,4 @@
-"""SentencePiece models rebuilt from GGUF tokenizer metadata (edge_models.gguf_tokenizer).
+"""SentencePiece models rebuilt from GGUF tokenizer metadata (edge_models.loader.gguf_tokenizer).
 
 Offline and small: each test trains a tiny SentencePiece BPE model, writes its vocabulary into a GGUF the
 way llama.cpp's converter does (user-defined spaces spelled " ", chat markers and <unk> typed CONTROL), and
@@ -15,10 +15,10 @@ import gguf
 import pytest
 import sentencepiece as spm
 from click.testing import CliRunner
-from sentencepiece import sentencepiece_model_pb2 as pb  # needs protobuf, like edge_models.gguf_tokenizer
+from sentencepiece import sentencepiece_model_pb2 as pb  # needs protobuf, like edge_models.loader.gguf_tokenizer
 
 from edge_models.cli.tokenizer import tokenizer_group
-from edge_models.gguf_tokenizer import (
+from edge_models.loader.gguf_tokenizer import (
     GGUFTokenizerError,
     read_gguf_metadata,
     read_gguf_vocab,

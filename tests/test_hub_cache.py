@@ -93,8 +93,8 @@ def test_revisions_by_branch_tag_hash_and_short_hash(offline, tiny):
 
 
 def test_the_python_api_takes_an_id(offline, tiny):
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
     from edge_models.loader import open_checkpoint
-    from edge_models.models import load_for_spec, resolve_spec
 
     add_snapshot(offline, REPO, tiny, MAIN)
     spec = resolve_spec("auto", REPO)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import build_reference, save_reference
 from edge_models import registry
+from edge_models.kinds.decoder_verify import compare
 from edge_models.loader import CheckpointError, load_model, open_checkpoint
 from edge_models.tensor_names import GGUF_NAMES
-from edge_models.verify import compare
+from edge_models.testing import build_reference, save_reference
 
 
 def _ids(n=12, vocab=256):
@@ -223,10 +223,11 @@ def test_fused_qkv_checkpoint(tiny_llama, tmp_path):
         load_model(spec.tiny_config, path, names)
 
 
+@pytest.mark.slow
 def test_verify_passes_a_model_whose_reference_stops_at_its_eos(tmp_path):
     """transformers' generate() stops at the checkpoint's EOS token: the greedy comparison ends there too, the
     table says so, and a correct model passes (the logits are still compared over every token we decoded)."""
-    from edge_models.verify import reference_greedy, verify_checkpoint
+    from edge_models.kinds.decoder_verify import reference_greedy, verify_checkpoint
 
     spec = registry().get("mistral")
     # verify's first input without prompts: 8 fixed pseudo-random ids.

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
+from edge_models.kinds.decoder import load_for_spec
 from edge_models.layers.lora import add_lora_slots, parse_targets
-from edge_models.lora import AdapterError, merge, pack, read_adapter, write_packed
-from edge_models.models import load_for_spec
+from edge_models.loader.peft_adapter import AdapterError, merge, pack, read_adapter, write_packed
 from edge_models.runtime import LiteRTModel
 from edge_models.runtime.lora_format import AdapterFileError, read_adapter_file
 from edge_models.testing import tiny_checkpoint
@@ -63,6 +63,7 @@ def _ours(lite: LiteRTModel, steps: int = 12) -> tuple[np.ndarray, list[int]]:
 
 
 @pytest.mark.parametrize("name", list(ADAPTERS))
+@pytest.mark.slow
 def test_adapters_at_run_time_and_merged_match_peft(name, tmp_path):
     spec = registry().get(name)
     checkpoint = tiny_checkpoint(spec, tmp_path / "ck", seed=1)
@@ -123,6 +124,7 @@ def llama_file(tmp_path_factory):
         ("mlp", r"the file has no LoRA slot on layers.0.mlp.up_proj \(its targets: q_proj, v_proj\)"),
     ],
 )
+@pytest.mark.slow
 def test_adapter_that_does_not_fit_is_refused_and_nothing_is_written(llama_file, adapter, message):
     from edge_models.cli import _add_builtin_groups, cli
 
@@ -140,6 +142,7 @@ def test_adapter_that_does_not_fit_is_refused_and_nothing_is_written(llama_file,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_adapter_for_another_model_size_names_the_module_and_shape(llama_file, tmp_path):
     spec, root, path = llama_file
     adapter = read_adapter(root / "ok", spec.tensor_names, 2)
@@ -167,6 +170,7 @@ def test_fused_projection_adapters_and_unsupported_configs_are_named(tmp_path):
         read_adapter(tmp_path / "fused", spec.tensor_names, 2)
 
 
+@pytest.mark.slow
 def test_cli_convert_pack_and_generate_with_an_adapter(llama_file, tmp_path):
     from edge_models.cli import _add_builtin_groups, cli
     from edge_models.runtime import Generator, SamplerConfig
@@ -211,6 +215,7 @@ def test_adapter_file_round_trips_in_litert_lms_layout(tmp_path):
         read_adapter_file(tmp_path / "bad.bin")
 
 
+@pytest.mark.slow
 def test_merged_bundle_records_the_adapter(llama_file, tmp_path):
     from edge_models.cli import _load_plugin_commands, cli
     from edge_models.runtime import read_bundle

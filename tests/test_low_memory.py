@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_reference, read_hf_config, save_reference
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert, export
 from edge_models.convert.streaming import can_stream, export_skeleton, streamed_weights
-from edge_models.models import load_for_spec, random_model
+from edge_models.kinds.decoder import load_for_spec, random_model
 from edge_models.quantize.formats import format_for, pack_int4, quantize_int4_blocks
 from edge_models.quantize.recipes import SCHEMES, Scheme, parse_recipe
 from edge_models.runtime import LiteRTModel
+from edge_models.testing import build_reference, save_reference
+from helpers import read_hf_config
 
 SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, prefill_logits=True)
 PROMPT = [3, 17, 42, 7, 99, 5, 61, 12]
@@ -51,6 +52,7 @@ def _both(model, tmp_path, recipe: str, settings: ExportSettings = SETTINGS):
         ("gemma3-270m", "attention=int4-block32,feedforward=int8-weight", True),
     ],
 )
+@pytest.mark.slow
 def test_every_scheme_is_bit_identical_to_the_quantizer_path(name, recipe, prefill_logits, tmp_path):
     # Same graph, same stored bytes and scales (ai-edge-quantizer's arithmetic), so the same logits to the bit.
     model = random_model(registry().get(name).tiny_config, seed=1)
@@ -60,6 +62,7 @@ def test_every_scheme_is_bit_identical_to_the_quantizer_path(name, recipe, prefi
 
 
 @pytest.mark.parametrize("name", ["phi-2"])
+@pytest.mark.slow
 def test_fp32_matches_the_litert_torch_path_where_folding_differs(name, tmp_path):
     # With constant weights litert-torch folds Phi-2's LayerNorm shift into the next layer's bias and Gemma 2's
     # final soft-cap divisor into the LM head; with weights as inputs those stay separate ops. Same maths, so
@@ -70,6 +73,7 @@ def test_fp32_matches_the_litert_torch_path_where_folding_differs(name, tmp_path
     assert np.abs(low - full).max() <= 1e-5 * scale
 
 
+@pytest.mark.slow
 def test_deferred_checkpoint_streams_the_same_file_as_a_loaded_model(tmp_path):
     spec = registry().get("llama")
     ckpt = save_reference(build_reference(spec.tiny_hf_config, spec.reference_class), tmp_path / "ckpt")
@@ -85,6 +89,7 @@ def test_deferred_checkpoint_streams_the_same_file_as_a_loaded_model(tmp_path):
     assert np.array_equal(_logits(full.path), _logits(a))
 
 
+@pytest.mark.slow
 def test_the_skeleton_holds_the_graph_but_not_the_weights(monkeypatch):
     model = random_model(registry().get("llama").tiny_config)
     shapes = streamed_weights(model)
@@ -139,6 +144,7 @@ def test_safetensors_read_copy_equals_the_mapped_read(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["gemma3-270m"])  # sliding-window and global layers
+@pytest.mark.slow
 def test_windowed_signatures_equal_the_full_ones(name, tmp_path):
     # step_16 / fill_8_16 read the first 16 cache slots only; while every position they write lies below 16 they
     # must give decode's / prefill_8's logits, and the runtime must switch to the full signatures past that.
@@ -175,6 +181,7 @@ def test_windowed_signatures_equal_the_full_ones(name, tmp_path):
     assert picked == ["fill_8_16", "prefill_8", "step_16", "decode"]
 
 
+@pytest.mark.slow
 def test_signatures_exported_by_two_processes_make_the_same_model(tmp_path):
     settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=32, decode_windows=(16,), prefill_windows=(16,))
     model = random_model(registry().get("llama").tiny_config, seed=3)
@@ -189,6 +196,7 @@ def test_signatures_exported_by_two_processes_make_the_same_model(tmp_path):
     assert np.array_equal(lite_one.decode(5, 8), lite_two.decode(5, 8))
 
 
+@pytest.mark.slow
 def test_every_registered_model_can_travel_to_an_export_process():
     import pickle
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import markov_text, trained_tiny_model
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
 from edge_models.quantize import parse_recipe
@@ -26,6 +25,7 @@ from edge_models.quantize.formats import decode, encode, format_for
 from edge_models.quantize.gptq import Grid, dequantize, gptq, quantize_rtn, search_scales
 from edge_models.quantize.simulate import emulated, log_probs, mean_kl
 from edge_models.runtime import LiteRTModel
+from helpers.trained import markov_text, trained_tiny_model
 
 
 def _correlated_inputs(n: int, dim: int, seed: int) -> torch.Tensor:
@@ -106,6 +106,7 @@ def _with_weights(model, recipe, calibrated=None) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", ["llama", "gemma3-270m", "phi-2"])
+@pytest.mark.slow
 def test_calibrated_weights_are_closer_than_round_to_nearest(name):
     config = registry().get(name).tiny_config
     model = _trained(name)
@@ -122,6 +123,7 @@ def test_calibrated_weights_are_closer_than_round_to_nearest(name):
         assert _kl_to(model, gptq_model, held_out) < _kl_to(model, rtn, held_out), scheme
 
 
+@pytest.mark.slow
 def test_calibration_leaves_the_model_as_it_was():
     model = random_model_of("llama")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -129,6 +131,7 @@ def test_calibration_leaves_the_model_as_it_was():
     assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
+@pytest.mark.slow
 def test_paired_calibration_rounds_the_alternative_on_the_first_recipes_inputs():
     from edge_models.quantize.calibrate import calibrate_pair
 
@@ -147,7 +150,7 @@ def test_paired_calibration_rounds_the_alternative_on_the_first_recipes_inputs()
 
 
 def random_model_of(name: str):
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     return random_model(registry().get(name).tiny_config, seed=3)
 
@@ -167,6 +170,7 @@ def _file_kl(path, windows: list[list[int]], reference: list[torch.Tensor]) -> f
     return total / len(windows)
 
 
+@pytest.mark.slow
 def test_calibrated_file_is_closer_to_fp32_than_round_to_nearest(tmp_path):
     """The whole path: calibration, the writer storing GPTQ's integers and scales, LiteRT running them.
 
@@ -258,9 +262,10 @@ def test_cli_refuses_a_bad_calibration_file_before_converting(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_deferred_checkpoint_calibrates_like_a_loaded_model(tiny_llama):
     # A deferred model has its matrices on the meta device; calibration reads one block's worth at a time.
-    from edge_models.models import load_for_spec
+    from edge_models.kinds.decoder import load_for_spec
 
     _, ckpt, spec = tiny_llama
     loaded = load_for_spec(spec, ckpt)
@@ -291,6 +296,7 @@ def _trained(name: str):
     return trained_tiny_model(registry().get(name).tiny_config)
 
 
+@pytest.mark.slow
 def test_auto_is_deterministic_and_spells_its_choice_as_a_recipe():
     from edge_models.quantize.auto import HIGH, LOW, Target, choose_recipe
 
@@ -312,6 +318,7 @@ def test_auto_is_deterministic_and_spells_its_choice_as_a_recipe():
     assert tight.calibrated is not None and tight.measured_increase is not None
 
 
+@pytest.mark.slow
 def test_auto_can_split_a_tied_embedding_and_measures_on_held_out_windows():
     from edge_models.quantize.auto import HIGH, LOW, Target, choose_recipe, is_split, split_rows, units_of
     from edge_models.quantize.simulate import emulated, log_probs, mean_kl
@@ -384,6 +391,7 @@ def test_auto_holds_out_windows_spread_over_the_text():
     assert held_out_split(text, encode, None, window=100, max_tokens=250, count=3) == (default[:3], [])
 
 
+@pytest.mark.slow
 def test_auto_names_the_best_reachable_value_when_the_target_cannot_be_met():
     from edge_models.convert import RecipeError
     from edge_models.quantize.auto import Target, choose_recipe
@@ -400,6 +408,7 @@ def test_auto_names_the_best_reachable_value_when_the_target_cannot_be_met():
         choose_recipe(model, windows, Target(max_ppl_increase=floor / 2))
 
 
+@pytest.mark.slow
 def test_cli_auto_with_an_unreachable_target_writes_nothing(tmp_path):
     from edge_models.cli import _add_builtin_groups, cli
 

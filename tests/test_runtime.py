@@ -8,7 +8,7 @@ import torch
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.models import random_model
+from edge_models.kinds.decoder import random_model
 from edge_models.runtime import Generator, LiteRTModel, Sampler, SamplerConfig, SentencePieceTokenizer, TokenizerError
 from edge_models.testing import train_sentencepiece
 from edge_models.tflite_check import TFLiteCheckError
@@ -92,6 +92,7 @@ def _generator(path, tok_path, stops=("</s>",), engine="compiled"):
 
 @pytest.mark.parametrize("engine", ["compiled", "interpreter"])
 @pytest.mark.parametrize("prompt_tokens", [1, 3, 10, 40])
+@pytest.mark.slow
 def test_greedy_generation_matches_torch(tiny, prompt_tokens, engine):
     """1 token: decode only; 3: one padded prefill_4; 10: prefill_16; 40: chunked over prefill_16."""
     model, path, tok_path = tiny
@@ -104,6 +105,7 @@ def test_greedy_generation_matches_torch(tiny, prompt_tokens, engine):
     assert list(gen.generate_ids(ids, 12)) == expected
 
 
+@pytest.mark.slow
 def test_generation_stops_at_a_stop_token(tiny):
     model, path, tok_path = tiny
     tok = SentencePieceTokenizer.from_file(tok_path)
@@ -116,6 +118,7 @@ def test_generation_stops_at_a_stop_token(tiny):
     assert gen.last_stats.stop_reason == "stop token"
 
 
+@pytest.mark.slow
 def test_stream_yields_the_decoded_text(tiny):
     _, path, tok_path = tiny
     gen = _generator(path, tok_path)
@@ -125,6 +128,7 @@ def test_stream_yields_the_decoded_text(tiny):
     assert gen.last_stats.generated_tokens == 10 and gen.last_stats.stop_reason == "max tokens"
 
 
+@pytest.mark.slow
 def test_generation_stops_when_the_cache_is_full(tiny):
     _, path, tok_path = tiny
     gen = _generator(path, tok_path)
@@ -133,6 +137,7 @@ def test_generation_stops_when_the_cache_is_full(tiny):
     assert len(out) == 5 and gen.last_stats.stop_reason == "KV cache full"
 
 
+@pytest.mark.slow
 def test_runtime_errors(tiny, tmp_path):
     _, path, tok_path = tiny
     gen = _generator(path, tok_path)
@@ -159,6 +164,7 @@ def test_runtime_errors(tiny, tmp_path):
         LiteRTModel(no_decode)
 
 
+@pytest.mark.slow
 def test_smaller_tokenizer_warns_and_masks_padded_ids(tiny, tmp_path, capsys):
     _, path, _ = tiny
     small = train_sentencepiece(tmp_path / "small.model", vocab_size=200)

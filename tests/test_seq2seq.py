@@ -8,8 +8,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from edge_models.kinds.seq2seq import greedy, load_seq2seq_for_spec, verify_seq2seq
 from edge_models.plugins import seq2seq_registry
-from edge_models.seq2seq import greedy, load_seq2seq_for_spec, verify_seq2seq
 from edge_models.testing import build_reference, save_reference, tiny_checkpoint
 
 IDS = [5, 17, 42, 7, 99, 23, 150, 64, 8, 1]
@@ -38,12 +38,14 @@ def test_relative_buckets_match_transformers():
             assert torch.equal(got, want), (bidirectional, buckets)
 
 
+@pytest.mark.slow
 def test_pytorch_matches_transformers_through_encode_and_decode(tiny_t5):
     spec, directory, _ = tiny_t5
     report = verify_seq2seq(spec, directory, new_tokens=STEPS, atol=1e-4)
     assert report.passed, report.table()
 
 
+@pytest.mark.slow
 def test_tflite_matches_pytorch_refuses_long_input_and_int8_converts(tiny_t5, tmp_path):
     from edge_models.convert.seq2seq import convert_seq2seq
     from edge_models.runtime.seq2seq import Seq2SeqError, Seq2SeqModel, generate_ids
@@ -69,7 +71,7 @@ def test_tflite_matches_pytorch_refuses_long_input_and_int8_converts(tiny_t5, tm
 
 
 def test_unsupported_feed_forward_is_named(tmp_path):
-    from edge_models.hf_config import UnsupportedConfigError
+    from edge_models.hf.config import UnsupportedConfigError
 
     spec = seq2seq_registry().get("t5")
     with pytest.raises(UnsupportedConfigError, match="'feed_forward_proj' = 'gated-silu'"):
@@ -90,6 +92,7 @@ def test_a_checkpoint_missing_a_tensor_is_named(tmp_path):
         load_seq2seq_for_spec(spec, directory)
 
 
+@pytest.mark.slow
 def test_cli_verify_convert_and_generate(tmp_path):
     from edge_models.cli import _add_builtin_groups, cli
     from edge_models.runtime import load_tokenizer

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from edge_models import registry
-from edge_models.bench import decode_weight_bytes
 from edge_models.convert import ExportSettings, RecipeError, convert
 from edge_models.convert.prune import PruneError, drop_signatures, signature_names
+from edge_models.kinds.decoder import random_model
 from edge_models.layers.decoder import Decoder
 from edge_models.layers.shortlist import GROUP, default_k, top_ids
-from edge_models.models import random_model
 from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
 from edge_models.testing import train_sentencepiece
+from edge_models.tools.bench import decode_weight_bytes
 
 PROMPT = [3, 17, 42, 7, 9]
 
@@ -33,6 +33,7 @@ def gemma(tmp_path_factory):
     return model, convert(model, path, dataclasses.replace(SETTINGS, shortlist=8), "int8", progress=None).path
 
 
+@pytest.mark.slow
 def test_shortlist_scores_its_tokens_like_the_full_head(gemma):
     # (An untied float head is decoded end to end in the next test.) Scored on float activations instead of the
     # kernel's int8 ones, this model's scores were 0.011 off.
@@ -63,6 +64,7 @@ def test_shortlist_scores_its_tokens_like_the_full_head(gemma):
     assert 0 <= decode_weight_bytes(flatbuffer, shortlist=True) - expected < 256
 
 
+@pytest.mark.slow
 def test_generator_decodes_greedy_text_through_the_shortlist(tmp_path):
     model = random_model(registry().get("llama").tiny_config, seed=5)
     tokenizer = train_sentencepiece(tmp_path / "tokenizer.model")
@@ -82,6 +84,7 @@ def test_shortlist_is_refused_where_it_cannot_be_built(tmp_path):
     assert not (tmp_path / "m.tflite").exists()
 
 
+@pytest.mark.slow
 def test_pruning_the_shortlist_leaves_the_file_converted_without_it(gemma, tmp_path):
     model, shortlisted = gemma
     cfg = model.config

@@ -7,11 +7,11 @@ import pytest
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.models import random_model
+from edge_models.kinds.decoder import random_model
 from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
 from edge_models.runtime.sampler import Sampler
 from edge_models.runtime.speculative import BackOff, prompt_lookup
-from test_families import CASES
+from helpers.families import CASES
 
 SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=48, verify_lengths=(4,))
 PROMPT = [5, 9, 13, 5, 9, 17, 21, 5, 9]
@@ -78,6 +78,7 @@ def _oracle(monkeypatch, truth: list[int], prompt_len: int, vocab: int):
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.slow
 def test_greedy_speculation_is_exactly_plain_decoding(name, converted, monkeypatch):
     path, vocab = converted(name)
     gen = _generator(path, vocab)
@@ -91,6 +92,7 @@ def test_greedy_speculation_is_exactly_plain_decoding(name, converted, monkeypat
     assert gen.cached_ids == plain_cache
 
 
+@pytest.mark.slow
 def test_cache_after_rejected_drafts_is_the_plain_cache(converted, monkeypatch):
     """After a run with rejected drafts, the next step's logits equal those after plain decoding: the slots the
     rejected drafts wrote are masked and overwritten, never read."""
@@ -110,6 +112,7 @@ def test_cache_after_rejected_drafts_is_the_plain_cache(converted, monkeypatch):
     [SamplerConfig(temperature=0.8, seed=1), SamplerConfig(temperature=1.2, top_k=5, top_p=0.9, seed=2)],
     ids=["temperature", "top-k-top-p"],
 )
+@pytest.mark.slow
 def test_speculative_sampling_keeps_the_distribution(config):
     logits = np.random.default_rng(0).normal(size=12) * 2
     sampler = Sampler(config)
@@ -120,6 +123,7 @@ def test_speculative_sampling_keeps_the_distribution(config):
         assert np.abs(counts / counts.sum() - expected).max() < 0.015, (draft, counts / counts.sum(), expected)
 
 
+@pytest.mark.slow
 def test_sampling_with_speculation_stays_in_the_sampled_support(converted, monkeypatch):
     path, vocab = converted("llama")
     gen = _generator(path, vocab)
@@ -145,6 +149,7 @@ def test_back_off_pauses_drafting_that_does_not_pay():
     assert b.cooldown == 8 and b.allows()
 
 
+@pytest.mark.slow
 def test_files_without_verify_signatures_decode_plainly(tmp_path):
     config = registry().get("llama").tiny_config
     path = convert(random_model(config), tmp_path / "m.tflite", ExportSettings((8,), 48), "fp32", progress=None).path
@@ -154,6 +159,7 @@ def test_files_without_verify_signatures_decode_plainly(tmp_path):
     assert gen.last_stats.drafted_tokens == 0
 
 
+@pytest.mark.slow
 def test_draft_model_speculation_is_exact(converted, tmp_path):
     """A draft model that agrees with the target (the same file) has every draft accepted; one that does not (other
     random weights) has them rejected; greedy output is the plain output either way, and the target's cache too."""
@@ -178,6 +184,7 @@ def test_draft_model_speculation_is_exact(converted, tmp_path):
     assert accepted["other"][0] < accepted["other"][1]
 
 
+@pytest.mark.slow
 def test_draft_model_must_share_the_vocabulary(converted, tmp_path):
     path, vocab = converted("llama")
     config = registry().get("llama").tiny_config.replace(vocab_size=300)
@@ -186,6 +193,7 @@ def test_draft_model_must_share_the_vocabulary(converted, tmp_path):
         _generator(path, vocab).attach_draft(other)
 
 
+@pytest.mark.slow
 def test_bench_prints_plain_and_speculative_generation_side_by_side(converted, tmp_path):
     import json
     import shutil
@@ -211,8 +219,8 @@ def test_bench_prints_plain_and_speculative_generation_side_by_side(converted, t
     # The memory roof: decode reads every 2-D weight (fp32 here) once per token, but of the (untied) embedding only
     # the rows it looks up.
     from edge_models import registry
-    from edge_models.bench import decode_weight_bytes
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
+    from edge_models.tools.bench import decode_weight_bytes
 
     model = random_model(registry().get("llama").tiny_config)
     assert not model.config.tie_embeddings

@@ -14,9 +14,11 @@ from click.testing import CliRunner
 
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.models import random_model
+from edge_models.kinds.decoder import random_model
 from edge_models.runtime import LiteRTModel
 from edge_models.runtime import weight_cache as wc
+
+pytestmark = pytest.mark.slow  # every test here converts a model
 
 SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=32)
 IDS = [5, 9, 17, 3, 200, 41, 7]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_models import cli as cli_module
-from edge_models.fileio import WriteError, write_atomically
+from edge_models.io.files import WriteError, write_atomically
 
 
 def _filling_then(error: int, written: int = 4096):
@@ -60,6 +60,7 @@ def test_other_errors_keep_their_type(tmp_path):
     assert not isinstance(info.value, WriteError) and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_convert_on_a_full_disk_says_so_in_one_line(tmp_path, monkeypatch):
     from edge_models.convert import streaming
 

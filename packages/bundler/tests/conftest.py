@@ -14,6 +14,14 @@ from spm_util import train_sentencepiece
 VOCAB = 256
 
 
+def pytest_collection_modifyitems(items):
+    """A test of this folder that needs the converted model is slow: converting it takes most of a minute on 2 cores."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and "converted" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _weight_cache_of_this_run(tmp_path_factory):
     """Packed-weight caches go to a folder of this test run, never to the user's ~/.cache."""

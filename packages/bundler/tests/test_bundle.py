@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from edge_models.cli import _load_plugin_commands, cli
+from edge_models.formats.task import read_task
 from edge_models.spec import PromptTemplate
-from edge_models.task_format import read_task
 from spm_util import train_sentencepiece
 
 from edge_models_bundler import BundleError, BundleOptions, check_bundle, resolve_options, write_bundle, write_task
@@ -56,7 +56,7 @@ def test_convert_bundle_in_one_go(tiny_task):
 def test_self_test_replays_and_catches_a_different_model(tmp_path, tiny_task, tokenizer):
     """The recorded tokens replay in every runtime; a bundle whose model was swapped afterwards is caught."""
     from edge_models.convert import ExportSettings, convert
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
     from edge_models.plugins import registry
 
     from edge_models_bundler import write_task
@@ -354,7 +354,7 @@ def test_existing_output_survives_a_failed_bundle(tmp_path, tiny_tflite, tokeniz
 
 def test_check_flags_unaligned_and_bad_tokens(tmp_path, tiny_task):
     b = read_task(tiny_task)
-    from edge_models.task_format import LlmParams, encode_llm_params
+    from edge_models.formats.task import LlmParams, encode_llm_params
 
     meta = encode_llm_params(LlmParams(start_token="<bos>", stop_tokens=()))
     other = tmp_path / "other.task"

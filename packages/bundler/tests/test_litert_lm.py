@@ -17,9 +17,11 @@ import pytest
 
 litert_lm = pytest.importorskip("litert_lm", reason="litert-lm-api is not installed (pip install litert-lm-api)")
 
-from edge_models.task_format import read_task
+from edge_models.formats.task import read_task
 
 from edge_models_bundler import BundleOptions, write_litertlm
+
+pytestmark = pytest.mark.slow  # every test here converts a model or runs the LiteRT-LM engine
 
 PROMPTS = ["kalo mine ruta", "ba"]
 NEW_TOKENS = 24
@@ -121,7 +123,7 @@ def test_every_family_runs_in_litert_lm_like_on_the_desktop(name, tmp_path, toke
     int4 copy): the engine and our runtime agree on what is left."""
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
-    from edge_models.models import random_model
+    from edge_models.kinds.decoder import random_model
 
     from edge_models_bundler import write_bundle
 
@@ -146,8 +148,8 @@ def _lora_file(tmp_path: Path, rank: int, targets: tuple[str, ...]) -> tuple[Pat
     """(tiny Llama .tflite with LoRA inputs of `rank` on `targets`, where its .litertlm goes)."""
     from edge_models import registry
     from edge_models.convert import ExportSettings, convert
+    from edge_models.kinds.decoder import random_model
     from edge_models.layers.lora import add_lora_slots
-    from edge_models.models import random_model
 
     model = random_model(registry().get("llama").tiny_config, seed=4)
     add_lora_slots(model, rank, targets)
@@ -158,7 +160,7 @@ def _lora_file(tmp_path: Path, rank: int, targets: tuple[str, ...]) -> tuple[Pat
 def test_litert_lm_binds_our_adapter_file_like_the_desktop_runtime(tmp_path, tokenizer):
     """LiteRT-LM 0.18 takes an adapter per session (`lora_path`; no bundle format has a place for one): with our
     adapter file it produces our adapted greedy text, without it the base model's."""
-    from edge_models.lora import write_packed
+    from edge_models.loader.peft_adapter import write_packed
     from edge_models.runtime import Generator
     from edge_models.runtime.lora_format import LITERT_LM_TARGETS, read_adapter_file
 

@@ -18,8 +18,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from edge_models.formats.task import encode_llm_params, read_task
 from edge_models.spec import PromptTemplate
-from edge_models.task_format import encode_llm_params, read_task
 
 from edge_models_bundler import BundleOptions, write_task
 from edge_models_bundler.zipwriter import Source, write_aligned_zip

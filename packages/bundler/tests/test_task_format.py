@@ -8,8 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from edge_models.spec import PromptTemplate
-from edge_models.task_format import (
+from edge_models.formats.task import (
     METADATA_ENTRY,
     TFLITE_ENTRY,
     TOKENIZER_ENTRY,
@@ -19,6 +18,7 @@ from edge_models.task_format import (
     encode_llm_params,
     read_task,
 )
+from edge_models.spec import PromptTemplate
 
 META = encode_llm_params(LlmParams(start_token="<s>", stop_tokens=("</s>",)))
 

@@ -7,7 +7,7 @@ Python API:
     check_bundle(path)          -> Report (problems, warnings) for an existing .task
     describe_task(path)         -> str, what `edge-models bundle inspect` prints
     resolve_options(model, ...) -> BundleOptions, defaults from a registered model spec
-The format itself (entry names, METADATA codec, safe reader) lives in core: edge_models.task_format.
+The format itself (entry names, METADATA codec, safe reader) lives in core: edge_models.formats.task.
 """
 
 from __future__ import annotations

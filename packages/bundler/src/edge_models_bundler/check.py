@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_models.formats.task import KNOWN_ENTRIES, TaskBundle, TaskFormatError, read_task
 from edge_models.runtime.bundles import NOTES_ENTRY, SELF_TEST_ENTRY
-from edge_models.task_format import KNOWN_ENTRIES, TaskBundle, TaskFormatError, read_task
 
 from edge_models_bundler.options import BundleOptions
 from edge_models_bundler.validate import (

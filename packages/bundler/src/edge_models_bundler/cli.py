@@ -6,33 +6,29 @@ import functools
 from pathlib import Path
 
 import click
-from edge_models import console
 from edge_models.cli.base import CHECKPOINT, logged
+from edge_models.io import console
 
+from edge_models_bundler.api import print_warnings
 from edge_models_bundler.validate import BundleError, Report
 
 
 def _errors_as_click(func):
     """Our errors are the user's to fix: one clean message, exit code 1, no traceback."""
-    from edge_models.fileio import WriteError
-    from edge_models.task_format import TaskFormatError
+    from edge_models.formats.task import TaskFormatError
+    from edge_models.io.files import WriteError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except BundleError as e:
-            _print_warnings(e.warnings)
+            print_warnings(e.warnings)
             raise click.ClickException(str(e)) from None
         except (TaskFormatError, LookupError, ValueError, FileNotFoundError, WriteError) as e:
             raise click.ClickException(str(e)) from None
 
     return wrapper
-
-
-def _print_warnings(warnings: list[str]) -> None:
-    for w in warnings:
-        console.err(f"warning: {w}")
 
 
 _TEMPLATE_OPTIONS = {
@@ -124,25 +120,29 @@ def bundle(
     """
     if ctx.invoked_subcommand is not None:
         return
-    if tokenizer is None and checkpoint is not None and output is not None:
-        tokenizer = checkpoint_tokenizer(checkpoint, output)
     missing = [
         flag
-        for flag, value in (("--tflite", tflite), ("--tokenizer or --checkpoint", tokenizer), ("-o/--output", output))
+        for flag, value in (("--tflite", tflite), ("--tokenizer or --checkpoint", tokenizer or checkpoint),
+                            ("-o/--output", output))
         if value is None
-    ]
+    ]  # fmt: skip
     if missing:
         raise click.UsageError(f"bundle needs {', '.join(missing)} (or a subcommand: inspect, check)")
     if no_start_token and start_token:
         raise click.UsageError("--start-token and --no-start-token exclude each other")
-    from edge_models.hf import ChatTemplate, read_checkpoint_tokens
+    from edge_models.hf import ChatTemplate
 
-    from edge_models_bundler.options import resolve_options
+    from edge_models_bundler.api import bundle_model
 
     overrides = {field: template[opt] for opt, field in _TEMPLATE_OPTIONS.items() if template.get(opt) is not None}
-    options = resolve_options(
-        model,
-        checkpoint=read_checkpoint_tokens(checkpoint, tokenizer) if checkpoint is not None else None,
+    bundle_model(
+        output,
+        tflite,
+        tokenizer,
+        checkpoint=checkpoint,
+        model=model,
+        notes=_parse_notes(notes),
+        self_test=self_test,
         start_token=start_token,
         no_start_token=no_start_token,
         stop_tokens=stop_tokens,
@@ -156,8 +156,7 @@ def bundle(
         model_role_token=model_role_token,
         end_role_token=end_role_token,
         bytes_to_unicode=bytes_to_unicode,
-    ).replace(notes=_parse_notes(notes))
-    write_and_report(output, tflite, tokenizer, options, self_test)
+    )
 
 
 def _parse_notes(notes: tuple[str, ...]) -> dict[str, str]:
@@ -165,36 +164,6 @@ def _parse_notes(notes: tuple[str, ...]) -> dict[str, str]:
     if bad:
         raise click.UsageError(f"--note takes KEY=VALUE, got {bad[0]!r}")
     return {key.strip(): value.strip() for key, _, value in (n.partition("=") for n in notes)}
-
-
-def checkpoint_tokenizer(checkpoint: Path, output: Path) -> Path:
-    """The checkpoint's tokenizer file that `output`'s format carries: `.task` only SentencePiece."""
-    from edge_models.hf import find_tokenizer
-
-    directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    prefer = (
-        ("tokenizer.model", "tokenizer.json") if output.suffix == ".task" else ("tokenizer.json", "tokenizer.model")
-    )
-    found = find_tokenizer(directory, prefer)
-    if found is None:
-        raise click.UsageError(f"no tokenizer.json or tokenizer.model in {directory}: give --tokenizer")
-    return found
-
-
-def write_and_report(output: Path, tflite: Path, tokenizer: Path, options, self_test: bool = True) -> None:
-    from edge_models_bundler import selftest, write_bundle
-
-    report = write_bundle(output, tflite, tokenizer, options)
-    _print_warnings(report.warnings)
-    for note in report.notes:
-        console.err(note)
-    if self_test:
-        # Recorded from the written file as our runtime reads it, then written into it (the checks run again).
-        write_bundle(output, tflite, tokenizer, options.replace(self_test=selftest.record(output)))
-    size = output.stat().st_size
-    start = repr(options.start_token) if options.start_token else "none"
-    template = ", Jinja chat template" if options.chat_template and output.suffix == ".litertlm" else ""
-    console.out(f"wrote {output} ({size / 1e6:,.1f} MB): start {start}, stop {list(options.stop_tokens)!r}{template}")
 
 
 @bundle.command("inspect")
@@ -218,7 +187,7 @@ def check_cmd(file: Path, run: bool) -> None:
     from edge_models_bundler.check import check_bundle
 
     report: Report = check_bundle(file)
-    _print_warnings(report.warnings)
+    print_warnings(report.warnings)
     if report.problems:
         for p in report.problems:
             console.err(f"problem: {p}")

@@ -6,8 +6,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from edge_models.formats.task import NORMALIZATION_BYTES_TO_UNICODE, read_task
 from edge_models.runtime.bundles import NOTES_ENTRY
-from edge_models.task_format import NORMALIZATION_BYTES_TO_UNICODE, read_task
 
 
 def _sizes(n: int) -> str:

@@ -10,7 +10,7 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from edge_models.fileio import write_atomically
+from edge_models.io.files import write_atomically
 from edge_models.runtime.bundles import NOTES_KEY, SELF_TEST_KEY
 
 from edge_models_bundler.options import BundleOptions

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edge_models.formats.task import NORMALIZATION_BYTES_TO_UNICODE, LlmParams
 from edge_models.hf import ChatTemplate, CheckpointTokens, resolve_conventions
 from edge_models.spec import PromptTemplate
-from edge_models.task_format import NORMALIZATION_BYTES_TO_UNICODE, LlmParams
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_models.fileio import write_atomically
-from edge_models.runtime.bundles import NOTES_ENTRY, SELF_TEST_ENTRY
-from edge_models.task_format import (
+from edge_models.formats.task import (
     EMBEDDER_ENTRY,
     METADATA_ENTRY,
     PER_LAYER_EMBEDDER_ENTRY,
@@ -17,6 +15,8 @@ from edge_models.task_format import (
     VISION_ENCODER_ENTRY,
     encode_llm_params,
 )
+from edge_models.io.files import write_atomically
+from edge_models.runtime.bundles import NOTES_ENTRY, SELF_TEST_ENTRY
 
 from edge_models_bundler.options import BundleOptions
 from edge_models_bundler.phone_model import phone_model

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from edge_models.task_format import ALIGNMENT
+from edge_models.formats.task import ALIGNMENT
 
 # Reproducible bundles by default: the earliest time a zip can record.
 DEFAULT_DATE_TIME = (1980, 1, 1, 0, 0, 0)

@@ -32,3 +32,9 @@ def register_commands(cli):
 @hookspec
 def register_quant_recipes(register):
     """Call `register(name, description, scheme)` with an `edge_models.quantize.Scheme` for each extra recipe."""
+
+
+@hookspec
+def register_bundle_writer(register):
+    """Call `register(write)` with `write(BundleRequest) -> Path`, the function that writes a bundle (the bundler
+    plugin does); `convert --bundle` and the demo bundle through it."""

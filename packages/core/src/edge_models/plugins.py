@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
 
 import pluggy
 
 from edge_models import hookspecs
-from edge_models.spec import EncoderSpec, ModelSpec, Seq2SeqSpec
+from edge_models.spec import BundleRequest, EncoderSpec, ModelSpec, Seq2SeqSpec
 
 
 class UnknownModelError(LookupError):
@@ -19,9 +22,12 @@ class DuplicateModelError(ValueError):
     pass
 
 
+Spec = TypeVar("Spec", ModelSpec, EncoderSpec, Seq2SeqSpec)
+
+
 @dataclass(frozen=True)
-class Registered:
-    spec: ModelSpec
+class Registered(Generic[Spec]):
+    spec: Spec
     provider: str  # "distribution version", or the plugin's name when not installed
 
 
@@ -40,18 +46,18 @@ def plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-class ModelRegistry:
-    """The specs plugins register through one hook: decoders (`register_models`, ModelSpec) or encoders
-    (`register_encoders`, EncoderSpec)."""
+class ModelRegistry(Generic[Spec]):
+    """The specs of one kind that plugins register through its hook: decoders (`register_models`, ModelSpec),
+    encoders (`register_encoders`, EncoderSpec) or encoder-decoders (`register_seq2seq`, Seq2SeqSpec)."""
 
-    def __init__(self, pm: pluggy.PluginManager, hook: str = "register_models", kind: type = ModelSpec) -> None:
-        self._models: dict[str, Registered] = {}
+    def __init__(self, pm: pluggy.PluginManager, hook: str = "register_models", kind: type[Spec] = ModelSpec) -> None:
+        self._models: dict[str, Registered[Spec]] = {}
         self._kind = kind
         for impl in getattr(pm.hook, hook).get_hookimpls():
             provider = _provider(pm, impl.plugin)
             impl.function(register=functools.partial(self._add, provider=provider))
 
-    def _add(self, spec: ModelSpec | EncoderSpec | Seq2SeqSpec, *, provider: str) -> None:
+    def _add(self, spec: Spec, *, provider: str) -> None:
         if not isinstance(spec, self._kind):
             raise TypeError(f"{provider} registered {spec!r}, expected an edge_models.{self._kind.__name__}")
         if spec.name in self._models:
@@ -65,17 +71,17 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return sorted(self._models)
 
-    def entries(self) -> list[Registered]:
+    def entries(self) -> list[Registered[Spec]]:
         return [self._models[n] for n in self.names()]
 
-    def get(self, name: str) -> ModelSpec:
+    def get(self, name: str) -> Spec:
         try:
             return self._models[name].spec
         except KeyError:
             known = ", ".join(self.names()) or "none (install a plugin, e.g. `pip install edge-models-gemma`)"
             raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
 
-    def for_architecture(self, architectures: list[str]) -> ModelSpec:
+    def for_architecture(self, architectures: list[str]) -> Spec:
         """The spec for a config.json's `architectures`; the generic one wins over presets."""
         matches = [r.spec for r in self._models.values() if set(r.spec.architectures) & set(architectures)]
         if not matches:
@@ -91,13 +97,26 @@ class ModelRegistry:
         return matches[0]
 
 
-def registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
+def registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry[ModelSpec]:
     return ModelRegistry(pm or plugin_manager())
 
 
-def encoder_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
+def encoder_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry[EncoderSpec]:
     return ModelRegistry(pm or plugin_manager(), "register_encoders", EncoderSpec)
 
 
-def seq2seq_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry:
+def seq2seq_registry(pm: pluggy.PluginManager | None = None) -> ModelRegistry[Seq2SeqSpec]:
     return ModelRegistry(pm or plugin_manager(), "register_seq2seq", Seq2SeqSpec)
+
+
+def bundle_writer(pm: pluggy.PluginManager | None = None) -> Callable[[BundleRequest], Path] | None:
+    """The bundle writer a plugin registered, or None when no bundler is installed; two are an error naming both."""
+    pm = pm or plugin_manager()
+    writers: list[tuple[str, Callable]] = []
+    for impl in pm.hook.register_bundle_writer.get_hookimpls():
+        impl.function(register=lambda write, provider=_provider(pm, impl.plugin): writers.append((provider, write)))
+    if len(writers) > 1:
+        raise DuplicateModelError(
+            f"two bundle writers are installed ({' and '.join(p for p, _ in writers)}); uninstall one of them"
+        )
+    return writers[0][1] if writers else None

@@ -1,9 +1,10 @@
-"""ModelSpec: what a plugin tells core about one model it offers."""
+"""ModelSpec: what a plugin tells core about one model it offers; BundleRequest: what core asks of a bundler."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from edge_models.config import EncoderConfig, ModelConfig, Seq2SeqConfig
 from edge_models.tensor_names import EncoderTensorNames, TensorNames
@@ -119,3 +120,18 @@ class Seq2SeqSpec:
     @property
     def tiny_config(self) -> Seq2SeqConfig:
         return self.config_from_hf(self.tiny_hf_config)
+
+
+@dataclass(frozen=True)
+class BundleRequest:
+    """What core asks of a bundle writer (`register_bundle_writer`): bundle `tflite` with `tokenizer` into `output`
+    (`.task` or `.litertlm`), start/stop tokens and chat template from `checkpoint`'s token files where given, the
+    registered `model`'s defaults filling the rest; `notes` recorded in the bundle."""
+
+    tflite: Path
+    tokenizer: Path
+    output: Path
+    model: str | None = None
+    checkpoint: Path | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
+    self_test: bool = True

@@ -8,7 +8,7 @@ sentence-transformers' `modules.json` and `1_Pooling/config.json` beside the wei
 from __future__ import annotations
 
 from edge_models import AttentionConfig, EncoderConfig, EncoderSpec, EncoderTensorNames, MLPConfig, NormConfig, hookimpl
-from edge_models.hf_config import attempt, check_fields, require
+from edge_models.hf.config import attempt, check_fields, require
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ from edge_models import (
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import UnsupportedConfigError, layer_types, require, rope_parameters
+from edge_models.hf.config import UnsupportedConfigError, layer_types, require, rope_parameters
 from edge_models_gemma.gemma4 import ARCHITECTURES as GEMMA4_ARCHITECTURES
 from edge_models_gemma.gemma4 import (
     GEMMA4_E2B,

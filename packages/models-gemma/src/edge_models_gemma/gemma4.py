@@ -13,7 +13,7 @@ from edge_models import (
     TokenizerDefaults,
 )
 from edge_models.config import PerLayerEmbeddingConfig
-from edge_models.hf_config import attempt, check_fields, layer_types, require, rope_parameters
+from edge_models.hf.config import attempt, check_fields, layer_types, require, rope_parameters
 
 ARCHITECTURES = ("Gemma4ForCausalLM", "Gemma4ForConditionalGeneration")
 _ACTIVATIONS = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh", "gelu": "gelu"}

@@ -14,7 +14,7 @@ from edge_models import (
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import expect, require, rope_parameters
+from edge_models.hf.config import expect, require, rope_parameters
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ from edge_models import (
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import gated_silu_decoder
+from edge_models.hf.config import gated_silu_decoder
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,7 @@ from edge_models import (
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import attempt, gated_silu_decoder, layer_types
+from edge_models.hf.config import attempt, gated_silu_decoder, layer_types
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from edge_models import AttentionConfig, MLPConfig, NormConfig, hookimpl
 from edge_models.config import RelativePositionConfig, Seq2SeqConfig
-from edge_models.hf_config import attempt, check_fields, require
+from edge_models.hf.config import attempt, check_fields, require
 from edge_models.spec import Seq2SeqSpec
 
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ from edge_models import (
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf_config import (
+from edge_models.hf.config import (
     UnsupportedConfigError,
     attempt,
     expect,

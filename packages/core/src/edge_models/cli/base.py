@@ -35,7 +35,7 @@ def logged(func):
     """Run a verb with native and library output sent to its log file (`edge-models -v VERB` shows it)."""
     import functools
 
-    from edge_models import console
+    from edge_models.io import console
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -56,7 +56,7 @@ def friendly(func):
     """Turn our own error types into clean CLI errors."""
     import functools
 
-    from edge_models.fileio import WriteError
+    from edge_models.io.files import WriteError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edge_models import console
+from edge_models.io import console
 
 
 @click.group("cache", invoke_without_command=True)

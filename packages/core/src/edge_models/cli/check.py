@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from edge_models import console
 from edge_models.cli.base import CHECKPOINT, UserError, cli, friendly, logged
-from edge_models.cli.models import checkpoint_tokenizer
+from edge_models.io import console
 
 
 @cli.command()
@@ -24,9 +23,9 @@ def verify(model, checkpoint, tiny, prompts, new_tokens, atol) -> None:
     """Compare our MODEL with transformers' reference on the same checkpoint."""
     import tempfile
 
-    from edge_models.encoders import find_encoder
-    from edge_models.seq2seq import find_seq2seq
-    from edge_models.verify import verify_checkpoint
+    from edge_models.kinds.decoder_verify import verify_checkpoint
+    from edge_models.kinds.encoder import find_encoder
+    from edge_models.kinds.seq2seq import find_seq2seq
 
     seq2seq = find_seq2seq(model, checkpoint)
     if seq2seq is not None:
@@ -65,8 +64,9 @@ DEBUG_PROMPT = "The river carried the boat past three villages before the sun we
 @friendly
 def debug(file, checkpoint, model_name, prompt, tokenizer) -> None:
     """Per decoder block: how far FILE's hidden state is from the PyTorch model on CHECKPOINT."""
-    from edge_models.debug import compare_blocks, format_report
-    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.convert.pipeline import checkpoint_tokenizer
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
+    from edge_models.tools.debug import compare_blocks, format_report
 
     spec = resolve_spec(model_name, checkpoint)
     tok, start_token = checkpoint_tokenizer(checkpoint, tokenizer, "debug prompts", spec)

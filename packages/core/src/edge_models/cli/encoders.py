@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from edge_models import console
 from edge_models.cli.base import UserError, cli, friendly, lengths, logged
+from edge_models.io import console
 
 
 def _model(spec, checkpoint: Path | None, tiny: bool, random, load):
@@ -25,7 +25,7 @@ def _model(spec, checkpoint: Path | None, tiny: bool, random, load):
 
 def convert_encoder_command(spec, checkpoint: Path | None, output: Path | None, recipe, embed_lengths, tiny):
     from edge_models.convert.encoder import convert_encoder
-    from edge_models.encoders import load_encoder_for_spec, random_encoder
+    from edge_models.kinds.encoder import load_encoder_for_spec, random_encoder
 
     model = _model(spec, checkpoint, tiny, random_encoder, load_encoder_for_spec)
     output = output or Path(f"{spec.name}.tflite")
@@ -48,7 +48,7 @@ def copy_tokenizer(checkpoint: Path | None, output: Path) -> None:
 
 def convert_seq2seq_command(spec, checkpoint, output, recipe, encode_lengths: str, cache_len: int, tiny) -> None:
     from edge_models.convert.seq2seq import convert_seq2seq
-    from edge_models.seq2seq import load_seq2seq_for_spec, random_seq2seq
+    from edge_models.kinds.seq2seq import load_seq2seq_for_spec, random_seq2seq
 
     model = _model(spec, checkpoint, tiny, random_seq2seq, load_seq2seq_for_spec)
     output = output or Path(f"{spec.name}.tflite")
@@ -58,7 +58,7 @@ def convert_seq2seq_command(spec, checkpoint, output, recipe, encode_lengths: st
 
 
 def verify_seq2seq_command(spec, checkpoint: Path | None, tiny: bool, new_tokens: int, atol: float | None) -> None:
-    from edge_models.seq2seq import verify_seq2seq
+    from edge_models.kinds.seq2seq import verify_seq2seq
 
     if tiny == (checkpoint is not None):
         raise UserError("give exactly one of --checkpoint PATH and --tiny")
@@ -107,7 +107,7 @@ def generate_seq2seq_command(file: Path, tokenizer: Path | None, prompt: str, ma
 
 
 def verify_encoder_command(spec, checkpoint: Path | None, tiny: bool, atol: float | None) -> None:
-    from edge_models.encoders import verify_encoder
+    from edge_models.kinds.encoder import verify_encoder
 
     if tiny == (checkpoint is not None):
         raise UserError("give exactly one of --checkpoint PATH and --tiny")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from edge_models import console
 from edge_models.cli.base import friendly, logged
+from edge_models.io import console
 
 
 @click.group("lora")
@@ -36,9 +36,9 @@ def lora_group() -> None:
 def pack(adapter, base, model_name, output) -> None:
     """Check ADAPTER (adapter_config.json + adapter_model.safetensors) against BASE and write its matrices in the
     order, shape and dtype BASE's LoRA inputs take (zero-padded to its rank, alpha/r folded in)."""
-    from edge_models.lora import pack as pack_matrices
-    from edge_models.lora import read_adapter, write_packed
-    from edge_models.models import resolve_spec
+    from edge_models.kinds.decoder import resolve_spec
+    from edge_models.loader.peft_adapter import pack as pack_matrices
+    from edge_models.loader.peft_adapter import read_adapter, write_packed
     from edge_models.runtime import LiteRTModel
     from edge_models.runtime.lora_format import parse_input_name, rank_of
 
@@ -68,7 +68,7 @@ def pack(adapter, base, model_name, output) -> None:
 def zeros(base, output) -> None:
     """Write an all-zero adapter for BASE: the base model itself. LiteRT-LM leaves a file's LoRA inputs unset when a
     session has no adapter; give it this one for the base model."""
-    from edge_models.fileio import write_atomically
+    from edge_models.io.files import write_atomically
     from edge_models.runtime import LiteRTModel, read_bundle
     from edge_models.runtime.bundles import BUNDLE_SUFFIXES
     from edge_models.runtime.lora_format import rank_of, write_adapter_file, zero_adapter

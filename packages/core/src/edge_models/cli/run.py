@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from edge_models import console
 from edge_models.cli.base import CHECKPOINT, cli, friendly, logged
+from edge_models.io import console
 
 
 def _model_options(func):
@@ -188,7 +188,8 @@ def bench(
 
     --compare-torch runs the same model in PyTorch: on --checkpoint, or without it the registered model's published
     shape (or tiny config) with random weights, when that is the file's shape; another shape is refused."""
-    from edge_models.bench import (
+    from edge_models.tflite_check import os_threads
+    from edge_models.tools.bench import (
         GROUNDED_PROMPT,
         bench_generation,
         bench_loads,
@@ -204,7 +205,6 @@ def bench(
         tflite_view,
         torch_model_of_file,
     )
-    from edge_models.tflite_check import os_threads
 
     engines = ["compiled", "interpreter"] if engine == "both" else [engine]
     tflite = tflite_view(file)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge_models import console
+from edge_models.io import console
 
 
 @click.group("tokenizer")
@@ -32,8 +32,8 @@ def tokenizer_group() -> None:
 )
 def from_gguf(file: Path, output: Path, verbatim_types: bool) -> None:
     """Rebuild a SentencePiece tokenizer.model from the tokenizer metadata of a GGUF FILE."""
-    from edge_models.fileio import WriteError
-    from edge_models.gguf_tokenizer import GGUFTokenizerError, write_sentencepiece_from_gguf
+    from edge_models.io.files import WriteError
+    from edge_models.loader.gguf_tokenizer import GGUFTokenizerError, write_sentencepiece_from_gguf
 
     try:
         out = write_sentencepiece_from_gguf(file, output, control_as_user_defined=not verbatim_types)

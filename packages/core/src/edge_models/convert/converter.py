@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from torch import nn
 
 from edge_models.convert import parallel
 from edge_models.convert.export import ExportSettings, lower_signatures
-from edge_models.fileio import write_atomically
+from edge_models.io.files import write_atomically
 from edge_models.layers import Decoder
 from edge_models.layers.shortlist import SHORTLIST_PARAM, ShortlistHead
 from edge_models.layers.split_vocab import SplitEmbedding, SplitHead
@@ -35,7 +34,7 @@ Progress = Callable[[str], None]
 
 
 def _stderr(message: str) -> None:
-    from edge_models import console
+    from edge_models.io import console
 
     console.stage(message)
 
@@ -82,76 +81,28 @@ def convert(
     A recipe with calibrated schemes needs `calibration`: token windows (`quantize.calibration_data`), or
     `calibrated`, the result of calibrating this model with this recipe already (`quantize.auto` hands it over).
     """
-    from edge_models.convert import streaming
-
     settings = settings or ExportSettings()
     recipe = recipe if isinstance(recipe, Recipe) else parse_recipe(recipe)
     output = Path(output)
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
-
-    def again(read: Callable[[str], np.ndarray] | None, ready: CalibrationResult | None = calibrated) -> ConvertResult:
-        """`convert` once more, on the model as one of the contexts below has changed it."""
-        return convert(
-            model,
-            output,
-            settings,
-            recipe,
-            progress,
-            weights=read,
-            low_memory=low_memory,
-            workers=workers,
-            calibration=calibration,
-            calibrated=ready,
-        )
-
-    if settings.shortlist and getattr(model, "shortlist", None) is None:
-        dynamic = recipe.scheme_for("lm_head").mode == "dynamic"
-        with _shortlisted(model, settings.shortlist, weights, dynamic) as shortlist_weights:
-            return again(shortlist_weights)
-    if recipe.lead_rows and not isinstance(model.embed_tokens, SplitEmbedding):
-        began = time.perf_counter()
-        if not low_memory:
-            raise RecipeError(f"recipe {recipe.text!r}: rows.K is written by the low-memory converter only")
-        # On the whole matrix, before it is split: calibration reads the embedding as the model has it.
-        ready = _calibrated(model, recipe, calibration, calibrated, weights, say)
-        with _split_rows(model, recipe.lead_rows[0], weights) as split_weights:
-            result = again(split_weights, ready)
-        return dataclasses.replace(result, seconds=time.perf_counter() - began)  # calibration included
-    if recipe.unties(model):
-        with _untied(model, weights) as untied_weights:
-            return again(untied_weights)
     started = time.perf_counter()
-
-    model = model.eval()
-    # KV-sharing layers (Gemma 3n / 4) have no cache entries: the file holds those of the layers before them.
-    check = partial(_check, layers=model.config.first_kv_shared_layer)
-    from edge_models.layers.lora import lora_parameters
-
-    if lora_parameters(model) and not (low_memory and streaming.can_stream(model, recipe)):
-        raise RecipeError(f"recipe {recipe.text!r}: LoRA inputs are written by the low-memory converter only")
-    if settings.shortlist and not (low_memory and streaming.can_stream(model, recipe)):
-        raise RecipeError(f"recipe {recipe.text!r}: shortlist signatures are written by the low-memory converter only")
-    if recipe.is_calibrated and not (low_memory and streaming.can_stream(model, recipe)):
-        raise RecipeError(f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only")
-    calibrated = _calibrated(model, recipe, calibration, calibrated, weights, say)
-    if calibrated is not None:
-        with calibrated.applied_to(model):
-            streaming.convert_streaming(
-                model, output, settings, recipe, weights, say, check, workers, calibrated.encoded
-            )
-    elif low_memory and streaming.can_stream(model, recipe):
-        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers)
-    else:
-        if weights is not None:
-            say("this recipe needs every weight in memory: reading them all")
-            _materialize(model, weights)
-        flatbuffer = _lower(model, settings, say)
-        if not recipe.is_float32:
-            say(f"quantizing with recipe {recipe.text}")
-            flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
-        say(f"writing and checking {output}")
-        write_atomically(output, lambda f: f.write(flatbuffer), check)
+    # The model-transforming steps, each undone on leaving: a shortlist head attached, the tied embedding split
+    # at rows.K, the LM head untied. Each hands on the weight reader of the model as it has changed it.
+    with contextlib.ExitStack() as transformed:
+        read = weights
+        if settings.shortlist and getattr(model, "shortlist", None) is None:
+            dynamic = recipe.scheme_for("lm_head").mode == "dynamic"
+            read = transformed.enter_context(_shortlisted(model, settings.shortlist, read, dynamic))
+        if recipe.lead_rows and not isinstance(model.embed_tokens, SplitEmbedding):
+            if not low_memory:
+                raise RecipeError(f"recipe {recipe.text!r}: rows.K is written by the low-memory converter only")
+            # On the whole matrix, before it is split: calibration reads the embedding as the model has it.
+            calibrated = _calibrated(model, recipe, calibration, calibrated, read, say)
+            read = transformed.enter_context(_split_rows(model, recipe.lead_rows[0], read))
+        if recipe.unties(model):
+            read = transformed.enter_context(_untied(model, read))
+        _write(model, output, settings, recipe, read, say, low_memory, workers, calibration, calibrated)
     result = ConvertResult(
         path=output,
         size_bytes=output.stat().st_size,
@@ -163,6 +114,54 @@ def convert(
     )
     say(result.summary())
     return result
+
+
+def _write(
+    model: Decoder,
+    output: Path,
+    settings: ExportSettings,
+    recipe: Recipe,
+    weights: Callable[[str], np.ndarray] | None,
+    say: Progress,
+    low_memory: bool,
+    workers: int,
+    calibration: list[list[int]] | None,
+    calibrated: CalibrationResult | None,
+) -> None:
+    """The file of `model` as the transforms left it: streamed one weight at a time where the writer stores every
+    scheme of `recipe`, else through litert-torch's float flatbuffer and ai-edge-quantizer."""
+    from edge_models.convert import streaming
+
+    model = model.eval()
+    # KV-sharing layers (Gemma 3n / 4) have no cache entries: the file holds those of the layers before them.
+    check = partial(_check, layers=model.config.first_kv_shared_layer)
+    from edge_models.layers.lora import lora_parameters
+
+    streams = low_memory and streaming.can_stream(model, recipe)
+    if lora_parameters(model) and not streams:
+        raise RecipeError(f"recipe {recipe.text!r}: LoRA inputs are written by the low-memory converter only")
+    if settings.shortlist and not streams:
+        raise RecipeError(f"recipe {recipe.text!r}: shortlist signatures are written by the low-memory converter only")
+    if recipe.is_calibrated and not streams:
+        raise RecipeError(f"recipe {recipe.text!r}: calibrated schemes are written by the low-memory converter only")
+    calibrated = _calibrated(model, recipe, calibration, calibrated, weights, say)
+    if calibrated is not None:
+        with calibrated.applied_to(model):
+            streaming.convert_streaming(
+                model, output, settings, recipe, weights, say, check, workers, calibrated.encoded
+            )
+    elif streams:
+        streaming.convert_streaming(model, output, settings, recipe, weights, say, check, workers)
+    else:
+        if weights is not None:
+            say("this recipe needs every weight in memory: reading them all")
+            _materialize(model, weights)
+        flatbuffer = _lower(model, settings, say)
+        if not recipe.is_float32:
+            say(f"quantizing with recipe {recipe.text}")
+            flatbuffer = quantize_flatbuffer(flatbuffer, recipe)
+        say(f"writing and checking {output}")
+        write_atomically(output, lambda f: f.write(flatbuffer), check)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edge_models.convert.streaming import _aligned, _shared_quantization, pack_model
-from edge_models.fileio import write_atomically
+from edge_models.io.files import write_atomically
 
 # Options that name other subgraphs (control flow): removing subgraphs would renumber them, so such files are refused.
 _SUBGRAPH_OPTIONS = ("IfOptions", "WhileOptions", "CallOnceOptions", "CallOptions")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from edge_models.convert.converter import ConvertResult
-from edge_models.fileio import write_atomically
+from edge_models.io.files import write_atomically
 from edge_models.quantize import Recipe, RecipeError, parse_recipe
 from edge_models.quantize.ai_edge import quantize_flatbuffer
 from edge_models.runtime.memory import peak_rss_bytes

@@ -348,7 +348,7 @@ def convert_streaming(
     """Export the skeleton of `model` (`workers` processes at once), then write `output` with each 2-D weight from
     `encoded` (already in its stored form) or `read(param)` (default: the model's own tensor), in the scheme
     `recipe` gives it."""
-    from edge_models.fileio import write_atomically
+    from edge_models.io.files import write_atomically
 
     say = progress or (lambda _m: None)
     shapes = streamed_weights(model)

@@ -44,7 +44,7 @@ class PerLayerEmbedding(nn.Module):
 
 class PerLayerGate(nn.Module):
     """norm(projection(act(gate(x)) * per_layer_input)): one block's share of the per-layer inputs, which the block
-    adds to its output (the add stays the block's own op, where `edge_models.debug` finds the block's output)."""
+    adds to its output (the add stays the block's own op, where `edge_models.tools.debug` finds the block's output)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,22 +10,12 @@ import torch
 
 from edge_models.config import ModelConfig
 from edge_models.layers import Decoder
-from edge_models.loader.errors import CheckpointError
+from edge_models.loader.errors import CheckpointError, Pick, check_picks
 from edge_models.loader.sources import TensorSource, open_checkpoint
 from edge_models.tensor_names import BLOCK_TENSORS, LAYER_SLOTS, MODEL_SLOTS, TensorNames
 
 # Buffers some exporters save that carry no weights.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq", ".masked_bias", ".attn.bias")
-
-
-@dataclass(frozen=True)
-class Pick:
-    """Our parameter comes from `rows` of checkpoint tensor `name` (all rows when None), a tensor
-    that then has `total_rows` rows (fused projections: q, k and v, or gate and up, stacked)."""
-
-    name: str
-    rows: tuple[int, int] | None = None
-    total_rows: int | None = None
 
 
 def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
@@ -90,40 +79,10 @@ def load_weights(
     map sees every wrong name at once.
     """
     picks = plan(model, names)
-    expected = model.state_dict()
-    available = set(source.names())
-    problems: list[str] = []
-    checked: set[str] = set()
-    for param, pick in picks.items():
-        if pick.name in checked:  # the parts of a fused tensor: report it once
-            continue
-        checked.add(pick.name)
-        want = tuple(expected[param].shape)
-        if pick.name not in available:
-            problems.append(f"missing tensor {pick.name!r} (for {param}, expected shape {list(want)})")
-            continue
-        found = source.shape(pick.name)
-        if pick.rows is not None:
-            total = [pick.total_rows, *want[1:]]
-            ok = list(found) == total
-            want_desc = f"{total} (fused projections stacked)"
-        else:
-            ok = found == want
-            want_desc = str(list(want))
-        if not ok:
-            problems.append(f"shape mismatch for {pick.name!r}: expected {want_desc}, found {list(found)}")
-    used = {p.name for p in picks.values()}
-    if model.config.tie_embeddings and names.lm_head:
-        # Tied checkpoints often store the shared matrix a second time as the LM head.
-        used.add(f"{names.lm_head}.weight")
-    for name in sorted(available - used):
-        if not name.endswith(_IGNORED_SUFFIXES):
-            problems.append(f"unexpected tensor {name!r} with shape {list(source.shape(name))}")
-    if problems:
-        listing = "\n  ".join(problems)
-        raise CheckpointError(
-            f"{source.path}: checkpoint does not match the model ({len(problems)} problem(s)):\n  {listing}"
-        )
+    shapes = {param: tuple(t.shape) for param, t in model.state_dict().items()}
+    # Tied checkpoints often store the shared matrix a second time as the LM head.
+    tied_head = {f"{names.lm_head}.weight"} if model.config.tie_embeddings and names.lm_head else set()
+    check_picks(source, picks, shapes, tied_head, lambda name: name.endswith(_IGNORED_SUFFIXES))
 
     params = dict(model.named_parameters())
     with torch.no_grad():

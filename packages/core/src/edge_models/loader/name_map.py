@@ -9,7 +9,7 @@ import re
 import torch
 from torch import nn
 
-from edge_models.loader.errors import CheckpointError
+from edge_models.loader.errors import CheckpointError, Pick, check_picks
 from edge_models.loader.sources import TensorSource
 
 NameMap = dict[str, str]
@@ -33,28 +33,16 @@ def load_by_map(model: nn.Module, source: TensorSource, names: NameMap, unused: 
     """Copy every parameter of `model` from `source`; every missing, misshapen or unexpected tensor (other than
     those starting with an `unused` prefix) is listed in one error before anything is copied."""
     available = set(source.names())
-    problems, picks = [], {}
+    picks, shapes = {}, {}
     for param, tensor in model.state_dict().items():
         name = checkpoint_name(param, names)
         module, _, kind = name.rpartition(".")
         if name not in available and f"{module}.{_OLD_NORM_NAMES.get(kind)}" in available:
             name = f"{module}.{_OLD_NORM_NAMES[kind]}"
-        want = list(tensor.shape)
-        if name not in available:
-            problems.append(f"missing tensor {name!r} (for {param}, expected shape {want})")
-        elif list(source.shape(name)) != want:
-            problems.append(f"shape mismatch for {name!r}: expected {want}, found {list(source.shape(name))}")
-        picks[param] = name
-    for name in sorted(available - set(picks.values())):
-        if not name.startswith(unused):
-            problems.append(f"unexpected tensor {name!r} with shape {list(source.shape(name))}")
-    if problems:
-        listing = "\n  ".join(problems)
-        raise CheckpointError(
-            f"{source.path}: checkpoint does not match the model ({len(problems)} problem(s)):\n  {listing}"
-        )
+        picks[param], shapes[param] = Pick(name), tuple(tensor.shape)
+    check_picks(source, picks, shapes, ignored=lambda name: name.startswith(unused))
     with torch.no_grad():
         params = model.state_dict(keep_vars=True)
-        for param, name in picks.items():
-            params[param].copy_(source.get(name).to(torch.float32))
+        for param, pick in picks.items():
+            params[param].copy_(source.get(pick.name).to(torch.float32))
     return model.eval()

@@ -52,7 +52,7 @@ def text_tower(source: TensorSource) -> TensorSource:
     """`source` itself, or its text decoder when it is a multimodal checkpoint (saying what is left out)."""
     if not any(name.startswith(TEXT_PREFIX) for name in source.names()):
         return source
-    from edge_models import console
+    from edge_models.io import console
 
     tower = TextTowerSource(source)
     console.err(tower.describe_left_out())

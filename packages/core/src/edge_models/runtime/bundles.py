@@ -70,7 +70,7 @@ def read_bundle(path: str | Path) -> BundleContents:
 
 
 def _read_task(path: Path) -> BundleContents:
-    from edge_models.task_format import TFLITE_ENTRY, read_task
+    from edge_models.formats.task import TFLITE_ENTRY, read_task
 
     bundle = read_task(path)
     p = bundle.params

@@ -101,7 +101,7 @@ def bundle_model_file(bundle: str | Path, span: tuple[int, int]) -> Path | None:
     that the runtime maps it as it maps any .tflite: `CompiledModel.from_buffer` takes only `bytes`, and reading a
     bundle's model into memory cost its size in RSS and ~0.3 s per 300 MB on every load. None: the caches are off
     or cannot be written (the caller reads the bytes)."""
-    from edge_models.fileio import WriteError, write_atomically
+    from edge_models.io.files import WriteError, write_atomically
 
     if not enabled():
         return None
@@ -195,7 +195,7 @@ def _identity_size(identity: str) -> int:
 
 
 def _stage(message: str) -> None:
-    from edge_models import console
+    from edge_models.io import console
 
     console.stage(message)
 
@@ -204,7 +204,7 @@ def _say_once(message: str) -> None:
     if message in _warned:
         return
     _warned.add(message)
-    from edge_models import console
+    from edge_models.io import console
 
     console.err(message)
 

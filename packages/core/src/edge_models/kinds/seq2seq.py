@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from edge_models.config import Seq2SeqConfig
-from edge_models.encoders import checkpoint_directory, find_spec
-from edge_models.hf_config import read_config
+from edge_models.hf.config import read_config
+from edge_models.kinds.encoder import checkpoint_directory, find_spec
 from edge_models.plugins import ModelRegistry, seq2seq_registry
 from edge_models.runtime.speculative import common_prefix
 from edge_models.spec import Seq2SeqSpec
@@ -35,8 +35,8 @@ def load_seq2seq_for_spec(spec: Seq2SeqSpec, checkpoint: str | Path, config: Seq
 
 
 def random_seq2seq(config: Seq2SeqConfig, seed: int = 0, std: float = 0.05):
+    from edge_models.kinds.decoder import randomized
     from edge_models.layers.seq2seq import Seq2Seq
-    from edge_models.models import randomized
 
     return randomized(lambda: Seq2Seq(config), seed, std)
 

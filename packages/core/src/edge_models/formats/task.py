@@ -1,7 +1,7 @@
 """The MediaPipe `.task` bundle: entry names, the `LlmParameters` metadata codec and a safe reader.
 
 Core owns the format so the desktop runtime can open bundles without the bundler package.
-Facts about the format are in ARCHITECTURE.md §6; the field numbers below are those of
+Facts about the format are in docs/file-formats.md; the field numbers below are those of
 `odml/infra/genai/inference/proto/llm_params.proto` and `prompt_template.proto` as compiled into
 mediapipe 0.10.35 (proto3, so the repeated enum is packed and empty scalars are not written).
 

@@ -1,6 +1,7 @@
-"""Bring your own model (issue 15): a checkpoint in the ordinary HF layout, with its own tokenizer, special tokens,
-generation settings and Jinja chat template, goes to a bundle with no other flag, and every runtime prompts it the
-way `transformers` does."""
+"""A checkpoint in the ordinary HF layout, with its own tokenizer, special tokens, generation settings and Jinja chat
+template, converted and bundled with no other flag: every runtime (ours on the bundle and the bare .tflite, `generate
+--chat`, `chat`, LiteRT-LM) prompts and answers it as `transformers` does, and its bad files are named before anything
+is written. How the conventions themselves are read is in test_hf_conventions.py."""
 
 from __future__ import annotations
 
@@ -12,29 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from chat_checkpoints import FAMILIES, write_chat_checkpoint
 from click.testing import CliRunner
 
 from edge_models import cli as cli_module
-from edge_models.hf import ChatTemplateError, read_checkpoint_tokens
 from edge_models.runtime import ChatSession, Generator, load_tokenizer
+from helpers.chat_checkpoints import FAMILIES, write_chat_checkpoint
 
 transformers = pytest.importorskip("transformers")
 
-CONVERSATIONS = [
-    [{"role": "user", "content": "kalo mine ruta"}],
-    [
-        {"role": "user", "content": "kalo mine"},
-        {"role": "assistant", "content": "so vi pe."},
-        {"role": "user", "content": "ba zo duta"},
-    ],
-    [
-        {"role": "system", "content": "be ruta."},
-        {"role": "user", "content": "kalo mine"},
-        {"role": "assistant", "content": " so vi pe. "},
-        {"role": "user", "content": "ba zo"},
-    ],
-]
 # Families of the end-to-end test: several EOS ids (Llama 3), no BOS (ChatML), system folded into the first turn
 # (Gemma), BOS known but not added (Phi-3), EOS written by the template (Zephyr).
 END_TO_END = ["llama3", "chatml", "gemma", "phi3", "zephyr"]
@@ -93,72 +79,6 @@ def _hf_greedy(tok, model, messages) -> tuple[list[int], list[int]]:
     return ids, new[:-1] if new and new[-1] in eos else new
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_chat_templates_render_like_transformers(family, tmp_path):
-    directory = write_chat_checkpoint(FAMILIES[family], tmp_path / family)
-    hf = transformers.AutoTokenizer.from_pretrained(directory)
-    ours = read_checkpoint_tokens(directory)
-    tok = load_tokenizer(ours.tokenizer)
-    compared = 0
-    for messages in CONVERSATIONS:
-        for opened in (True, False):
-            try:
-                expected = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=opened)
-            except Exception:  # noqa: BLE001 - the template itself rejects this conversation (Mistral: no system)
-                with pytest.raises(ChatTemplateError, match="fails to render"):
-                    ours.chat_template.render(messages, opened)
-                continue
-            assert ours.chat_template.render(messages, opened) == expected
-            ids = hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=opened, return_dict=True)
-            assert tok.encode(expected) == ids["input_ids"]
-            compared += 1
-    assert compared >= 4
-
-
-EXPECTED_TOKENS = {
-    "llama3": ("<|begin_of_text|>", ("<|eot_id|>", "<|end_of_text|>")),
-    "chatml": (None, ("<|im_end|>",)),
-    "gemma": ("<bos>", ("<eos>", "<end_of_turn>")),
-    "phi3": (None, ("<|end|>", "</s>")),
-    "zephyr": ("<s>", ("</s>",)),
-    "mistral": ("<s>", ("</s>",)),
-}
-
-
-@pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_special_tokens_come_from_the_checkpoint(family, tmp_path):
-    from edge_models.hf import resolve_conventions
-    from edge_models.plugins import registry
-
-    directory = write_chat_checkpoint(FAMILIES[family], tmp_path / family)
-    # The llama plugin's defaults (<s>, </s>) fill only what the checkpoint does not say.
-    got = resolve_conventions(read_checkpoint_tokens(directory), registry().get("llama").tokenizer)
-    assert (got.start_token, got.stop_tokens) == EXPECTED_TOKENS[family]
-    hf = transformers.AutoTokenizer.from_pretrained(directory)
-    plain = hf("kalo mine")["input_ids"]
-    tok = load_tokenizer(directory / "tokenizer.json")
-    assert plain == ([tok.piece_to_id(got.start_token)] if got.start_token else []) + tok.encode("kalo mine")
-
-
-def test_affixes_derived_for_task_bundles(tmp_path):
-    chatml = read_checkpoint_tokens(write_chat_checkpoint(FAMILIES["chatml"], tmp_path / "c")).chat_template
-    preamble, affixes = chatml.affixes()
-    assert preamble == ""
-    assert (affixes.user_prefix, affixes.user_suffix) == ("<|im_start|>user\n", "<|im_end|>\n")
-    assert (affixes.model_prefix, affixes.system_prefix) == ("<|im_start|>assistant\n", "<|im_start|>system\n")
-    gemma = read_checkpoint_tokens(write_chat_checkpoint(FAMILIES["gemma"], tmp_path / "g")).chat_template
-    preamble, affixes = gemma.affixes()
-    # Gemma folds a system message into the first user turn: no system affixes can express that.
-    assert preamble == "<bos>" and affixes.user_prefix == "<start_of_turn>user\n" and not affixes.system_prefix
-    for messages in CONVERSATIONS[:2]:
-        assert preamble + affixes.render_messages(messages) == gemma.render(messages)
-    from edge_models.hf import ChatTemplate
-
-    numbered = ChatTemplate("{% for m in messages %}[{{ loop.index }}] {{ m['content'] }}\n{% endfor %}")
-    with pytest.raises(ChatTemplateError, match="cannot be written as fixed text"):
-        numbered.affixes()
-
-
 def _engine_chat(bundle: Path, messages: list[dict]) -> str:
     litert_lm = pytest.importorskip("litert_lm")
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
@@ -176,6 +96,7 @@ def _engine_chat(bundle: Path, messages: list[dict]) -> str:
 
 
 @pytest.mark.parametrize("family", END_TO_END)
+@pytest.mark.slow
 def test_own_checkpoint_end_to_end(family, converted, run):
     """convert auto --checkpoint DIR --bundle m.litertlm with no other flag; then our runtime (bundle and bare
     .tflite), `generate --chat` and LiteRT-LM's conversation API all answer as transformers does."""
@@ -193,6 +114,7 @@ def test_own_checkpoint_end_to_end(family, converted, run):
     assert _engine_chat(directory / "m.litertlm", messages) == text
 
 
+@pytest.mark.slow
 def test_self_test_replays_in_every_runtime(converted, run):
     bundle = converted("llama3") / "m.litertlm"
     out = run("bundle", "check", "--run", bundle)
@@ -202,6 +124,7 @@ def test_self_test_replays_in_every_runtime(converted, run):
         assert "LiteRT-LM    agrees: same text" in out.stdout
 
 
+@pytest.mark.slow
 def test_chat_keeps_the_cache_across_turns(converted):
     """Five turns with the cache reused give the replies of five turns re-prefilled from scratch, prefilling
     only each turn's new tokens."""
@@ -223,6 +146,7 @@ def test_chat_keeps_the_cache_across_turns(converted):
     assert replies[True] == replies[False]
 
 
+@pytest.mark.slow
 def test_chat_verb_through_piped_input(converted, run):
     bundle = converted("chatml") / "m.litertlm"
     out = run("chat", bundle, "--max-tokens", 5, input="kalo mine\nba zo\n/reset\nkalo mine\n/system be ruta\nso vi\n")
@@ -235,6 +159,7 @@ def test_chat_verb_through_piped_input(converted, run):
     assert "[new conversation, system message 'be ruta']" in out.stderr
 
 
+@pytest.mark.slow
 def test_conversation_longer_than_the_cache_is_refused(converted):
     from edge_models.runtime import ConversationFullError
 
@@ -244,6 +169,7 @@ def test_conversation_longer_than_the_cache_is_refused(converted):
             "".join(session.send("kalo mine ruta so vi pe ba zo duta"))
 
 
+@pytest.mark.slow
 def test_generate_on_tflite_needs_no_flags(converted, run):
     directory = converted("llama3")
     out = run("generate", directory / "m.tflite", "--chat", "--prompt", PROMPT, "--max-tokens", NEW_TOKENS)
@@ -252,6 +178,7 @@ def test_generate_on_tflite_needs_no_flags(converted, run):
     assert out.stdout == bundled.stdout
 
 
+@pytest.mark.slow
 def test_no_start_token_bundles_as_litertlm_only(converted, tmp_path, run):
     from edge_models_bundler import BundleError, BundleOptions, write_task
     from edge_models_bundler.validate import Report, check_task_chat
@@ -319,6 +246,7 @@ def test_bad_checkpoint_files_are_named_and_nothing_is_written(case, tmp_path, r
     assert not list(out_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_native_logs_go_to_the_log_file(converted, tmp_path):
     bundle = converted("chatml") / "m.litertlm"
     env = {**os.environ, "EDGE_MODELS_LOG_DIR": str(tmp_path)}
@@ -337,6 +265,7 @@ GEMMA_STYLE_SP = (
 )
 
 
+@pytest.mark.slow
 def test_sentencepiece_checkpoint_bundles_as_task_with_no_flags(tmp_path, run):
     """A checkpoint with a SentencePiece tokenizer.model: `--bundle m.task` needs no other flag; the .task (affixes
     derived from the Jinja template) prompts and answers like the .tflite run on the checkpoint's own files, and
@@ -379,6 +308,7 @@ def test_sentencepiece_checkpoint_bundles_as_task_with_no_flags(tmp_path, run):
     assert _engine_chat(directory / "m.task", messages) == tok.decode(generated)
 
 
+@pytest.mark.slow
 def test_bench_and_inspect_take_litertlm(converted, run):
     bundle = converted("llama3") / "m.litertlm"
     bench = run("bench", bundle, "--decode-tokens", 8)

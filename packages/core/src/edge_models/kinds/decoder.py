@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_models.config import ModelConfig
+from edge_models.hf.config import UnsupportedConfigError, read_config
 from edge_models.hf.hub_cache import resolve_checkpoint
-from edge_models.hf_config import UnsupportedConfigError, read_config
 from edge_models.plugins import ModelRegistry, UnknownModelError, registry
 from edge_models.spec import ModelSpec
 

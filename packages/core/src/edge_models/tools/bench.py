@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_models.runtime.memory import peak_rss_bytes
+from edge_models.tools.measured import run_measured
 
 if TYPE_CHECKING:
     import torch
@@ -43,29 +44,6 @@ class BenchRow:
             self.parameters,
             self.kv_bytes,
         )
-
-
-def run_measured(fn, *args):
-    """Run `fn(*args)` in a fresh process: returns (result, its peak RSS in bytes, seconds).
-
-    A process of its own makes the peak memory that of this one job, not of everything before it.
-    `fn` must be importable (a module-level function).
-    """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from edge_models import console
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        future = pool.submit(_measured, fn, *args)
-        console.relay_stages(future)
-        return future.result()
-
-
-def _measured(fn, *args):
-    started = time.perf_counter()
-    result = fn(*args)
-    return result, peak_rss_bytes(), time.perf_counter() - started
 
 
 def _best_of(repeats: int, fn) -> float:
@@ -237,7 +215,7 @@ def torch_model_of_file(
     `checkpoint`, or without one, the first of its published and tiny configs whose shape is the file's `shape`
     (random weights). Refuses a model of another shape, from its config alone (nothing loaded): a speed ratio
     between different models means nothing."""
-    from edge_models.models import load_for_spec, random_model, resolve_config
+    from edge_models.kinds.decoder import load_for_spec, random_model, resolve_config
     from edge_models.plugins import registry
 
     spec = registry().get(model_name)

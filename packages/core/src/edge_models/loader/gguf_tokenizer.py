@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_models.fileio import write_atomically
+from edge_models.io.files import write_atomically
 
 __all__ = [
     "GGUFTokenizerError",

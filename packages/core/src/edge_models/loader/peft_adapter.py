@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_models.fileio import write_atomically
+from edge_models.io.files import write_atomically
 from edge_models.runtime.lora_format import input_name, parse_input_name, rank_of, write_adapter_file
 from edge_models.tensor_names import LAYER_SLOTS, TensorNames
 

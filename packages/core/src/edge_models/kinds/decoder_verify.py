@@ -139,7 +139,7 @@ def load_reference(spec, checkpoint: str | Path):
 def _multimodal_class(directory: Path, spec, transformers, text_class):
     """A multimodal checkpoint's own class (its text decoder is what we load; `text_class` would not find its
     weights under their names), when the spec accepts it; else `text_class`."""
-    from edge_models.hf_config import read_config
+    from edge_models.hf.config import read_config
 
     hf = read_config(directory) if (directory / "config.json").exists() else {}
     own = (hf.get("architectures") or [None])[0]
@@ -203,7 +203,7 @@ def verify_checkpoint(
     atol: float | None = None,
 ) -> VerifyReport:
     from edge_models.hf.hub_cache import resolve_checkpoint
-    from edge_models.models import load_for_spec, resolve_spec
+    from edge_models.kinds.decoder import load_for_spec, resolve_spec
 
     checkpoint = resolve_checkpoint(checkpoint)
     spec = resolve_spec(model_name, checkpoint)
@@ -219,7 +219,7 @@ def verify_checkpoint(
         inputs = [
             (f"random ids #{i}", torch.randint(0, vocab, (n,), generator=gen).tolist()) for i, n in enumerate((8, 24))
         ]
-    from edge_models import console
+    from edge_models.io import console
 
     for i, (label, ids) in enumerate(inputs):
         report.rows.append(compare(ours, reference, ids, new_tokens, label, atol))
