@@ -68,7 +68,7 @@ def _metadata(options: BundleOptions, tok, kv_len: int | None) -> bytes:
         meta.jinja_prompt_template = options.chat_template.for_litert_lm()
     if kv_len:
         meta.max_num_tokens = kv_len
-    meta.llm_model_type.generic_model.SetInParent()
+    getattr(meta.llm_model_type, options.litertlm_model_type).SetInParent()
     return meta.SerializeToString()
 
 

@@ -33,6 +33,9 @@ class BundleOptions:
     end_role_token: str | None = None
     # GPT-2 style byte-to-unicode mapping of the tokenizer's pieces.
     bytes_to_unicode: bool = False
+    # LiteRT-LM's model type (`LlmModelType` field: generic_model, gemma3, gemma4, ...): selects its per-family
+    # handling (tool-call parsing, constraints). `.task` has no such field.
+    litertlm_model_type: str = "generic_model"
 
     def replace(self, **changes) -> BundleOptions:
         return replace(self, **changes)
@@ -66,6 +69,10 @@ class BundleOptions:
         )
 
 
+# Model families whose LiteRT-LM model type is not the generic one.
+LITERTLM_MODEL_TYPES = {"gemma4": "gemma4"}
+
+
 def resolve_options(
     model: str | None = None,
     *,
@@ -89,7 +96,10 @@ def resolve_options(
     if model is not None:
         from edge_models.plugins import registry
 
-        defaults = registry().get(model).tokenizer
+        spec = registry().get(model)
+        defaults = spec.tokenizer
+        if spec.family in LITERTLM_MODEL_TYPES:
+            extra.setdefault("litertlm_model_type", LITERTLM_MODEL_TYPES[spec.family])
     if chat_template is not None:
         checkpoint = replace(checkpoint or CheckpointTokens(Path()), chat_template=chat_template)
     conventions = resolve_conventions(

@@ -18,6 +18,8 @@ class NormConfig:
     # Gemma stores RMSNorm weights as an offset from one: y = x_hat * (1 + w).
     zero_centered: bool = False
     bias: bool = False  # LayerNorm only
+    # False: RMS normalisation with no learned weight (Gemma 4's V norm).
+    scale: bool = True
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,19 @@ class AttentionConfig:
     query_scale: float | None = None
     logit_softcap: float | None = None
     sliding_window: int | None = None
+    # Norm applied per head to v (Gemma 4: RMS without a weight).
+    v_norm: NormConfig | None = None
+    # Values are the key projection's output, before the k norm and RoPE (Gemma 4's larger models): no v_proj.
+    k_eq_v: bool = False
+
+
+@dataclass(frozen=True)
+class PerLayerEmbeddingConfig:
+    """Gemma 3n / 4 per-layer inputs: a second token table [vocab_size, num_layers * dim], read one row per token,
+    combined with a projection of the token embedding, and gated into every decoder block's output."""
+
+    dim: int
+    vocab_size: int
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,17 @@ class ModelConfig:
     # Layers whose attention takes q and k unrotated (NoPE): SmolLM3 leaves out RoPE on every 4th layer.
     nope_layers: tuple[int, ...] = ()
     max_seq_len: int = 2048
+    # Attention of the global layers where it differs from the sliding ones (Gemma 4: wider heads, own KV heads);
+    # None: every layer uses `attention`.
+    global_attention: AttentionConfig | None = None
+    # The last `kv_shared_layers` layers have no keys or values of their own: each reads the cache of the last
+    # earlier layer of its type (Gemma 3n / 4). The cache holds entries for the other layers only.
+    kv_shared_layers: int = 0
+    # Multiplier of intermediate_size on the KV-sharing layers (Gemma 4's double-wide MLP: 2).
+    kv_shared_mlp_multiplier: int = 1
+    per_layer_embedding: PerLayerEmbeddingConfig | None = None
+    # A learned scalar multiplying each block's output (Gemma 4).
+    layer_scalar: bool = False
 
     def __post_init__(self) -> None:
         a = self.attention
@@ -108,9 +134,50 @@ class ModelConfig:
             raise ValueError(f"nope_layers {outside} are not layers of a {self.num_layers}-layer model")
         if self.logit_divisor == 0:
             raise ValueError("logit_divisor must not be 0")
+        g = self.global_attention
+        if g is not None and g.num_heads % g.num_kv_heads:
+            raise ValueError(
+                f"global_attention.num_heads ({g.num_heads}) must be a multiple of num_kv_heads ({g.num_kv_heads})"
+            )
+        if not 0 <= self.kv_shared_layers < self.num_layers:
+            raise ValueError(f"kv_shared_layers ({self.kv_shared_layers}) must leave at least one layer with a cache")
+        if self.kv_shared_layers:
+            missing = {self.layer_type(i) for i in range(self.num_layers)} - {
+                self.layer_type(i) for i in range(self.first_kv_shared_layer)
+            }
+            if missing:
+                raise ValueError(f"KV-sharing layers of type {sorted(missing)} have no earlier layer to read from")
+        if self.kv_shared_mlp_multiplier < 1:
+            raise ValueError("kv_shared_mlp_multiplier must be at least 1")
 
     def layer_type(self, index: int) -> LayerType:
         return "global" if self.layer_types is None else self.layer_types[index]
+
+    def attention_for(self, index: int) -> AttentionConfig:
+        """The attention settings of layer `index`."""
+        if self.global_attention is not None and self.layer_type(index) == "global":
+            return self.global_attention
+        return self.attention
+
+    @property
+    def first_kv_shared_layer(self) -> int:
+        return self.num_layers - self.kv_shared_layers
+
+    def kv_source(self, index: int) -> int:
+        """The layer whose cache layer `index` reads: itself, or for a KV-sharing layer the last earlier layer of
+        its type that keeps a cache."""
+        first = self.first_kv_shared_layer
+        if index < first:
+            return index
+        kind = self.layer_type(index)
+        return max(i for i in range(first) if self.layer_type(i) == kind)
+
+    def mlp_for(self, index: int) -> MLPConfig:
+        if self.kv_shared_mlp_multiplier != 1 and index >= self.first_kv_shared_layer:
+            return dataclasses.replace(
+                self.mlp, intermediate_size=self.mlp.intermediate_size * self.kv_shared_mlp_multiplier
+            )
+        return self.mlp
 
     @property
     def rotary_dim(self) -> int:
@@ -122,28 +189,39 @@ class ModelConfig:
 
     def num_parameters(self) -> int:
         """Parameter count computed from the shape, without building the model."""
-        a, m, d = self.attention, self.mlp, self.hidden_size
-        q, kv = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
-        attn = d * (q + 2 * kv) + q * d
-        if a.qkv_bias:
-            attn += q + 2 * kv
-        if a.out_bias:
-            attn += d
-        if a.qk_norm is not None:
-            attn += 2 * a.head_dim
-        mlp = d * m.intermediate_size * (3 if m.gated else 2)
-        if m.bias:
-            mlp += m.intermediate_size * (2 if m.gated else 1) + d
+        d = self.hidden_size
         norm = d * (2 if self.norm.bias else 1)
         norms_per_layer = 1 if self.block == "parallel" else 2
         norms_per_layer += int(self.post_attention_norm) + int(self.post_mlp_norm)
-        per_layer = attn + mlp + norms_per_layer * norm
-        total = self.num_layers * per_layer + self.vocab_size * d + norm
+        total = sum(self._layer_parameters(i) for i in range(self.num_layers))
+        total += self.num_layers * norms_per_layer * norm + self.vocab_size * d + norm
         if not self.tie_embeddings:
             total += self.vocab_size * d
         if self.lm_head_bias:
             total += self.vocab_size
+        ple = self.per_layer_embedding
+        if ple is not None:
+            packed = self.num_layers * ple.dim
+            total += ple.vocab_size * packed + d * packed + ple.dim
+            total += self.num_layers * (2 * d * ple.dim + d)
         return total
+
+    def _layer_parameters(self, index: int) -> int:
+        a, m, d = self.attention_for(index), self.mlp_for(index), self.hidden_size
+        q, kv = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
+        has_kv = index < self.first_kv_shared_layer
+        kv_tensors = (1 if a.k_eq_v else 2) if has_kv else 0
+        attn = d * (q + kv_tensors * kv) + q * d
+        if a.qkv_bias:
+            attn += q + kv_tensors * kv
+        if a.out_bias:
+            attn += d
+        if a.qk_norm is not None:
+            attn += (2 if has_kv else 1) * a.head_dim
+        mlp = d * m.intermediate_size * (3 if m.gated else 2)
+        if m.bias:
+            mlp += m.intermediate_size * (2 if m.gated else 1) + d
+        return attn + mlp + int(self.layer_scalar)
 
 
 PoolingMode = Literal["mean", "cls", "max"]

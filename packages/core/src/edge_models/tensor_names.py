@@ -34,6 +34,16 @@ class TensorNames:
     pre_mlp_norm: str | None = None
     post_attn_norm: str | None = None
     post_mlp_norm: str | None = None
+    # Per-layer inputs (Gemma 3n / 4): the token table, the projection of the token embedding and its norm (whole
+    # model), then each block's gate, projection and norm.
+    per_layer_table: str | None = None
+    per_layer_model_projection: str | None = None
+    per_layer_projection_norm: str | None = None
+    per_layer_gate: str | None = None
+    per_layer_projection: str | None = None
+    post_per_layer_norm: str | None = None
+    # A block's learned output scalar (Gemma 4): the name of the tensor itself, not of a module.
+    layer_scalar: str | None = None
 
     def __post_init__(self) -> None:
         if self.up_proj is None and self.gate_up_proj is None:
@@ -47,7 +57,7 @@ class TensorNames:
             raise ValueError("TensorNames takes either gate_up_proj or gate_proj/up_proj, not both")
         for f in fields(self):
             value = getattr(self, f.name)
-            per_layer = f.name not in ("embedding", "final_norm", "lm_head")
+            per_layer = f.name not in ("embedding", "final_norm", "lm_head", *MODEL_SLOTS.values())
             if value is not None and per_layer and value.count("{}") != 1:
                 raise ValueError(f"TensorNames.{f.name}={value!r} must contain exactly one '{{}}'")
 
@@ -93,6 +103,17 @@ LAYER_SLOTS: dict[str, str] = {
     "mlp.gate_proj": "gate_proj",
     "mlp.up_proj": "up_proj",
     "mlp.down_proj": "down_proj",
+    "per_layer_gate.gate": "per_layer_gate",
+    "per_layer_gate.projection": "per_layer_projection",
+    "per_layer_gate.norm": "post_per_layer_norm",
+}
+# Tensors held by a DecoderBlock itself (named in full by their TensorNames field).
+BLOCK_TENSORS: dict[str, str] = {"layer_scalar": "layer_scalar"}
+# Our module path in a Decoder (outside the blocks, beyond embedding / final norm / head) -> TensorNames field.
+MODEL_SLOTS: dict[str, str] = {
+    "per_layer_embedding.table": "per_layer_table",
+    "per_layer_embedding.model_projection": "per_layer_model_projection",
+    "per_layer_embedding.projection_norm": "per_layer_projection_norm",
 }
 
 # llama.cpp's names, which are the same for every architecture it writes to GGUF.

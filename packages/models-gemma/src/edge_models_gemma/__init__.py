@@ -1,6 +1,8 @@
-"""Gemma 1, 2 and 3 for edge-models: configs and tensor-name maps on core's decoder."""
+"""Gemma 1, 2, 3 and 4 for edge-models: configs and tensor-name maps on core's decoder."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from edge_models import (
     AttentionConfig,
@@ -15,6 +17,15 @@ from edge_models import (
     hookimpl,
 )
 from edge_models.hf.config import UnsupportedConfigError, layer_types, require, rope_parameters
+from edge_models_gemma.gemma4 import ARCHITECTURES as GEMMA4_ARCHITECTURES
+from edge_models_gemma.gemma4 import (
+    GEMMA4_E2B,
+    GEMMA4_E4B,
+    GEMMA4_NAMES,
+    GEMMA4_TOKENS,
+    TINY_GEMMA4,
+    gemma4_config_from_hf,
+)
 
 __version__ = "0.1.0"
 
@@ -309,3 +320,13 @@ def register_models(register):
         )
     )
     register(_spec("gemma3-1b", GEMMA3_1B, TINY_GEMMA3, gemma3_config_from_hf, GEMMA3_NAMES, "Gemma 3 1B"))
+    for name, published, description in (
+        ("gemma4", GEMMA4_E2B, "Gemma 4 text decoder, any size (config.json decides)"),
+        ("gemma-4-e2b", GEMMA4_E2B, "Gemma 4 E2B text decoder"),
+        ("gemma-4-e4b", GEMMA4_E4B, "Gemma 4 E4B text decoder"),
+    ):
+        spec = _spec(name, published, TINY_GEMMA4, gemma4_config_from_hf, GEMMA4_NAMES, description)
+        # Published checkpoints are image-text-audio models: their text decoder is read, the other towers left out.
+        register(
+            dataclasses.replace(spec, family="gemma4", architectures=GEMMA4_ARCHITECTURES, tokenizer=GEMMA4_TOKENS)
+        )

@@ -133,7 +133,8 @@ def _write(
     from edge_models.convert import streaming
 
     model = model.eval()
-    check = partial(_check, layers=model.config.num_layers)
+    # KV-sharing layers (Gemma 3n / 4) have no cache entries: the file holds those of the layers before them.
+    check = partial(_check, layers=model.config.first_kv_shared_layer)
     from edge_models.layers.lora import lora_parameters
 
     streams = low_memory and streaming.can_stream(model, recipe)

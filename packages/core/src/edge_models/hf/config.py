@@ -58,11 +58,16 @@ def rope_parameters(hf: dict, layer_type: str = "full_attention") -> tuple[float
         if "partial_rotary_factor" in hf:
             params["partial_rotary_factor"] = hf["partial_rotary_factor"]
     base = float(params.pop("rope_theta", 10_000.0))
-    fraction = float(params.pop("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)))
     kind = params.get("rope_type", params.get("type", "default"))
+    if kind == "proportional":
+        # Gemma 4: the factor says how much of a whole-head rotation turns (layers.rope), so the scaling keeps it.
+        params.setdefault("partial_rotary_factor", 1.0)
+        return base, params, 1.0
+    fraction = float(params.pop("partial_rotary_factor", hf.get("partial_rotary_factor", 1.0)))
     if kind not in ("default", "linear", "llama3", "longrope"):
         raise UnsupportedConfigError(
-            f"config.json rope scaling type {kind!r} is not supported; supported: default, linear, llama3, longrope"
+            f"config.json rope scaling type {kind!r} is not supported; supported: default, linear, llama3, longrope, "
+            "proportional"
         )
     if kind == "longrope":
         # Older files keep these beside rope_scaling; the extension factor defaults to the ratio of the two lengths.

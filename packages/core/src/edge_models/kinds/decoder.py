@@ -97,9 +97,10 @@ def load_for_spec(spec: ModelSpec, checkpoint: str | Path, config: ModelConfig |
     """The model of `spec` filled from `checkpoint`. With `deferred`, returns (model, read): the 2-D weights stay
     unallocated and `read(param)` fetches one, for `convert(..., weights=read)` to stream them."""
     from edge_models.loader import load_model, load_model_deferred, open_checkpoint
+    from edge_models.loader.text_tower import text_tower
 
     checkpoint = resolve_checkpoint(checkpoint)
-    source = open_checkpoint(checkpoint)
+    source = text_tower(open_checkpoint(checkpoint))
     config = config or resolve_config(spec, checkpoint)
     names = spec.tensor_names
     if source.path.suffix.lower() == ".gguf":

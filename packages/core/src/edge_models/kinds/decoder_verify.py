@@ -133,7 +133,19 @@ def load_reference(spec, checkpoint: str | Path):
     if path.suffix == ".gguf":
         return cls.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs).eval()
     directory = path if path.is_dir() else path.parent
-    return cls.from_pretrained(str(directory), **kwargs).eval()
+    return _multimodal_class(directory, spec, transformers, cls).from_pretrained(str(directory), **kwargs).eval()
+
+
+def _multimodal_class(directory: Path, spec, transformers, text_class):
+    """A multimodal checkpoint's own class (its text decoder is what we load; `text_class` would not find its
+    weights under their names), when the spec accepts it; else `text_class`."""
+    from edge_models.hf.config import read_config
+
+    hf = read_config(directory) if (directory / "config.json").exists() else {}
+    own = (hf.get("architectures") or [None])[0]
+    if "text_config" in hf and own in spec.architectures and hasattr(transformers, own):
+        return getattr(transformers, own)
+    return text_class
 
 
 def _gguf_reference(path: Path, kwargs: dict):

@@ -24,23 +24,32 @@ def attention_mask(input_pos: torch.Tensor, kv_len: int, window: int | None) -> 
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer_index: int) -> None:
         super().__init__()
-        a: AttentionConfig = cfg.attention
+        a: AttentionConfig = cfg.attention_for(layer_index)
         self.cfg = a
         d = cfg.hidden_size
+        # A KV-sharing layer (Gemma 3n / 4) reads another layer's cache: no keys or values of its own.
+        self.shares_kv = layer_index >= cfg.first_kv_shared_layer
         self.q_proj = nn.Linear(d, a.num_heads * a.head_dim, bias=a.qkv_bias)
-        self.k_proj = nn.Linear(d, a.num_kv_heads * a.head_dim, bias=a.qkv_bias)
-        self.v_proj = nn.Linear(d, a.num_kv_heads * a.head_dim, bias=a.qkv_bias)
+        if not self.shares_kv:
+            self.k_proj = nn.Linear(d, a.num_kv_heads * a.head_dim, bias=a.qkv_bias)
+            if not a.k_eq_v:
+                self.v_proj = nn.Linear(d, a.num_kv_heads * a.head_dim, bias=a.qkv_bias)
+            if a.v_norm is not None:
+                self.v_norm = build_norm(a.v_norm, a.head_dim)
         self.o_proj = nn.Linear(a.num_heads * a.head_dim, d, bias=a.out_bias)
         if a.qk_norm is not None:
             self.q_norm = build_norm(a.qk_norm, a.head_dim)
-            self.k_norm = build_norm(a.qk_norm, a.head_dim)
+            if not self.shares_kv:
+                self.k_norm = build_norm(a.qk_norm, a.head_dim)
         sliding = cfg.layer_type(layer_index) == "sliding"
         self.window = a.sliding_window if sliding else None
         rope = cfg.rope
         base = rope.local_base if sliding and rope.local_base is not None else rope.base
         scaling = rope.local_scaling if sliding and rope.local_base is not None else rope.scaling
         # A NoPE layer (SmolLM3) attends by content alone: no rotation, and none in its graph.
-        self.rope = None if layer_index in cfg.nope_layers else RotaryEmbedding(cfg.rotary_dim, base, scaling)
+        rotary_dim = int(a.head_dim * rope.rotary_fraction)
+        rotary_dim -= rotary_dim % 2
+        self.rope = None if layer_index in cfg.nope_layers else RotaryEmbedding(rotary_dim, base, scaling)
         self.scale = a.query_scale if a.query_scale is not None else a.head_dim**-0.5
 
     def forward(
@@ -56,18 +65,28 @@ class Attention(nn.Module):
         a = self.cfg
         b, t, _ = x.shape
         group = a.num_heads // a.num_kv_heads
+        # One op order for every layer kind, the order files converted before KV sharing was added were traced in.
+        owns_kv = not self.shares_kv
         q = self.q_proj(x).view(b, t, a.num_heads, a.head_dim)
-        k = self.k_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
-        v = self.v_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
+        if owns_kv:
+            k = self.k_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
+            v = k if a.k_eq_v else self.v_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
         if a.qk_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+            q = self.q_norm(q)
+            if owns_kv:
+                k = self.k_norm(k)
+        if owns_kv and a.v_norm is not None:
+            v = self.v_norm(v)
         if self.rope is not None:
             cos, sin = self.rope.cos_sin(input_pos)
-            q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+            q = self.rope(q, cos, sin)
+            if owns_kv:
+                k = self.rope(k, cos, sin)
 
-        start = input_pos[:1]
-        k_cache = dynamic_update_slice(k_cache, k.permute(0, 2, 1, 3), start, 2)
-        v_cache = dynamic_update_slice(v_cache, v.permute(0, 2, 3, 1), start, 3)
+        if owns_kv:
+            start = input_pos[:1]
+            k_cache = dynamic_update_slice(k_cache, k.permute(0, 2, 1, 3), start, 2)
+            v_cache = dynamic_update_slice(v_cache, v.permute(0, 2, 3, 1), start, 3)
 
         # Query heads that share a KV head are stacked along the row axis, so one
         # batched matmul per KV head serves the whole group without repeating K/V.

@@ -13,6 +13,7 @@ from edge_models.layers.attention import Attention
 from edge_models.layers.kv_cache import KVCache, empty_cache
 from edge_models.layers.mlp import build_mlp
 from edge_models.layers.norms import build_norm
+from edge_models.layers.per_layer_embedding import PerLayerEmbedding, PerLayerGate
 
 
 class LMHead(nn.Module):
@@ -39,14 +40,17 @@ class DecoderBlock(nn.Module):
         self.parallel = cfg.block == "parallel"
         self.input_norm = build_norm(cfg.norm, d)
         self.attn = Attention(cfg, index)
-        self.mlp = build_mlp(d, cfg.mlp)
+        self.mlp = build_mlp(d, cfg.mlp_for(index))
         if not self.parallel:
             self.pre_mlp_norm = build_norm(cfg.norm, d)
         self.post_attn_norm = build_norm(cfg.norm, d) if cfg.post_attention_norm else None
         self.post_mlp_norm = build_norm(cfg.norm, d) if cfg.post_mlp_norm else None
         self.residual_multiplier = cfg.residual_multiplier
+        # Gemma 3n / 4: the block's share of the per-layer inputs, and a learned scalar on its output.
+        self.per_layer_gate = PerLayerGate(cfg) if cfg.per_layer_embedding is not None else None
+        self.layer_scalar = nn.Parameter(torch.ones(1)) if cfg.layer_scalar else None
 
-    def forward(self, x, input_pos, k_cache, v_cache, mask, attend=None):
+    def forward(self, x, input_pos, k_cache, v_cache, mask, attend=None, per_layer_input=None):
         h = self.input_norm(x)
         attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask, attend)
         if self.parallel:
@@ -57,7 +61,12 @@ class DecoderBlock(nn.Module):
         m = self.mlp(self.pre_mlp_norm(x))
         if self.post_mlp_norm is not None:
             m = self.post_mlp_norm(m)
-        return x + self.scaled(m), k_cache, v_cache
+        x = x + self.scaled(m)
+        if self.per_layer_gate is not None:
+            x = x + self.per_layer_gate(x, per_layer_input)
+        if self.layer_scalar is not None:
+            x = x * self.layer_scalar
+        return x, k_cache, v_cache
 
     def scaled(self, branch: torch.Tensor) -> torch.Tensor:
         """A branch's output as it joins the residual stream (Granite scales it; other families add no op)."""
@@ -80,10 +89,21 @@ class Decoder(nn.Module):
         # Gemma's sqrt(d) and Granite's embedding_multiplier are one constant; None when it is 1.
         scale = (math.sqrt(cfg.hidden_size) if cfg.embedding_scale else 1.0) * cfg.embedding_multiplier
         self.embedding_scale = scale if scale != 1.0 else None
+        self.per_layer_embedding = PerLayerEmbedding(cfg) if cfg.per_layer_embedding is not None else None
 
     def empty_cache(self, kv_len: int, dtype: torch.dtype = torch.float32) -> KVCache:
-        a = self.config.attention
-        return empty_cache(self.config.num_layers, a.num_kv_heads, a.head_dim, kv_len, dtype)
+        """Zeroed `k_<i>` / `v_<i>` for every layer that keeps a cache (KV-sharing layers keep none), each in its
+        layer's shape."""
+        cfg = self.config
+        if cfg.global_attention is None and not cfg.kv_shared_layers:
+            a = cfg.attention
+            return empty_cache(cfg.num_layers, a.num_kv_heads, a.head_dim, kv_len, dtype)
+        cache: KVCache = {}
+        for i in range(cfg.first_kv_shared_layer):
+            a = cfg.attention_for(i)
+            cache[f"k_{i}"] = torch.zeros(1, a.num_kv_heads, kv_len, a.head_dim, dtype=dtype)
+            cache[f"v_{i}"] = torch.zeros(1, a.num_kv_heads, a.head_dim, kv_len, dtype=dtype)
+        return cache
 
     def forward(
         self,
@@ -108,10 +128,28 @@ class Decoder(nn.Module):
         x = self.embed_tokens(tokens)
         if self.embedding_scale is not None:
             x = x * torch.tensor(self.embedding_scale, dtype=x.dtype)
+        if self.per_layer_embedding is not None or self.config.kv_shared_layers:
+            return self._hidden_states_shared(x, tokens, input_pos, kv_cache, mask, attend)
         new_cache: KVCache = {}
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask, attend)
             new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
+        return self.final_norm(x), new_cache
+
+    def _hidden_states_shared(self, x, tokens, input_pos, kv_cache, mask, attend) -> tuple[torch.Tensor, KVCache]:
+        """`hidden_states` for models with per-layer inputs or KV sharing (Gemma 3n / 4): a KV-sharing layer reads
+        the cache its source layer has just written, and writes none."""
+        cfg = self.config
+        per_layer = None if self.per_layer_embedding is None else self.per_layer_embedding(tokens, x)
+        new_cache: KVCache = {}
+        for i, layer in enumerate(self.layers):
+            source = cfg.kv_source(i)
+            cache = new_cache if source != i else kv_cache
+            k, v = cache[f"k_{source}"], cache[f"v_{source}"]
+            layer_input = None if per_layer is None else per_layer[:, :, i, :]
+            x, k, v = layer(x, input_pos, k, v, mask, attend, layer_input)
+            if source == i:
+                new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
         return self.final_norm(x), new_cache
 
     def finish_logits(self, logits: torch.Tensor) -> torch.Tensor:

@@ -9,22 +9,29 @@ from edge_models.config import NormConfig
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float, zero_centered: bool) -> None:
+    def __init__(self, dim: int, eps: float, zero_centered: bool, scale: bool = True) -> None:
         super().__init__()
         self.eps = eps
         self.zero_centered = zero_centered
-        self.weight = nn.Parameter(torch.zeros(dim) if zero_centered else torch.ones(dim))
+        if scale:
+            self.weight = nn.Parameter(torch.zeros(dim) if zero_centered else torch.ones(dim))
+        else:
+            self.weight = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight is None:
+            return xf.to(x.dtype)
         scale = 1.0 + self.weight.float() if self.zero_centered else self.weight.float()
         return (xf * scale).to(x.dtype)
 
 
 def build_norm(cfg: NormConfig, dim: int) -> nn.Module:
     if cfg.kind == "rms":
-        return RMSNorm(dim, cfg.eps, cfg.zero_centered)
+        return RMSNorm(dim, cfg.eps, cfg.zero_centered, cfg.scale)
     if cfg.kind == "layer":
+        if not cfg.scale:
+            raise ValueError("a LayerNorm without a weight is not supported")
         return nn.LayerNorm(dim, eps=cfg.eps, bias=cfg.bias)
     raise ValueError(f"unknown norm kind {cfg.kind!r}; expected 'rms' or 'layer'")

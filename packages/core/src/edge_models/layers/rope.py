@@ -31,7 +31,20 @@ def inverse_frequencies(rotary_dim: int, base: float, scaling: dict | None) -> t
                 f"rope short_factor has {factors.numel()} entries; the rotary dimension needs {inv_freq.numel()}"
             )
         return inv_freq / factors
-    raise ValueError(f"unsupported rope_scaling type {kind!r}; supported: default, linear, llama3, longrope")
+    if kind == "proportional":
+        return _proportional(inv_freq, scaling)
+    raise ValueError(
+        f"unsupported rope_scaling type {kind!r}; supported: default, linear, llama3, longrope, proportional"
+    )
+
+
+def _proportional(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:
+    # Gemma 4's global layers: the frequencies of a whole-head rotation (pairs i and i + D/2), of which only the
+    # first `partial_rotary_factor` share turn; the others get frequency 0 (cos 1, sin 0: left as they are). Unlike
+    # the partial rotary of Phi, the rotated features are spread over both halves of the head.
+    turning = int(float(s.get("partial_rotary_factor", 1.0)) * inv_freq.numel())
+    kept = torch.where(torch.arange(inv_freq.numel(), device="cpu") < turning, inv_freq, torch.zeros_like(inv_freq))
+    return kept / float(s.get("factor", 1.0))
 
 
 def _llama3_scaled(inv_freq: torch.Tensor, s: dict) -> torch.Tensor:

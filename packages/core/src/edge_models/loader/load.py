@@ -12,7 +12,7 @@ from edge_models.config import ModelConfig
 from edge_models.layers import Decoder
 from edge_models.loader.errors import CheckpointError, Pick, check_picks
 from edge_models.loader.sources import TensorSource, open_checkpoint
-from edge_models.tensor_names import LAYER_SLOTS, TensorNames
+from edge_models.tensor_names import BLOCK_TENSORS, LAYER_SLOTS, MODEL_SLOTS, TensorNames
 
 # Buffers some exporters save that carry no weights.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq", ".masked_bias", ".attn.bias")
@@ -45,6 +45,16 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
             if names.lm_head is None:
                 raise CheckpointError(f"the model needs {param} but TensorNames.lm_head is None")
             picks[param] = Pick(f"{names.lm_head}.{kind}")
+        elif module in MODEL_SLOTS:
+            template = getattr(names, MODEL_SLOTS[module])
+            if template is None:
+                raise CheckpointError(f"the model needs {param} but TensorNames.{MODEL_SLOTS[module]} is None")
+            picks[param] = Pick(f"{template}.{kind}")
+        elif module.startswith("layers.") and module.count(".") == 1 and kind in BLOCK_TENSORS:
+            template = getattr(names, BLOCK_TENSORS[kind])
+            if template is None:
+                raise CheckpointError(f"the model needs {param} but TensorNames.{BLOCK_TENSORS[kind]} is None")
+            picks[param] = Pick(template.format(module.split(".")[1]))
         elif module.startswith("layers."):
             _, index, slot = module.split(".", 2)
             if slot in fused:

@@ -120,6 +120,7 @@ def _calibrate(
             if model.embedding_scale is not None:
                 x = x * torch.tensor(model.embedding_scale, dtype=x.dtype)
             hidden.append(x)
+    run_block = _BlockRunner(model, sequences, hidden, read)
     encoded: dict[str, EncodedWeight] = {}
     also: dict[str, EncodedWeight] = {}
     n_tokens = sum(len(s) for s in sequences)
@@ -131,7 +132,9 @@ def _calibrate(
             targets = {
                 n: m for n, m in block.named_modules() if isinstance(m, nn.Linear) and prefix + n + ".weight" in wanted
             }
-            hessians, absmax = _collect_statistics(targets, lambda: [_run_block(block, x, i) for x in hidden])
+            hessians, absmax = _collect_statistics(
+                targets, lambda: [run_block(block, i, n, x) for n, x in enumerate(hidden)]
+            )
             if smooth:
                 _smooth_block(block, targets, hessians, absmax, lambda n: recipe.scheme_for(prefix + n))
             for name, module in targets.items():
@@ -144,7 +147,7 @@ def _calibrate(
                 encoded[param] = _encode(q, scales, grid)
                 module.weight.data = dequantize(q, scales, grid)
             with torch.no_grad():
-                hidden = [_run_block(block, x, i) for x in hidden]
+                hidden = [run_block(block, i, n, x) for n, x in enumerate(hidden)]
         say(f"calibrated block {i + 1}/{cfg.num_layers}")
     head_param = HEAD if not cfg.tie_embeddings else "embed_tokens.weight"
     if head_param in wanted:
@@ -194,14 +197,36 @@ def _smooth_block(block, targets: dict[str, nn.Linear], hessians, absmax, scheme
             hessians[n] = hessians[n] / (s[:, None] * s[None, :])
 
 
-def _run_block(block: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
-    t = x.shape[1]
-    attn = block.attn.cfg
-    k = torch.zeros(1, attn.num_kv_heads, t, attn.head_dim)
-    v = torch.zeros(1, attn.num_kv_heads, attn.head_dim, t)
-    with torch.no_grad():
-        out, _, _ = block(x, torch.arange(t), k, v, None)
-    return out
+class _BlockRunner:
+    """Runs one block on one calibration sequence as the whole model would: from an empty cache, with its slice of
+    the per-layer inputs (Gemma 3n / 4), and for a KV-sharing layer over the cache its source layer last wrote."""
+
+    def __init__(self, model: nn.Module, sequences: list[list[int]], hidden: list[torch.Tensor], read) -> None:
+        self.config = model.config
+        self.per_layer: list[torch.Tensor] | None = None
+        ple = getattr(model, "per_layer_embedding", None)
+        if ple is not None:
+            params = [f"per_layer_embedding.{n}" for n, p in ple.named_parameters() if p.dim() == 2]
+            with materialized(model, params, read), torch.no_grad():
+                self.per_layer = [ple(torch.tensor([ids]), x) for ids, x in zip(sequences, hidden)]
+        self.caches: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, block: nn.Module, index: int, sequence: int, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        source = self.config.kv_source(index)
+        if source == index:
+            attn = block.attn.cfg
+            k = torch.zeros(1, attn.num_kv_heads, t, attn.head_dim)
+            v = torch.zeros(1, attn.num_kv_heads, attn.head_dim, t)
+        else:
+            k, v = self.caches[(source, sequence)]
+        per_layer = None if self.per_layer is None else self.per_layer[sequence][:, :, index, :]
+        with torch.no_grad():
+            out, k, v = block(x, torch.arange(t), k, v, None, None, per_layer)
+        if source == index and self.config.kv_shared_layers:
+            # The last run is the one after this block's weights were quantized: what its readers will see.
+            self.caches[(index, sequence)] = (k, v)
+        return out
 
 
 def _collect_statistics(

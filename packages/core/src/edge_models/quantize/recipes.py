@@ -164,7 +164,9 @@ class Recipe:
         for path, module in model.named_modules():
             if isinstance(module, nn.Linear):
                 dim = module.in_features
-            elif isinstance(module, (nn.Embedding, LMHead)):
+            elif isinstance(module, nn.Embedding):
+                dim = module.embedding_dim  # hidden_size, or layers x dim for a per-layer table
+            elif isinstance(module, LMHead):
                 dim = model.config.hidden_size
             else:
                 continue

@@ -53,7 +53,8 @@ class ModelShape:
         """What differs from a `ModelConfig`, one phrase per dimension ("layers: file 30, model 22")."""
         pairs = {
             "vocabulary": (self.vocab_size, config.vocab_size),
-            "layers": (self.num_layers, config.num_layers),
+            # Layers with a KV cache: KV-sharing layers (Gemma 3n / 4) have none.
+            "layers": (self.num_layers, config.first_kv_shared_layer),
             "KV heads": (self.num_kv_heads, config.attention.num_kv_heads),
             "head size": (self.head_dim, config.attention.head_dim),
             "hidden size": (self.hidden_size, config.hidden_size),
@@ -78,8 +79,9 @@ def model_shape(tflite: bytes | mmap.mmap) -> ModelShape:
         tensor = constant.tensor
         dims = tensor.ShapeAsNumpy() if tensor.ShapeLength() else np.array([1])
         constants[constant.buffer] = int(np.prod(dims))
-        if tables.get(constant.operator) == constant.position and len(dims) == 2:
-            hidden = max(hidden, int(dims[1]))
+        if tables.get(constant.operator) == constant.position and len(dims) == 2 and not hidden:
+            # The first table looked up is the token embedding (a per-layer-input table, Gemma 4, comes later).
+            hidden = int(dims[1])
     return ModelShape(
         vocab_size=int(graph.Tensors(outputs[b"logits"]).ShapeAsNumpy()[-1]),
         num_layers=sum(1 for name in inputs if name.startswith(b"kv_cache_k_")),
