@@ -248,7 +248,7 @@ def test_quantized_file_gathers_the_per_layer_table_and_caches_producers_only(re
     assert lite.decode(5, 0).shape == (256,)
     # bench reads the file's shape as the model's (3 cache layers are the 5-layer model's producers) and counts the
     # per-layer table in the parameters but not in the bytes decode reads per token (one row of it is looked up).
-    from edge_models.tools.bench import decode_weight_bytes, model_shape
+    from edge_models.tflite.reading import decode_weight_bytes, model_shape
 
     shape = model_shape(path.read_bytes())
     assert shape.differences(ours.config) == []
