@@ -8,7 +8,10 @@ from typing import Literal
 
 NormKind = Literal["rms", "layer"]
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
-LayerType = Literal["global", "sliding"]
+# "global"/"sliding": attention over the KV cache. "conv" (LFM2): a gated short convolution whose decode-time state
+# is a rolling buffer of its last inputs instead of a KV cache.
+LayerType = Literal["global", "sliding", "conv"]
+ATTENTION_LAYER_TYPES: tuple[LayerType, ...] = ("global", "sliding")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,19 @@ class AttentionConfig:
 
 
 @dataclass(frozen=True)
+class ShortConvConfig:
+    """LFM2's gated short convolution: in_proj gives B, C and x; y = C * conv(B * x), a causal depthwise convolution
+    over the last `kernel_size` inputs; its state between calls is the last `kernel_size - 1` inputs."""
+
+    kernel_size: int = 3
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kernel_size < 2:
+            raise ValueError(f"a short convolution needs kernel_size >= 2 (it has state), got {self.kernel_size}")
+
+
+@dataclass(frozen=True)
 class MLPConfig:
     intermediate_size: int
     activation: Activation = "silu"
@@ -86,6 +102,8 @@ class ModelConfig:
     final_logit_softcap: float | None = None
     # One entry per layer; None means every layer attends globally.
     layer_types: tuple[LayerType, ...] | None = None
+    # The "conv" layers' convolution (LFM2); None when no layer is one.
+    short_conv: ShortConvConfig | None = None
     # Layers whose attention takes q and k unrotated (NoPE): SmolLM3 leaves out RoPE on every 4th layer.
     nope_layers: tuple[int, ...] = ()
     max_seq_len: int = 2048
@@ -101,6 +119,10 @@ class ModelConfig:
                 )
             if "sliding" in self.layer_types and not a.sliding_window:
                 raise ValueError("sliding layers need attention.sliding_window")
+            if "conv" in self.layer_types and self.short_conv is None:
+                raise ValueError("conv layers need short_conv")
+            if self.block == "parallel" and set(self.layer_types) - set(ATTENTION_LAYER_TYPES):
+                raise ValueError("the parallel block mixes with attention only")
         if self.block == "parallel" and (self.post_attention_norm or self.post_mlp_norm):
             raise ValueError("the parallel block has no post norms")
         outside = [i for i in self.nope_layers if not 0 <= i < self.num_layers]
@@ -139,6 +161,11 @@ class ModelConfig:
         norms_per_layer += int(self.post_attention_norm) + int(self.post_mlp_norm)
         per_layer = attn + mlp + norms_per_layer * norm
         total = self.num_layers * per_layer + self.vocab_size * d + norm
+        conv_layers = self.layer_types.count("conv") if self.layer_types else 0
+        if conv_layers:
+            c = self.short_conv
+            conv = 4 * d * d + d * c.kernel_size + (5 * d if c.bias else 0)
+            total += conv_layers * (conv - attn)
         if not self.tie_embeddings:
             total += self.vocab_size * d
         if self.lm_head_bias:

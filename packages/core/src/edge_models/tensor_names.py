@@ -34,6 +34,10 @@ class TensorNames:
     pre_mlp_norm: str | None = None
     post_attn_norm: str | None = None
     post_mlp_norm: str | None = None
+    # Short-convolution layers (LFM2): B/C/x projection, depthwise kernel, output projection.
+    conv_in_proj: str | None = None
+    conv_kernel: str | None = None
+    conv_out_proj: str | None = None
 
     def __post_init__(self) -> None:
         if self.up_proj is None and self.gate_up_proj is None:
@@ -93,6 +97,9 @@ LAYER_SLOTS: dict[str, str] = {
     "mlp.gate_proj": "gate_proj",
     "mlp.up_proj": "up_proj",
     "mlp.down_proj": "down_proj",
+    "conv.in_proj": "conv_in_proj",
+    "conv.conv": "conv_kernel",
+    "conv.out_proj": "conv_out_proj",
 }
 
 # llama.cpp's names, which are the same for every architecture it writes to GGUF.

@@ -271,6 +271,10 @@ def convert(
         else:
             merge(net, adapter)
         console.err(f"merged {merge_lora} into the weights ({len(adapter.modules)} projections, rank {adapter.rank})")
+    if settings.verify_lengths and net.has_state:
+        # The default adds verify_8; a model with state cannot undo rejected drafts (convert.export explains).
+        console.err(f"no verify signatures: {spec.name}'s layers with state would keep rejected drafts")
+        settings = dataclasses.replace(settings, verify_lengths=())
     if lora_rank:
         from edge_models.layers.lora import add_lora_slots, parse_targets
 

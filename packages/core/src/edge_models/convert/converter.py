@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from edge_models.convert import parallel
-from edge_models.convert.export import ExportSettings, lower_signatures
+from edge_models.convert.export import ExportSettings, lower_signatures, refuse_unsupported_signatures
 from edge_models.fileio import write_atomically
 from edge_models.layers import Decoder
 from edge_models.layers.shortlist import SHORTLIST_PARAM, ShortlistHead
@@ -89,6 +89,7 @@ def convert(
     output = Path(output)
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
+    refuse_unsupported_signatures(model, settings)
 
     def again(read: Callable[[str], np.ndarray] | None, ready: CalibrationResult | None = calibrated) -> ConvertResult:
         """`convert` once more, on the model as one of the contexts below has changed it."""

@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_models.config import ModelConfig
+from edge_models.config import ATTENTION_LAYER_TYPES, ModelConfig
 from edge_models.layers.attention import Attention
 from edge_models.layers.kv_cache import KVCache, empty_cache
 from edge_models.layers.mlp import build_mlp
 from edge_models.layers.norms import build_norm
+from edge_models.layers.short_conv import ShortConv
 
 
 class LMHead(nn.Module):
@@ -38,7 +39,17 @@ class DecoderBlock(nn.Module):
         d = cfg.hidden_size
         self.parallel = cfg.block == "parallel"
         self.input_norm = build_norm(cfg.norm, d)
-        self.attn = Attention(cfg, index)
+        kind = cfg.layer_type(index)
+        # A layer mixes the sequence through attention over the KV cache, or through a mixer whose state has names
+        # of its own in the cache dict (`state_names`).
+        self.state_names: tuple[str, ...] = ()
+        if kind in ATTENTION_LAYER_TYPES:
+            self.attn = Attention(cfg, index)
+        elif kind == "conv":
+            self.conv = ShortConv(d, cfg.short_conv)
+            self.state_names = (f"conv_{index}",)
+        else:
+            raise ValueError(f"layer {index}: no mixer for layer type {kind!r}")
         self.mlp = build_mlp(d, cfg.mlp)
         if not self.parallel:
             self.pre_mlp_norm = build_norm(cfg.norm, d)
@@ -46,18 +57,38 @@ class DecoderBlock(nn.Module):
         self.post_mlp_norm = build_norm(cfg.norm, d) if cfg.post_mlp_norm else None
         self.residual_multiplier = cfg.residual_multiplier
 
-    def forward(self, x, input_pos, k_cache, v_cache, mask, attend=None):
+    def forward(self, x, input_pos, k_cache, v_cache, mask, attend=None, state=None):
+        """(x, k_cache, v_cache) through attention; a layer with state takes `state` and returns (x, new state)."""
+        if self.state_names:
+            return self.forward_state(x, input_pos, state)
         h = self.input_norm(x)
         attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask, attend)
         if self.parallel:
             return x + self.scaled(attn) + self.scaled(self.mlp(h)), k_cache, v_cache
         if self.post_attn_norm is not None:
             attn = self.post_attn_norm(attn)
-        x = x + self.scaled(attn)
+        return self.add_mlp(x, attn), k_cache, v_cache
+
+    def forward_state(
+        self, x: torch.Tensor, input_pos: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """A layer whose mixer carries state instead of a KV cache: (x, its state entries) -> (x, new entries)."""
+        mixed, new_state = self.conv(self.input_norm(x), input_pos, *state)
+        if self.post_attn_norm is not None:
+            mixed = self.post_attn_norm(mixed)
+        return self.add_mlp(x, mixed), (new_state,)
+
+    def empty_state(self) -> tuple[torch.Tensor, ...]:
+        """Zeros for each of `state_names`: the state before the first token."""
+        return (self.conv.empty_state(),) if self.state_names else ()
+
+    def add_mlp(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+        """The sequential block after its mixer: the mixer's output joins the residual, then the MLP's does."""
+        x = x + self.scaled(mixed)
         m = self.mlp(self.pre_mlp_norm(x))
         if self.post_mlp_norm is not None:
             m = self.post_mlp_norm(m)
-        return x + self.scaled(m), k_cache, v_cache
+        return x + self.scaled(m)
 
     def scaled(self, branch: torch.Tensor) -> torch.Tensor:
         """A branch's output as it joins the residual stream (Granite scales it; other families add no op)."""
@@ -82,8 +113,19 @@ class Decoder(nn.Module):
         self.embedding_scale = scale if scale != 1.0 else None
 
     def empty_cache(self, kv_len: int, dtype: torch.dtype = torch.float32) -> KVCache:
-        a = self.config.attention
-        return empty_cache(self.config.num_layers, a.num_kv_heads, a.head_dim, kv_len, dtype)
+        cfg, a = self.config, self.config.attention
+        cache = empty_cache(cfg.num_layers, a.num_kv_heads, a.head_dim, kv_len, dtype)
+        for i, layer in enumerate(self.layers):
+            if layer.state_names:
+                del cache[f"k_{i}"], cache[f"v_{i}"]
+                cache.update(zip(layer.state_names, layer.empty_state()))
+        return cache
+
+    @property
+    def has_state(self) -> bool:
+        """Whether some layer carries state beyond the KV cache (then a cache cannot be reused from an arbitrary
+        prefix, and a verify call cannot be rolled back by overwriting slots)."""
+        return any(layer.state_names for layer in self.layers)
 
     def forward(
         self,
@@ -110,6 +152,13 @@ class Decoder(nn.Module):
             x = x * torch.tensor(self.embedding_scale, dtype=x.dtype)
         new_cache: KVCache = {}
         for i, layer in enumerate(self.layers):
+            if layer.state_names:
+                # Called as a module (not through forward_state) so hooks and the converter's op names see the block.
+                x, state = layer(
+                    x, input_pos, None, None, mask, attend, state=tuple(kv_cache[n] for n in layer.state_names)
+                )
+                new_cache.update(zip(layer.state_names, state))
+                continue
             x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask, attend)
             new_cache[f"k_{i}"], new_cache[f"v_{i}"] = k, v
         return self.final_norm(x), new_cache

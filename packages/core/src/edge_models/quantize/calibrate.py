@@ -196,6 +196,10 @@ def _smooth_block(block, targets: dict[str, nn.Linear], hessians, absmax, scheme
 
 def _run_block(block: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
     t = x.shape[1]
+    if block.state_names:
+        with torch.no_grad():
+            out, _ = block.forward_state(x, torch.arange(t), block.empty_state())
+        return out
     attn = block.attn.cfg
     k = torch.zeros(1, attn.num_kv_heads, t, attn.head_dim)
     v = torch.zeros(1, attn.num_kv_heads, attn.head_dim, t)
