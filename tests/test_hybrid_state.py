@@ -63,8 +63,8 @@ def test_lfm2_config_has_the_checkpoints_layers_and_parameters(lfm2):
     assert cfg.short_conv.kernel_size == 3
     assert cfg.num_parameters() == sum(p.numel() for p in ours.parameters())
     assert cfg.num_parameters() == sum(p.numel() for p in ref.parameters())
-    assert set(ours.empty_cache(KV)) == {"conv_0", "k_1", "v_1", "conv_2", "k_3", "v_3"}
-    assert ours.empty_cache(KV)["conv_0"].shape == (1, 2, cfg.hidden_size)
+    assert set(ours.empty_cache(KV)) == {"c_0", "k_1", "v_1", "c_2", "k_3", "v_3"}
+    assert ours.empty_cache(KV)["c_0"].shape == (1, 2, cfg.hidden_size)
 
 
 def test_unsupported_lfm2_settings_are_named_in_one_error():
@@ -114,7 +114,7 @@ def test_padded_prefill_leaves_the_state_of_its_last_real_token(lfm2):
     # A continuation chunk (start > 0) pads with position 0 too.
     _, first = _padded_prefill(ours, ours.empty_cache(KV), ids[:2], 0, 2)
     _, chunked = _padded_prefill(ours, first, ids[2:], 2, 8)
-    for name in ("conv_0", "conv_2"):
+    for name in ("c_0", "c_2"):
         assert torch.equal(padded[name], exact[name])
         assert torch.allclose(chunked[name], exact[name], atol=1e-6)
 
@@ -154,7 +154,7 @@ def test_fp32_file_carries_the_state_and_matches_torch(lfm2, lfm2_fp32):
 
     ours, _, _ = lfm2
     lite = LiteRTModel(lfm2_fp32)
-    assert set(lite.info.state_inputs) == {"kv_cache_conv_0", "kv_cache_conv_2"}
+    assert set(lite.info.state_inputs) == {"kv_cache_c_0", "kv_cache_c_2"}
     assert lite.has_state
     ids = _prompt(16)
     out = lite._run("prefill_16", np.array([ids], np.int32), np.arange(16, dtype=np.int32))["logits"][0]
@@ -234,8 +234,8 @@ def test_quantized_files_convert_with_float_state(recipe, lfm2, tmp_path):
     result = convert(ours, tmp_path / f"{recipe}.tflite", settings, recipe, progress=None)
     lite = LiteRTModel(result.path)
     assert {n: s for n, s in lite.info.state_inputs.items()} == {
-        "kv_cache_conv_0": (1, 2, 64),
-        "kv_cache_conv_2": (1, 2, 64),
+        "kv_cache_c_0": (1, 2, 64),
+        "kv_cache_c_2": (1, 2, 64),
     }
     ids = _prompt(16)
     out = lite._run("prefill_16", np.array([ids], np.int32), np.arange(16, dtype=np.int32))["logits"][0]
@@ -247,3 +247,48 @@ def test_quantized_files_convert_with_float_state(recipe, lfm2, tmp_path):
     agreement = float((out.argmax(-1) == want.argmax(-1)).mean())
     print(f"{recipe}: {result.size_bytes} bytes, logit correlation {correlation:.4f}, top-1 agreement {agreement:.3f}")
     assert np.isfinite(out).all() and correlation >= MIN_CORRELATION[recipe]
+
+
+# --- LiteRT-LM ---
+
+ENGINE_PROMPTS = [
+    "kalo mine ruta",
+    "so vi",
+    "ka lo mi ne ru",
+    "mine kalo ta so vi pe du ba zo",
+    "vi pe du ba zo xe fi gu ha jo ka lo",
+]
+
+
+@pytest.mark.slow
+def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(lfm2_fp32, tmp_path):
+    """LiteRT-LM binds `kv_cache_c_<i>` in place beside the KV caches: its greedy text equals our runtime's (which
+    equals transformers', above), for prompts whose prefill ends inside prefill_8's or prefill_16's padding."""
+    litert_lm = pytest.importorskip("litert_lm", reason="litert-lm-api is not installed")
+    pytest.importorskip("edge_models_bundler", reason="the bundler plugin is not installed")
+    from edge_models.runtime import Generator
+    from edge_models.testing import train_sentencepiece
+    from edge_models_bundler import BundleOptions, write_bundle
+
+    tokenizer = train_sentencepiece(tmp_path / "tokenizer.model", 256)
+    bundle = tmp_path / "lfm2.litertlm"
+    write_bundle(bundle, lfm2_fp32, tokenizer, BundleOptions(start_token="<s>", stop_tokens=("</s>",)))
+    gen = Generator.open(bundle)
+    assert gen.model.has_state
+    for prompt in ENGINE_PROMPTS:
+        ids = gen.encode(prompt)
+        assert len(ids) - 1 not in PREFILLS, "the prefill ends inside a signature's padding"
+        ours = gen.tokenizer.decode(list(gen.generate_ids(ids, 24, speculate=False)))
+        engine = litert_lm.Engine(str(bundle))
+        try:
+            session = engine.create_session(
+                apply_prompt_template=False, sampler_config=litert_lm.SamplerConfig(top_k=1), max_output_tokens=24
+            )
+            session.run_prefill([prompt])
+            text = session.run_decode().texts[0]
+            session.close()
+        finally:
+            engine.close()
+        print(f"{prompt!r}: {len(ids)} prompt tokens -> {ours!r}")
+        assert len(ours) >= 8, f"{prompt!r}: too little text to compare ({ours!r})"
+        assert text == ours, prompt

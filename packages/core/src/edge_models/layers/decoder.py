@@ -47,7 +47,9 @@ class DecoderBlock(nn.Module):
             self.attn = Attention(cfg, index)
         elif kind == "conv":
             self.conv = ShortConv(d, cfg.short_conv)
-            self.state_names = (f"conv_{index}",)
+            # Signatures carry it as `kv_cache_c_<i>`: LiteRT-LM's executor binds inputs of that prefix in place
+            # beside the KV caches (0.18.1 runs such a bundle; other names it leaves unbound and fails).
+            self.state_names = (f"c_{index}",)
         else:
             raise ValueError(f"layer {index}: no mixer for layer type {kind!r}")
         self.mlp = build_mlp(d, cfg.mlp)

@@ -150,7 +150,7 @@ class LiteRTModel:
 
     @property
     def has_state(self) -> bool:
-        """Whether layers carry state beside the KV cache (`kv_cache_conv_<i>`): it is updated in place like the
+        """Whether layers carry state beside the KV cache (`kv_cache_c_<i>`): it is updated in place like the
         cache, but holds the last tokens run, so it continues only from exactly where the last call ended."""
         return bool(self.info.state_inputs)
 
