@@ -9,8 +9,9 @@ from typing import Literal
 NormKind = Literal["rms", "layer"]
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
 # "global"/"sliding": attention over the KV cache. "conv" (LFM2): a gated short convolution whose decode-time state
-# is a rolling buffer of its last inputs instead of a KV cache.
-LayerType = Literal["global", "sliding", "conv"]
+# is a rolling buffer of its last inputs instead of a KV cache. "linear" (Qwen3.5): gated delta-net linear attention,
+# whose state is its convolution's buffer plus a recurrent matrix per head.
+LayerType = Literal["global", "sliding", "conv", "linear"]
 ATTENTION_LAYER_TYPES: tuple[LayerType, ...] = ("global", "sliding")
 
 
@@ -50,6 +51,8 @@ class AttentionConfig:
     query_scale: float | None = None
     logit_softcap: float | None = None
     sliding_window: int | None = None
+    # Qwen3.5: q_proj also yields a gate per head (rows [q | gate] per head); the output is multiplied by its sigmoid.
+    output_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,32 @@ class ShortConvConfig:
     def __post_init__(self) -> None:
         if self.kernel_size < 2:
             raise ValueError(f"a short convolution needs kernel_size >= 2 (it has state), got {self.kernel_size}")
+
+
+@dataclass(frozen=True)
+class GatedDeltaNetConfig:
+    """Qwen3.5's gated delta-net: a causal depthwise convolution (+ SiLU) over q, k and v, L2-normalised q and k, a
+    per-head decay and write strength, the delta-rule update of a [key_head_dim, value_head_dim] state per value head,
+    and an RMSNorm gated by silu(z)."""
+
+    num_key_heads: int
+    num_value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel_size: int = 4
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.num_value_heads % self.num_key_heads:
+            raise ValueError(
+                f"num_value_heads ({self.num_value_heads}) must be a multiple of num_key_heads ({self.num_key_heads})"
+            )
+        if self.conv_kernel_size < 2:
+            raise ValueError(f"the delta-net convolution needs kernel_size >= 2, got {self.conv_kernel_size}")
+
+    @property
+    def conv_channels(self) -> int:
+        return 2 * self.num_key_heads * self.key_head_dim + self.num_value_heads * self.value_head_dim
 
 
 @dataclass(frozen=True)
@@ -104,6 +133,8 @@ class ModelConfig:
     layer_types: tuple[LayerType, ...] | None = None
     # The "conv" layers' convolution (LFM2); None when no layer is one.
     short_conv: ShortConvConfig | None = None
+    # The "linear" layers' gated delta-net (Qwen3.5); None when no layer is one.
+    delta_net: GatedDeltaNetConfig | None = None
     # Layers whose attention takes q and k unrotated (NoPE): SmolLM3 leaves out RoPE on every 4th layer.
     nope_layers: tuple[int, ...] = ()
     max_seq_len: int = 2048
@@ -121,6 +152,8 @@ class ModelConfig:
                 raise ValueError("sliding layers need attention.sliding_window")
             if "conv" in self.layer_types and self.short_conv is None:
                 raise ValueError("conv layers need short_conv")
+            if "linear" in self.layer_types and self.delta_net is None:
+                raise ValueError("linear layers need delta_net")
             if self.block == "parallel" and set(self.layer_types) - set(ATTENTION_LAYER_TYPES):
                 raise ValueError("the parallel block mixes with attention only")
         if self.block == "parallel" and (self.post_attention_norm or self.post_mlp_norm):
@@ -146,7 +179,7 @@ class ModelConfig:
         """Parameter count computed from the shape, without building the model."""
         a, m, d = self.attention, self.mlp, self.hidden_size
         q, kv = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
-        attn = d * (q + 2 * kv) + q * d
+        attn = d * (q * (2 if a.output_gate else 1) + 2 * kv) + q * d
         if a.qkv_bias:
             attn += q + 2 * kv
         if a.out_bias:
@@ -166,6 +199,13 @@ class ModelConfig:
             c = self.short_conv
             conv = 4 * d * d + d * c.kernel_size + (5 * d if c.bias else 0)
             total += conv_layers * (conv - attn)
+        linear_layers = self.layer_types.count("linear") if self.layer_types else 0
+        if linear_layers:
+            n = self.delta_net
+            value = n.num_value_heads * n.value_head_dim
+            delta = d * (n.conv_channels + value + 2 * n.num_value_heads) + value * d
+            delta += n.conv_channels * n.conv_kernel_size + 2 * n.num_value_heads + n.value_head_dim
+            total += linear_layers * (delta - attn)
         if not self.tie_embeddings:
             total += self.vocab_size * d
         if self.lm_head_bias:

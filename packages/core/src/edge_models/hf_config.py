@@ -80,12 +80,12 @@ def rope_parameters(hf: dict, layer_type: str = "full_attention") -> tuple[float
 
 # HF layer type -> ours. Attention types every decoder family reads; the others only families that ask for them.
 ATTENTION_LAYER_TYPES = {"sliding_attention": "sliding", "full_attention": "global"}
-STATE_LAYER_TYPES = {"conv": "conv"}
+STATE_LAYER_TYPES = {"conv": "conv", "linear_attention": "linear"}
 
 
 def layer_types(hf: dict, num_layers: int, accept: tuple[str, ...] = ()) -> tuple[str, ...] | None:
-    """HF `layer_types` ("sliding_attention"/"full_attention", and the types named in `accept`: "conv") as ours
-    ("sliding"/"global"/"conv")."""
+    """HF `layer_types` ("sliding_attention"/"full_attention", and the types named in `accept`: "conv",
+    "linear_attention") as ours ("sliding"/"global"/"conv"/"linear")."""
     types = hf.get("layer_types")
     if types is None:
         return None

@@ -38,6 +38,8 @@ class TensorNames:
     conv_in_proj: str | None = None
     conv_kernel: str | None = None
     conv_out_proj: str | None = None
+    # Gated delta-net layers (Qwen3.5): the mixer module, whose parameters and submodules keep the checkpoint's names.
+    delta_net: str | None = None
 
     def __post_init__(self) -> None:
         if self.up_proj is None and self.gate_up_proj is None:
@@ -101,6 +103,10 @@ LAYER_SLOTS: dict[str, str] = {
     "conv.conv": "conv_kernel",
     "conv.out_proj": "conv_out_proj",
 }
+
+# Our module path inside one DecoderBlock -> TensorNames field of a module whose parameters and submodules are named
+# below it as in the checkpoint (`linear_attn.in_proj_qkv` -> `<delta_net>.in_proj_qkv`).
+MODULE_SLOTS: dict[str, str] = {"linear_attn": "delta_net"}
 
 # llama.cpp's names, which are the same for every architecture it writes to GGUF.
 GGUF_NAMES = TensorNames(

@@ -30,7 +30,7 @@ class TFLiteInfo:
     lora_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # LoRA input -> shape (`--lora-rank`)
     # shortlist_<K>[_<W>] -> (K, W or None): one token decoded through the two-stage head (top K ids and logits)
     shortlists: dict[str, tuple[int, int | None]] = field(default_factory=dict)
-    # State a layer carries instead of a KV cache (short convolution: `kv_cache_c_<i>`): input name -> shape.
+    # State a layer carries instead of a KV cache (`kv_cache_c_<i>`, `kv_cache_s_<i>`): input name -> shape.
     # Updated in place like the KV cache; it cannot be rolled back by overwriting slots.
     state_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
@@ -51,8 +51,9 @@ _STEP = re.compile(r"^step_(\d+)$")
 _FILL = re.compile(r"^fill_(\d+)_(\d+)$")
 _VERIFY = re.compile(r"^verify_(\d+)(?:_(\d+))?$")
 _SHORTLIST = re.compile(r"^shortlist_(\d+)(?:_(\d+))?$")
-# Per-layer state beside the KV cache, named as LiteRT-LM binds it (`kv_cache_c_<i>`: a short convolution's inputs).
-_STATE = re.compile(r"^kv_cache_(c)_(\d+)$")
+# Per-layer state beside the KV cache: `kv_cache_c_<i>` a convolution's last inputs (the name LiteRT-LM binds in
+# place), `kv_cache_s_<i>` a gated delta-net's recurrent state.
+_STATE = re.compile(r"^kv_cache_(c|s)_(\d+)$")
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):

@@ -27,7 +27,7 @@ class Attention(nn.Module):
         a: AttentionConfig = cfg.attention
         self.cfg = a
         d = cfg.hidden_size
-        self.q_proj = nn.Linear(d, a.num_heads * a.head_dim, bias=a.qkv_bias)
+        self.q_proj = nn.Linear(d, a.num_heads * a.head_dim * (2 if a.output_gate else 1), bias=a.qkv_bias)
         self.k_proj = nn.Linear(d, a.num_kv_heads * a.head_dim, bias=a.qkv_bias)
         self.v_proj = nn.Linear(d, a.num_kv_heads * a.head_dim, bias=a.qkv_bias)
         self.o_proj = nn.Linear(a.num_heads * a.head_dim, d, bias=a.out_bias)
@@ -56,7 +56,12 @@ class Attention(nn.Module):
         a = self.cfg
         b, t, _ = x.shape
         group = a.num_heads // a.num_kv_heads
-        q = self.q_proj(x).view(b, t, a.num_heads, a.head_dim)
+        gate = None
+        if a.output_gate:
+            q_and_gate = self.q_proj(x).view(b, t, a.num_heads, 2 * a.head_dim)
+            q, gate = q_and_gate[..., : a.head_dim], q_and_gate[..., a.head_dim :].reshape(b, t, -1)
+        else:
+            q = self.q_proj(x).view(b, t, a.num_heads, a.head_dim)
         k = self.k_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
         v = self.v_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
         if a.qk_norm is not None:
@@ -93,4 +98,6 @@ class Attention(nn.Module):
         out = torch.bmm(probs, values.transpose(1, 2))  # [B*KVH, G*T, D]
         out = out.view(b, a.num_kv_heads, group, t, a.head_dim).permute(0, 3, 1, 2, 4)
         out = out.reshape(b, t, a.num_heads * a.head_dim)
+        if gate is not None:
+            out = out * torch.sigmoid(gate)
         return self.o_proj(out), k_cache, v_cache

@@ -10,6 +10,7 @@ from torch import nn
 
 from edge_models.config import ATTENTION_LAYER_TYPES, ModelConfig
 from edge_models.layers.attention import Attention
+from edge_models.layers.gated_delta_net import GatedDeltaNet
 from edge_models.layers.kv_cache import KVCache, empty_cache
 from edge_models.layers.mlp import build_mlp
 from edge_models.layers.norms import build_norm
@@ -50,6 +51,10 @@ class DecoderBlock(nn.Module):
             # Signatures carry it as `kv_cache_c_<i>`: LiteRT-LM's executor binds inputs of that prefix in place
             # beside the KV caches (0.18.1 runs such a bundle; other names it leaves unbound and fails).
             self.state_names = (f"c_{index}",)
+        elif kind == "linear":
+            self.linear_attn = GatedDeltaNet(d, cfg.delta_net)
+            # Its convolution's buffer as LiteRT-LM names one (see above), and the recurrent state.
+            self.state_names = (f"c_{index}", f"s_{index}")
         else:
             raise ValueError(f"layer {index}: no mixer for layer type {kind!r}")
         self.mlp = build_mlp(d, cfg.mlp)
@@ -75,14 +80,19 @@ class DecoderBlock(nn.Module):
         self, x: torch.Tensor, input_pos: torch.Tensor, state: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """A layer whose mixer carries state instead of a KV cache: (x, its state entries) -> (x, new entries)."""
-        mixed, new_state = self.conv(self.input_norm(x), input_pos, *state)
+        mixed, new_state = self.mixer(self.input_norm(x), input_pos, *state)
         if self.post_attn_norm is not None:
             mixed = self.post_attn_norm(mixed)
-        return self.add_mlp(x, mixed), (new_state,)
+        return self.add_mlp(x, mixed), new_state
+
+    @property
+    def mixer(self) -> nn.Module:
+        """The sequence mixer of a layer with state."""
+        return self.conv if hasattr(self, "conv") else self.linear_attn
 
     def empty_state(self) -> tuple[torch.Tensor, ...]:
         """Zeros for each of `state_names`: the state before the first token."""
-        return (self.conv.empty_state(),) if self.state_names else ()
+        return self.mixer.empty_state() if self.state_names else ()
 
     def add_mlp(self, x: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
         """The sequential block after its mixer: the mixer's output joins the residual, then the MLP's does."""

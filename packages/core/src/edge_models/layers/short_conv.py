@@ -52,7 +52,7 @@ class DepthwiseKernel(nn.Module):
 
 
 class ShortConv(nn.Module):
-    """forward(x [1, T, D], input_pos [T], state [1, L - 1, D]) -> (y [1, T, D], new state)."""
+    """forward(x [1, T, D], input_pos [T], state [1, L - 1, D]) -> (y [1, T, D], (new state,))."""
 
     def __init__(self, hidden_size: int, cfg: ShortConvConfig) -> None:
         super().__init__()
@@ -64,12 +64,12 @@ class ShortConv(nn.Module):
 
     def forward(
         self, x: torch.Tensor, input_pos: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
         b, c, h = self.in_proj(x).chunk(3, dim=-1)
         window = torch.cat([state.to(x.dtype), b * h], dim=1)
         y = c * self.conv(window, x.shape[1])
-        return self.out_proj(y), last_real(window, input_pos, self.keep).to(state.dtype)
+        return self.out_proj(y), (last_real(window, input_pos, self.keep).to(state.dtype),)
 
-    def empty_state(self) -> torch.Tensor:
+    def empty_state(self) -> tuple[torch.Tensor]:
         """The state before the first token; float32 whatever the activations are."""
-        return torch.zeros(1, self.keep, self.hidden_size, dtype=torch.float32)
+        return (torch.zeros(1, self.keep, self.hidden_size, dtype=torch.float32),)

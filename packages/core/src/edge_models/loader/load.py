@@ -13,7 +13,7 @@ from edge_models.config import ModelConfig
 from edge_models.layers import Decoder
 from edge_models.loader.errors import CheckpointError
 from edge_models.loader.sources import TensorSource, open_checkpoint
-from edge_models.tensor_names import LAYER_SLOTS, TensorNames
+from edge_models.tensor_names import LAYER_SLOTS, MODULE_SLOTS, TensorNames
 
 # Buffers some exporters save that carry no weights.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq", ".masked_bias", ".attn.bias")
@@ -61,6 +61,13 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
             if slot in fused:
                 template, rows, total = fused[slot]
                 picks[param] = Pick(f"{template.format(index)}.{kind}", rows, total)
+                continue
+            owner, _, below = slot.partition(".")
+            if owner in MODULE_SLOTS:
+                template = getattr(names, MODULE_SLOTS[owner])
+                if template is None:
+                    raise CheckpointError(f"the model needs {param} but TensorNames.{MODULE_SLOTS[owner]} is None")
+                picks[param] = Pick(f"{template.format(index)}{'.' + below if below else ''}.{kind}")
                 continue
             template = getattr(names, LAYER_SLOTS[slot])
             if template is None:
