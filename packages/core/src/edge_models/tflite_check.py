@@ -30,7 +30,7 @@ class TFLiteInfo:
     lora_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # LoRA input -> shape (`--lora-rank`)
     # shortlist_<K>[_<W>] -> (K, W or None): one token decoded through the two-stage head (top K ids and logits)
     shortlists: dict[str, tuple[int, int | None]] = field(default_factory=dict)
-    # State a layer carries instead of a KV cache (`kv_cache_c_<i>`, `kv_cache_s_<i>`): input name -> shape.
+    # State a layer carries instead of a KV cache (`kv_cache_c_<i>`, `kv_cache_c_<i>_recurrent`): input name -> shape.
     # Updated in place like the KV cache; it cannot be rolled back by overwriting slots.
     state_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
@@ -51,9 +51,9 @@ _STEP = re.compile(r"^step_(\d+)$")
 _FILL = re.compile(r"^fill_(\d+)_(\d+)$")
 _VERIFY = re.compile(r"^verify_(\d+)(?:_(\d+))?$")
 _SHORTLIST = re.compile(r"^shortlist_(\d+)(?:_(\d+))?$")
-# Per-layer state beside the KV cache: `kv_cache_c_<i>` a convolution's last inputs (the name LiteRT-LM binds in
-# place), `kv_cache_s_<i>` a gated delta-net's recurrent state.
-_STATE = re.compile(r"^kv_cache_(c|s)_(\d+)$")
+# Per-layer state beside the KV cache, under the prefix LiteRT-LM binds in place: `kv_cache_c_<i>` a convolution's
+# last inputs, `kv_cache_c_<i>_recurrent` a gated delta-net's recurrent state.
+_STATE = re.compile(r"^kv_cache_c_(\d+)(_recurrent)?$")
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):
@@ -104,7 +104,7 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         for m in map(_STATE.match, details["decode"][0])
         if m
     }
-    state_layers = {int(_STATE.match(n).group(2)) for n in states}
+    state_layers = {int(_STATE.match(n).group(1)) for n in states}
     layers = num_layers
     if layers is None:
         layers = sum(1 for k in details["decode"][0] if k.startswith("kv_cache_k_")) + len(state_layers)

@@ -53,8 +53,9 @@ class DecoderBlock(nn.Module):
             self.state_names = (f"c_{index}",)
         elif kind == "linear":
             self.linear_attn = GatedDeltaNet(d, cfg.delta_net)
-            # Its convolution's buffer as LiteRT-LM names one (see above), and the recurrent state.
-            self.state_names = (f"c_{index}", f"s_{index}")
+            # Its convolution's buffer as LiteRT-LM names one (see above), and the recurrent state under the same
+            # prefix, which LiteRT-LM then binds in place too.
+            self.state_names = (f"c_{index}", f"c_{index}_recurrent")
         else:
             raise ValueError(f"layer {index}: no mixer for layer type {kind!r}")
         self.mlp = build_mlp(d, cfg.mlp)
