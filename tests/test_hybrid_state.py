@@ -23,12 +23,13 @@ PROMPTS = (5, 11, 17)
 
 # Registered name -> the plugin that registers it.
 FAMILIES = {"lfm2": "edge_models_lfm", "qwen3.5": "edge_models_qwen"}
+PLUGINS = {**FAMILIES, "qwen3.5-image-text": "edge_models_qwen"}
 _built: dict[str, tuple] = {}
 _converted: dict[str, object] = {}
 
 
 def _spec(name: str):
-    pytest.importorskip(FAMILIES[name], reason=f"the plugin registering {name} is not installed")
+    pytest.importorskip(PLUGINS[name], reason=f"the plugin registering {name} is not installed")
     return registry().get(name)
 
 
@@ -132,6 +133,28 @@ def test_qwen35_image_text_config_gives_its_text_decoder():
     cfg = spec.config_from_hf(nested)
     assert cfg.layer_types == ("linear", "linear", "linear", "global")
     assert cfg.rotary_dim == 8 and cfg.attention.output_gate and cfg.norm.zero_centered
+
+
+def test_qwen35_image_text_checkpoint_loads_its_text_decoder(tmp_path, capsys):
+    """A Qwen3_5ForConditionalGeneration checkpoint: the decoder is read from `model.language_model.*`, the vision
+    tower is left out (and the loader says so), and the logits and 32 greedy tokens are transformers'."""
+    spec = _spec("qwen3.5-image-text")
+    ref = build_reference(spec.tiny_hf_config, spec.reference_class)
+    ckpt = save_reference(ref, tmp_path / "ckpt")
+    ours = load_for_spec(spec, ckpt, spec.config_from_hf(read_hf_config(ckpt)))
+    assert "leaving out 21 tensors under model.visual." in capsys.readouterr().err
+    ids = _prompt(9)
+    _, cache = _padded_prefill(ours, ours.empty_cache(KV), ids[:-1], 0, 16)
+    token, got, steps = ids[-1], [], []
+    for pos in range(len(ids) - 1, len(ids) - 1 + NEW_TOKENS):
+        with torch.no_grad():
+            logits, cache = ours(torch.tensor([[token]]), torch.tensor([pos]), cache)
+        steps.append(logits[0, -1].numpy())
+        token = int(logits[0, -1].argmax())
+        got.append(token)
+    full = _reference_logits(ref, ids + got[:-1])
+    assert np.abs(np.stack(steps) - full[len(ids) - 1 :]).max() <= 1e-4
+    assert got == [int(t) for t in full[len(ids) - 1 :].argmax(-1)]
 
 
 @pytest.mark.parametrize("n", PROMPTS)

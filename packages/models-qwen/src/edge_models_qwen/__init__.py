@@ -228,19 +228,61 @@ TINY_QWEN35 = {
 
 _QWEN35_TOKENS = dataclasses.replace(QWEN_TOKENS, stop_tokens=("<|im_end|>", "<|endoftext|>"))
 
+# The published checkpoints are image-text models: the decoder under `model.language_model.`, the vision tower under
+# `model.visual.` (left out: these files convert the text decoder).
+_TEXT = "model.language_model."
+QWEN35_IMAGE_TEXT_NAMES = dataclasses.replace(
+    QWEN35_NAMES,
+    **{
+        f.name: getattr(QWEN35_NAMES, f.name).replace("model.", _TEXT, 1)
+        for f in dataclasses.fields(QWEN35_NAMES)
+        if isinstance(getattr(QWEN35_NAMES, f.name), str) and getattr(QWEN35_NAMES, f.name).startswith("model.")
+    },
+    unused=("model.visual.",),
+)
+TINY_QWEN35_IMAGE_TEXT = {
+    "architectures": ["Qwen3_5ForConditionalGeneration"],
+    "model_type": "qwen3_5",
+    "text_config": {**{k: v for k, v in TINY_QWEN35.items() if k != "architectures"}},
+    "vision_config": {
+        "depth": 1,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": 64,
+        "num_position_embeddings": 64,
+    },
+    "tie_word_embeddings": True,
+}
+
 
 def _register_qwen35(register) -> None:
     register(
         ModelSpec(
             name="qwen3.5",
             family="qwen3.5",
-            architectures=("Qwen3_5ForCausalLM", "Qwen3_5ForConditionalGeneration"),
+            architectures=("Qwen3_5ForCausalLM",),
             config_from_hf=qwen35_config_from_hf,
             config=qwen35_config_from_hf(TINY_QWEN35),
             tiny_hf_config=TINY_QWEN35,
             tensor_names=QWEN35_NAMES,
             tokenizer=_QWEN35_TOKENS,
             reference_class="Qwen3_5ForCausalLM",
-            description="any Qwen3_5ForCausalLM (gated delta-net + gated attention); text decoder only",
+            description="any Qwen3_5ForCausalLM (gated delta-net + gated attention)",
+        )
+    )
+    register(
+        ModelSpec(
+            name="qwen3.5-image-text",
+            family="qwen3.5",
+            architectures=("Qwen3_5ForConditionalGeneration",),
+            config_from_hf=qwen35_config_from_hf,
+            config=qwen35_config_from_hf(TINY_QWEN35_IMAGE_TEXT),
+            tiny_hf_config=TINY_QWEN35_IMAGE_TEXT,
+            tensor_names=QWEN35_IMAGE_TEXT_NAMES,
+            tokenizer=_QWEN35_TOKENS,
+            reference_class="Qwen3_5ForConditionalGeneration",
+            description="the text decoder of a Qwen3_5ForConditionalGeneration checkpoint (the published Qwen3.5 "
+            "models); the vision tower is left out",
         )
     )

@@ -114,7 +114,7 @@ def load_weights(
         # Tied checkpoints often store the shared matrix a second time as the LM head.
         used.add(f"{names.lm_head}.weight")
     for name in sorted(available - used):
-        if not name.endswith(_IGNORED_SUFFIXES):
+        if not name.endswith(_IGNORED_SUFFIXES) and not (names.unused and name.startswith(names.unused)):
             problems.append(f"unexpected tensor {name!r} with shape {list(source.shape(name))}")
     if problems:
         listing = "\n  ".join(problems)
