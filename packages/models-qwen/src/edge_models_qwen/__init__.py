@@ -253,6 +253,8 @@ TINY_QWEN35_IMAGE_TEXT = {
         "num_position_embeddings": 64,
     },
     "tie_word_embeddings": True,
+    # The text decoder's, repeated at the top as tests and tools read it there.
+    "vocab_size": 256,
 }
 
 
