@@ -381,3 +381,21 @@ def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(hybrid_fp32, tmp
         assert text == ours, prompt
         compared.append(ours)
     assert sum(len(text) >= 8 for text in compared) >= 3, f"too little text to compare: {compared}"
+
+
+@pytest.mark.slow
+def test_convert_command_leaves_out_verify_signatures_and_says_why(run, tmp_path):
+    """The command adds verify_8 by default; for a model with state it leaves it out with the reason, and the file
+    carries the state."""
+    from edge_models.tflite_check import check_tflite
+
+    _spec("lfm2")
+    out = tmp_path / "lfm2.tflite"
+    result = run(
+        "convert", "lfm2", "--tiny", "-o", out, "--quantize", "int8", "--prefill", "8", "--kv-cache", "64",
+        "--shortlist", "0", "--jobs", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no verify signatures: lfm2's layers with state would keep rejected drafts" in result.output
+    info = check_tflite(out)
+    assert not info.verify and set(info.state_inputs) == {"kv_cache_c_0", "kv_cache_c_2"}
