@@ -309,7 +309,9 @@ def model_shape(tflite: bytes | mmap.mmap) -> ModelShape:
     graph = model.Subgraphs(signature.SubgraphIndex())
     inputs = {(t := signature.Inputs(i)).Name(): t.TensorIndex() for i in range(signature.InputsLength())}
     outputs = {(t := signature.Outputs(i)).Name(): t.TensorIndex() for i in range(signature.OutputsLength())}
-    k_cache = graph.Tensors(inputs[b"kv_cache_k_0"]).ShapeAsNumpy()
+    # The first attention layer's K cache: in a hybrid model layer 0 may carry state instead (`kv_cache_c_0`).
+    first_k = next(index for name, index in sorted(inputs.items()) if name.startswith(b"kv_cache_k_"))
+    k_cache = graph.Tensors(first_k).ShapeAsNumpy()
     lookups = {schema.BuiltinOperator.EMBEDDING_LOOKUP: 1, schema.BuiltinOperator.GATHER: 0}
     hidden, constants = 0, {}
     for o in range(graph.OperatorsLength()):
