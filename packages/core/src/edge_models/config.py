@@ -8,7 +8,11 @@ from typing import Literal
 
 NormKind = Literal["rms", "layer"]
 Activation = Literal["silu", "gelu_tanh", "gelu", "relu"]
-LayerType = Literal["global", "sliding"]
+# "global"/"sliding": attention over the KV cache. "conv" (LFM2): a gated short convolution whose decode-time state
+# is a rolling buffer of its last inputs instead of a KV cache. "linear" (Qwen3.5): gated delta-net linear attention,
+# whose state is its convolution's buffer plus a recurrent matrix per head.
+LayerType = Literal["global", "sliding", "conv", "linear"]
+ATTENTION_LAYER_TYPES: tuple[LayerType, ...] = ("global", "sliding")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class AttentionConfig:
     v_norm: NormConfig | None = None
     # Values are the key projection's output, before the k norm and RoPE (Gemma 4's larger models): no v_proj.
     k_eq_v: bool = False
+    # Qwen3.5: q_proj also yields a gate per head (rows [q | gate] per head); the output is multiplied by its sigmoid.
+    output_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,45 @@ class PerLayerEmbeddingConfig:
 
     dim: int
     vocab_size: int
+
+
+@dataclass(frozen=True)
+class ShortConvConfig:
+    """LFM2's gated short convolution: in_proj gives B, C and x; y = C * conv(B * x), a causal depthwise convolution
+    over the last `kernel_size` inputs; its state between calls is the last `kernel_size - 1` inputs."""
+
+    kernel_size: int = 3
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kernel_size < 2:
+            raise ValueError(f"a short convolution needs kernel_size >= 2 (it has state), got {self.kernel_size}")
+
+
+@dataclass(frozen=True)
+class GatedDeltaNetConfig:
+    """Qwen3.5's gated delta-net: a causal depthwise convolution (+ SiLU) over q, k and v, L2-normalised q and k, a
+    per-head decay and write strength, the delta-rule update of a [key_head_dim, value_head_dim] state per value head,
+    and an RMSNorm gated by silu(z)."""
+
+    num_key_heads: int
+    num_value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel_size: int = 4
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.num_value_heads % self.num_key_heads:
+            raise ValueError(
+                f"num_value_heads ({self.num_value_heads}) must be a multiple of num_key_heads ({self.num_key_heads})"
+            )
+        if self.conv_kernel_size < 2:
+            raise ValueError(f"the delta-net convolution needs kernel_size >= 2, got {self.conv_kernel_size}")
+
+    @property
+    def conv_channels(self) -> int:
+        return 2 * self.num_key_heads * self.key_head_dim + self.num_value_heads * self.value_head_dim
 
 
 @dataclass(frozen=True)
@@ -101,6 +146,10 @@ class ModelConfig:
     final_logit_softcap: float | None = None
     # One entry per layer; None means every layer attends globally.
     layer_types: tuple[LayerType, ...] | None = None
+    # The "conv" layers' convolution (LFM2); None when no layer is one.
+    short_conv: ShortConvConfig | None = None
+    # The "linear" layers' gated delta-net (Qwen3.5); None when no layer is one.
+    delta_net: GatedDeltaNetConfig | None = None
     # Layers whose attention takes q and k unrotated (NoPE): SmolLM3 leaves out RoPE on every 4th layer.
     nope_layers: tuple[int, ...] = ()
     max_seq_len: int = 2048
@@ -127,6 +176,12 @@ class ModelConfig:
                 )
             if "sliding" in self.layer_types and not a.sliding_window:
                 raise ValueError("sliding layers need attention.sliding_window")
+            if "conv" in self.layer_types and self.short_conv is None:
+                raise ValueError("conv layers need short_conv")
+            if "linear" in self.layer_types and self.delta_net is None:
+                raise ValueError("linear layers need delta_net")
+            if self.block == "parallel" and set(self.layer_types) - set(ATTENTION_LAYER_TYPES):
+                raise ValueError("the parallel block mixes with attention only")
         if self.block == "parallel" and (self.post_attention_norm or self.post_mlp_norm):
             raise ValueError("the parallel block has no post norms")
         outside = [i for i in self.nope_layers if not 0 <= i < self.num_layers]
@@ -211,7 +266,7 @@ class ModelConfig:
         q, kv = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
         has_kv = index < self.first_kv_shared_layer
         kv_tensors = (1 if a.k_eq_v else 2) if has_kv else 0
-        attn = d * (q + kv_tensors * kv) + q * d
+        attn = d * (q * (2 if a.output_gate else 1) + kv_tensors * kv) + q * d
         if a.qkv_bias:
             attn += q + kv_tensors * kv
         if a.out_bias:
@@ -221,6 +276,15 @@ class ModelConfig:
         mlp = d * m.intermediate_size * (3 if m.gated else 2)
         if m.bias:
             mlp += m.intermediate_size * (2 if m.gated else 1) + d
+        layer_type = self.layer_types[index] if self.layer_types else None
+        if layer_type == "conv":
+            c = self.short_conv
+            attn = 4 * d * d + d * c.kernel_size + (5 * d if c.bias else 0)
+        elif layer_type == "linear":
+            n = self.delta_net
+            value = n.num_value_heads * n.value_head_dim
+            attn = d * (n.conv_channels + value + 2 * n.num_value_heads) + value * d
+            attn += n.conv_channels * n.conv_kernel_size + 2 * n.num_value_heads + n.value_head_dim
         return attn + mlp + int(self.layer_scalar)
 
 

@@ -44,6 +44,14 @@ class TensorNames:
     post_per_layer_norm: str | None = None
     # A block's learned output scalar (Gemma 4): the name of the tensor itself, not of a module.
     layer_scalar: str | None = None
+    # Short-convolution layers (LFM2): B/C/x projection, depthwise kernel, output projection.
+    conv_in_proj: str | None = None
+    conv_kernel: str | None = None
+    conv_out_proj: str | None = None
+    # Gated delta-net layers (Qwen3.5): the mixer module, whose parameters and submodules keep the checkpoint's names.
+    delta_net: str | None = None
+    # Prefixes of checkpoint tensors the model leaves out (an image-text checkpoint's vision tower), not "unexpected".
+    unused: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.up_proj is None and self.gate_up_proj is None:
@@ -57,7 +65,7 @@ class TensorNames:
             raise ValueError("TensorNames takes either gate_up_proj or gate_proj/up_proj, not both")
         for f in fields(self):
             value = getattr(self, f.name)
-            per_layer = f.name not in ("embedding", "final_norm", "lm_head", *MODEL_SLOTS.values())
+            per_layer = f.name not in ("embedding", "final_norm", "lm_head", "unused", *MODEL_SLOTS.values())
             if value is not None and per_layer and value.count("{}") != 1:
                 raise ValueError(f"TensorNames.{f.name}={value!r} must contain exactly one '{{}}'")
 
@@ -106,6 +114,9 @@ LAYER_SLOTS: dict[str, str] = {
     "per_layer_gate.gate": "per_layer_gate",
     "per_layer_gate.projection": "per_layer_projection",
     "per_layer_gate.norm": "post_per_layer_norm",
+    "conv.in_proj": "conv_in_proj",
+    "conv.conv": "conv_kernel",
+    "conv.out_proj": "conv_out_proj",
 }
 # Tensors held by a DecoderBlock itself (named in full by their TensorNames field).
 BLOCK_TENSORS: dict[str, str] = {"layer_scalar": "layer_scalar"}
@@ -115,6 +126,10 @@ MODEL_SLOTS: dict[str, str] = {
     "per_layer_embedding.model_projection": "per_layer_model_projection",
     "per_layer_embedding.projection_norm": "per_layer_projection_norm",
 }
+
+# Our module path inside one DecoderBlock -> TensorNames field of a module whose parameters and submodules are named
+# below it as in the checkpoint (`linear_attn.in_proj_qkv` -> `<delta_net>.in_proj_qkv`).
+MODULE_SLOTS: dict[str, str] = {"linear_attn": "delta_net"}
 
 # llama.cpp's names, which are the same for every architecture it writes to GGUF.
 GGUF_NAMES = TensorNames(

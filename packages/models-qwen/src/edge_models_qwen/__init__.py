@@ -6,6 +6,8 @@ normalises each head's q and k (RMSNorm over head_dim) before RoPE, with an expl
 
 from __future__ import annotations
 
+import dataclasses
+
 from edge_models import (
     ModelConfig,
     ModelSpec,
@@ -14,7 +16,8 @@ from edge_models import (
     TokenizerDefaults,
     hookimpl,
 )
-from edge_models.hf.config import attempt, gated_silu_decoder, layer_types
+from edge_models.config import AttentionConfig, GatedDeltaNetConfig, MLPConfig, NormConfig, RopeConfig
+from edge_models.hf.config import attempt, check_fields, gated_silu_decoder, layer_types, require, rope_parameters
 
 __version__ = "0.1.0"
 
@@ -140,3 +143,148 @@ def register_models(register):
                 description=f"{description}; byte-level BPE tokenizer.json (bundles as .litertlm)",
             )
         )
+    _register_qwen35(register)
+
+
+# --- Qwen3.5: three gated delta-net layers per attention layer ---
+
+
+def _qwen35_text(hf: dict) -> dict:
+    """The text decoder's fields: Qwen3.5 checkpoints are image-text models whose config nests them in
+    `text_config`; the vision tower is left out."""
+    return {**hf.get("text_config", {}), "architectures": hf.get("architectures")} if "text_config" in hf else hf
+
+
+def qwen35_config_from_hf(hf: dict) -> ModelConfig:
+    """`Qwen3_5ForCausalLM`, or the text decoder of `Qwen3_5ForConditionalGeneration`: every unsupported field is named
+    in one error."""
+    hf = _qwen35_text(hf)
+    problems: list[str] = []
+    layers = require(hf, "num_hidden_layers")
+    if hf.get("layer_types") is not None:
+        types = attempt(problems, layer_types, hf, layers, ("linear_attention",))
+    else:
+        every = hf.get("full_attention_interval", 4)
+        types = tuple("global" if (i + 1) % every == 0 else "linear" for i in range(layers))
+    rope = attempt(problems, rope_parameters, hf)
+    check_fields(hf, {"hidden_act": ("silu", None), "attention_bias": (False, None)}, problems)
+    hidden, heads = require(hf, "hidden_size"), require(hf, "num_attention_heads")
+    eps = hf.get("rms_norm_eps", 1e-6)
+    # transformers defaults the rotated fraction to a quarter when the config names none.
+    given = hf.get("partial_rotary_factor", (hf.get("rope_parameters") or {}).get("partial_rotary_factor"))
+    fraction = rope[2] if rope is not None and given is not None else 0.25
+    return ModelConfig(
+        vocab_size=require(hf, "vocab_size"),
+        hidden_size=hidden,
+        num_layers=layers,
+        attention=AttentionConfig(
+            num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim") or hidden // heads,
+            qk_norm=NormConfig(kind="rms", eps=eps, zero_centered=True),
+            output_gate=True,
+        ),
+        mlp=MLPConfig(intermediate_size=require(hf, "intermediate_size"), activation="silu", gated=True),
+        norm=NormConfig(kind="rms", eps=eps, zero_centered=True),
+        rope=RopeConfig(base=rope[0] if rope else 10_000.0, scaling=None, rotary_fraction=fraction),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+        layer_types=types,
+        delta_net=GatedDeltaNetConfig(
+            num_key_heads=require(hf, "linear_num_key_heads"),
+            num_value_heads=require(hf, "linear_num_value_heads"),
+            key_head_dim=require(hf, "linear_key_head_dim"),
+            value_head_dim=require(hf, "linear_value_head_dim"),
+            conv_kernel_size=hf.get("linear_conv_kernel_dim", 4),
+            norm_eps=eps,
+        ),
+        max_seq_len=hf.get("max_position_embeddings", 32768),
+    )
+
+
+QWEN35_NAMES = dataclasses.replace(TensorNames.hf_decoder(qk_norm=True), delta_net="model.layers.{}.linear_attn")
+
+TINY_QWEN35 = {
+    "architectures": ["Qwen3_5ForCausalLM"],
+    "model_type": "qwen3_5_text",
+    "vocab_size": 256,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 32,
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
+    "linear_key_head_dim": 16,
+    "linear_value_head_dim": 16,
+    "linear_conv_kernel_dim": 4,
+    "layer_types": ["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10_000_000.0, "partial_rotary_factor": 0.25},
+    "rms_norm_eps": 1e-6,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": True,
+    "eos_token_id": 248,
+}
+
+_QWEN35_TOKENS = dataclasses.replace(QWEN_TOKENS, stop_tokens=("<|im_end|>", "<|endoftext|>"))
+
+# The published checkpoints are image-text models: the decoder under `model.language_model.`, the vision tower under
+# `model.visual.` (left out: these files convert the text decoder).
+_TEXT = "model.language_model."
+QWEN35_IMAGE_TEXT_NAMES = dataclasses.replace(
+    QWEN35_NAMES,
+    **{
+        f.name: getattr(QWEN35_NAMES, f.name).replace("model.", _TEXT, 1)
+        for f in dataclasses.fields(QWEN35_NAMES)
+        if isinstance(getattr(QWEN35_NAMES, f.name), str) and getattr(QWEN35_NAMES, f.name).startswith("model.")
+    },
+    unused=("model.visual.",),
+)
+TINY_QWEN35_IMAGE_TEXT = {
+    "architectures": ["Qwen3_5ForConditionalGeneration"],
+    "model_type": "qwen3_5",
+    "text_config": {**{k: v for k, v in TINY_QWEN35.items() if k != "architectures"}},
+    "vision_config": {
+        "depth": 1,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": 64,
+        "num_position_embeddings": 64,
+    },
+    "tie_word_embeddings": True,
+    # The text decoder's, repeated at the top as tests and tools read it there.
+    "vocab_size": 256,
+}
+
+
+def _register_qwen35(register) -> None:
+    register(
+        ModelSpec(
+            name="qwen3.5",
+            family="qwen3.5",
+            architectures=("Qwen3_5ForCausalLM",),
+            config_from_hf=qwen35_config_from_hf,
+            config=qwen35_config_from_hf(TINY_QWEN35),
+            tiny_hf_config=TINY_QWEN35,
+            tensor_names=QWEN35_NAMES,
+            tokenizer=_QWEN35_TOKENS,
+            reference_class="Qwen3_5ForCausalLM",
+            description="any Qwen3_5ForCausalLM (gated delta-net + gated attention)",
+        )
+    )
+    register(
+        ModelSpec(
+            name="qwen3.5-image-text",
+            family="qwen3.5",
+            architectures=("Qwen3_5ForConditionalGeneration",),
+            config_from_hf=qwen35_config_from_hf,
+            config=qwen35_config_from_hf(TINY_QWEN35_IMAGE_TEXT),
+            tiny_hf_config=TINY_QWEN35_IMAGE_TEXT,
+            tensor_names=QWEN35_IMAGE_TEXT_NAMES,
+            tokenizer=_QWEN35_TOKENS,
+            reference_class="Qwen3_5ForConditionalGeneration",
+            description="the text decoder of a Qwen3_5ForConditionalGeneration checkpoint (the published Qwen3.5 "
+            "models); the vision tower is left out",
+        )
+    )

@@ -91,6 +91,21 @@ class ExportSettings:
         return [s.name for s in self.signatures()]
 
 
+def refuse_unsupported_signatures(model: Decoder, settings: ExportSettings) -> None:
+    """Signatures a model cannot honour, refused before any conversion work with the reason.
+
+    verify_<K> scores K drafted tokens in one call and relies on rejected drafts being undone for free: their KV
+    slots are simply overwritten later. A layer with state (a short convolution's rolling buffer) has already
+    folded every drafted token into its state by the end of the call, and nothing in the file can restore it."""
+    if settings.verify_lengths and getattr(model, "has_state", False):
+        kinds = sorted({model.config.layer_type(i) for i, layer in enumerate(model.layers) if layer.state_names})
+        raise ValueError(
+            f"verify signatures ({', '.join(f'verify_{k}' for k in settings.verify_lengths)}) are not supported for "
+            f"a model with {'/'.join(kinds)} layers: their state would keep the rejected drafts (convert without "
+            "verify lengths, e.g. --verify '')"
+        )
+
+
 class Signature(nn.Module):
     """One exported entry point: named inputs in, named outputs out."""
 

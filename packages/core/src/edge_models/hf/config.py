@@ -83,15 +83,23 @@ def rope_parameters(hf: dict, layer_type: str = "full_attention") -> tuple[float
     return base, (params if kind != "default" else None), fraction
 
 
-def layer_types(hf: dict, num_layers: int) -> tuple[str, ...] | None:
-    """HF `layer_types` ("sliding_attention"/"full_attention") as ours ("sliding"/"global")."""
+# HF layer type -> ours. Attention types every decoder family reads; the others only families that ask for them.
+ATTENTION_LAYER_TYPES = {"sliding_attention": "sliding", "full_attention": "global"}
+STATE_LAYER_TYPES = {"conv": "conv", "linear_attention": "linear"}
+
+
+def layer_types(hf: dict, num_layers: int, accept: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """HF `layer_types` ("sliding_attention"/"full_attention", and the types named in `accept`: "conv",
+    "linear_attention") as ours ("sliding"/"global"/"conv"/"linear")."""
     types = hf.get("layer_types")
     if types is None:
         return None
-    mapping = {"sliding_attention": "sliding", "full_attention": "global"}
+    mapping = {**ATTENTION_LAYER_TYPES, **{t: STATE_LAYER_TYPES[t] for t in accept}}
     unknown = sorted(set(types) - set(mapping))
     if unknown:
-        raise UnsupportedConfigError(f"config.json layer_types has unsupported entries {unknown}")
+        raise UnsupportedConfigError(
+            f"config.json layer_types has unsupported entries {unknown} (supported: {sorted(mapping)})"
+        )
     if len(types) != num_layers:
         raise UnsupportedConfigError(f"config.json layer_types has {len(types)} entries for {num_layers} layers")
     return tuple(mapping[t] for t in types)

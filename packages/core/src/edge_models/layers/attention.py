@@ -29,7 +29,7 @@ class Attention(nn.Module):
         d = cfg.hidden_size
         # A KV-sharing layer (Gemma 3n / 4) reads another layer's cache: no keys or values of its own.
         self.shares_kv = layer_index >= cfg.first_kv_shared_layer
-        self.q_proj = nn.Linear(d, a.num_heads * a.head_dim, bias=a.qkv_bias)
+        self.q_proj = nn.Linear(d, a.num_heads * a.head_dim * (2 if a.output_gate else 1), bias=a.qkv_bias)
         if not self.shares_kv:
             self.k_proj = nn.Linear(d, a.num_kv_heads * a.head_dim, bias=a.qkv_bias)
             if not a.k_eq_v:
@@ -67,7 +67,12 @@ class Attention(nn.Module):
         group = a.num_heads // a.num_kv_heads
         # One op order for every layer kind, the order files converted before KV sharing was added were traced in.
         owns_kv = not self.shares_kv
-        q = self.q_proj(x).view(b, t, a.num_heads, a.head_dim)
+        gate = None
+        if a.output_gate:
+            q_and_gate = self.q_proj(x).view(b, t, a.num_heads, 2 * a.head_dim)
+            q, gate = q_and_gate[..., : a.head_dim], q_and_gate[..., a.head_dim :].reshape(b, t, -1)
+        else:
+            q = self.q_proj(x).view(b, t, a.num_heads, a.head_dim)
         if owns_kv:
             k = self.k_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
             v = k if a.k_eq_v else self.v_proj(x).view(b, t, a.num_kv_heads, a.head_dim)
@@ -112,4 +117,6 @@ class Attention(nn.Module):
         out = torch.bmm(probs, values.transpose(1, 2))  # [B*KVH, G*T, D]
         out = out.view(b, a.num_kv_heads, group, t, a.head_dim).permute(0, 3, 1, 2, 4)
         out = out.reshape(b, t, a.num_heads * a.head_dim)
+        if gate is not None:
+            out = out * torch.sigmoid(gate)
         return self.o_proj(out), k_cache, v_cache

@@ -48,7 +48,10 @@ def add_lora_slots(model: nn.Module, rank: int, targets: tuple[str, ...]) -> lis
     for i, block in enumerate(model.layers):
         for target in targets:
             parent_name, _, attr = TARGETS[target][0].rpartition(".")
-            parent = block.get_submodule(parent_name)
+            try:
+                parent = block.get_submodule(parent_name)
+            except AttributeError:  # a layer without this projection (a short convolution has no attention)
+                continue
             base = getattr(parent, attr, None)
             if isinstance(base, nn.Linear) and not isinstance(base, LoRALinear):
                 setattr(parent, attr, LoRALinear(base, rank))

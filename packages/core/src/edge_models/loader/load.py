@@ -12,7 +12,7 @@ from edge_models.config import ModelConfig
 from edge_models.layers import Decoder
 from edge_models.loader.errors import CheckpointError, Pick, check_picks
 from edge_models.loader.sources import TensorSource, open_checkpoint
-from edge_models.tensor_names import BLOCK_TENSORS, LAYER_SLOTS, MODEL_SLOTS, TensorNames
+from edge_models.tensor_names import BLOCK_TENSORS, LAYER_SLOTS, MODEL_SLOTS, MODULE_SLOTS, TensorNames
 
 # Buffers some exporters save that carry no weights.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq", ".masked_bias", ".attn.bias")
@@ -61,6 +61,13 @@ def plan(model: Decoder, names: TensorNames) -> dict[str, Pick]:
                 template, rows, total = fused[slot]
                 picks[param] = Pick(f"{template.format(index)}.{kind}", rows, total)
                 continue
+            owner, _, below = slot.partition(".")
+            if owner in MODULE_SLOTS:
+                template = getattr(names, MODULE_SLOTS[owner])
+                if template is None:
+                    raise CheckpointError(f"the model needs {param} but TensorNames.{MODULE_SLOTS[owner]} is None")
+                picks[param] = Pick(f"{template.format(index)}{'.' + below if below else ''}.{kind}")
+                continue
             template = getattr(names, LAYER_SLOTS[slot])
             if template is None:
                 raise CheckpointError(f"the model needs {param} but TensorNames.{LAYER_SLOTS[slot]} is None")
@@ -82,7 +89,14 @@ def load_weights(
     shapes = {param: tuple(t.shape) for param, t in model.state_dict().items()}
     # Tied checkpoints often store the shared matrix a second time as the LM head.
     tied_head = {f"{names.lm_head}.weight"} if model.config.tie_embeddings and names.lm_head else set()
-    check_picks(source, picks, shapes, tied_head, lambda name: name.endswith(_IGNORED_SUFFIXES))
+    unused = names.unused  # a multimodal checkpoint's other towers, left out
+    check_picks(
+        source,
+        picks,
+        shapes,
+        tied_head,
+        lambda name: name.endswith(_IGNORED_SUFFIXES) or bool(unused and name.startswith(unused)),
+    )
 
     params = dict(model.named_parameters())
     with torch.no_grad():

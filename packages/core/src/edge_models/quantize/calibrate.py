@@ -213,6 +213,10 @@ class _BlockRunner:
 
     def __call__(self, block: nn.Module, index: int, sequence: int, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[1]
+        if block.state_names:  # a convolution or delta-net layer (LFM2, Qwen3.5): from an empty state
+            with torch.no_grad():
+                out, _ = block.forward_state(x, torch.arange(t), block.empty_state())
+            return out
         source = self.config.kv_source(index)
         if source == index:
             attn = block.attn.cfg

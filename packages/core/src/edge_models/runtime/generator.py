@@ -227,6 +227,10 @@ class Generator:
         cached = min(cached, len(ids) - 1)
         if ids[:cached] != self.cached_ids[:cached]:
             raise ValueError("the cached tokens are not a prefix of the prompt")
+        if self.model.has_state and cached != len(self.cached_ids):
+            # Layers with state hold it after the last token run, not after any shorter prefix: a prefix is
+            # reusable only if it is everything the model has run, else the prompt is run from the start.
+            cached = 0
         speculate = self.speculate if speculate is None else speculate
         sample = Sampler(sampler or SamplerConfig(), vocab_limit=self.tokenizer.vocab_size)
         stats = self.last_stats = GenerationStats(
@@ -283,6 +287,11 @@ class Generator:
             raise ValueError(
                 f"{path}: the draft model has {model.vocab_size} logits, the model {self.model.vocab_size}: "
                 "a draft model must share the tokenizer"
+            )
+        if model.has_state:
+            raise ValueError(
+                f"{path}: the draft model has layers with state, which cannot be rewound to the target's tokens "
+                "after a rejected draft; use prompt lookup or a draft model without state"
             )
         if model.kv_len < self.model.kv_len:
             raise ValueError(f"{path}: the draft model's KV cache ({model.kv_len}) is shorter than {self.model.kv_len}")

@@ -149,6 +149,12 @@ class LiteRTModel:
         return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in self._cache_spec.values())
 
     @property
+    def has_state(self) -> bool:
+        """Whether layers carry state beside the KV cache (`kv_cache_c_<i>`): it is updated in place like the
+        cache, but holds the last tokens run, so it continues only from exactly where the last call ended."""
+        return bool(self.info.state_inputs)
+
+    @property
     def kv_len(self) -> int:
         return self.info.kv_len
 

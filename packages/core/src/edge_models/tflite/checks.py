@@ -30,6 +30,9 @@ class TFLiteInfo:
     lora_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # LoRA input -> shape (`--lora-rank`)
     # shortlist_<K>[_<W>] -> (K, W or None): one token decoded through the two-stage head (top K ids and logits)
     shortlists: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    # State a layer carries instead of a KV cache (`kv_cache_c_<i>`, `kv_cache_c_<i>_recurrent`): input name -> shape.
+    # Updated in place like the KV cache; it cannot be rolled back by overwriting slots.
+    state_inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def signatures(self) -> list[str]:
@@ -48,6 +51,9 @@ _STEP = re.compile(r"^step_(\d+)$")
 _FILL = re.compile(r"^fill_(\d+)_(\d+)$")
 _VERIFY = re.compile(r"^verify_(\d+)(?:_(\d+))?$")
 _SHORTLIST = re.compile(r"^shortlist_(\d+)(?:_(\d+))?$")
+# Per-layer state beside the KV cache, under the prefix LiteRT-LM binds in place: `kv_cache_c_<i>` a convolution's
+# last inputs, `kv_cache_c_<i>_recurrent` a gated delta-net's recurrent state.
+_STATE = re.compile(r"^kv_cache_c_(\d+)(_recurrent)?$")
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):
@@ -93,10 +99,17 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
     for name in [*prefills, "decode", *steps, *fills, *verify, *shortlists]:
         runner = it.get_signature_runner(name)
         details[name] = (runner.get_input_details(), runner.get_output_details())
+    states = {
+        m.string: tuple(int(d) for d in details["decode"][0][m.string]["shape"])
+        for m in map(_STATE.match, details["decode"][0])
+        if m
+    }
+    state_layers = {int(_STATE.match(n).group(1)) for n in states}
     layers = num_layers
     if layers is None:
-        layers = sum(1 for k in details["decode"][0] if k.startswith("kv_cache_k_"))
-    if layers == 0:
+        layers = sum(1 for k in details["decode"][0] if k.startswith("kv_cache_k_")) + len(state_layers)
+    attention_layers = [i for i in range(layers) if i not in state_layers]
+    if not attention_layers:
         raise TFLiteCheckError(f"{path}: no KV cache inputs (expected kv_cache_k_<i> / kv_cache_v_<i>)")
 
     kv_len = vocab = None
@@ -104,7 +117,7 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
     prefill_logits = True
     for name, (inputs, outputs) in details.items():
         where = f"signature {name!r}"
-        expected_in = {"tokens", "input_pos"} | {f"kv_cache_{kv}_{i}" for i in range(layers) for kv in "kv"}
+        expected_in = {"tokens", "input_pos", *states} | {f"kv_cache_{kv}_{i}" for i in attention_layers for kv in "kv"}
         missing = sorted(expected_in - set(inputs))
         # LoRA slots (`convert --lora-rank`): the same matrices in every signature.
         lora = {n for n in inputs if n.startswith("lora_")}
@@ -123,7 +136,11 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
                 lengths[name] = int(t["shape"][1])
         if "input_pos" in inputs and inputs["input_pos"]["dtype"] != np.int32:
             problems.append(f"{where}: input_pos must be int32")
-        for i in range(layers):
+        for state, shape in states.items():
+            found = outputs.get(state)
+            if found is None or tuple(int(d) for d in found["shape"]) != shape:
+                problems.append(f"{where} lacks output {state} of shape {list(shape)} (the state it updates)")
+        for i in attention_layers:
             k, v = inputs.get(f"kv_cache_k_{i}"), inputs.get(f"kv_cache_v_{i}")
             if k is None or v is None:
                 continue
@@ -176,4 +193,5 @@ def check_tflite(path: str | Path, num_layers: int | None = None, interpreter=No
         lora_inputs={
             n: tuple(int(d) for d in v["shape"]) for n, v in details["decode"][0].items() if n.startswith("lora_")
         },
+        state_inputs=states,
     )

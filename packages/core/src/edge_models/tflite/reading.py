@@ -70,7 +70,9 @@ def model_shape(tflite: bytes | mmap.mmap) -> ModelShape:
     graph = model.Subgraphs(signature.SubgraphIndex())
     inputs = {(t := signature.Inputs(i)).Name(): t.TensorIndex() for i in range(signature.InputsLength())}
     outputs = {(t := signature.Outputs(i)).Name(): t.TensorIndex() for i in range(signature.OutputsLength())}
-    k_cache = graph.Tensors(inputs[b"kv_cache_k_0"]).ShapeAsNumpy()
+    # The first attention layer's K cache: in a hybrid model layer 0 may carry state instead (`kv_cache_c_0`).
+    first_k = next(index for name, index in sorted(inputs.items()) if name.startswith(b"kv_cache_k_"))
+    k_cache = graph.Tensors(first_k).ShapeAsNumpy()
     tables = lookup_tables()
     hidden, constants = 0, {}
     for constant in constant_inputs(model, graph):

@@ -1,0 +1,105 @@
+"""Qwen3.5's gated delta-net: linear attention whose decode-time state is a convolution buffer and a recurrent matrix.
+
+Per value head h the state S_h [key_head_dim, value_head_dim] is updated token by token with the delta rule:
+S ← exp(g)·S; S ← S + k ⊗ β(v − kᵀS); out = qᵀS, where g = −exp(A_log)·softplus(a + dt_bias) < 0 decays the state and
+β = σ(b) sets how strongly the token is written. q and k come out of a causal depthwise convolution (+ SiLU) over the
+projected q, k and v, and are L2-normalised; the output is RMS-normalised per head and gated by silu(z).
+
+The recurrent state is float32 whatever the recipe does to activations, and stays unquantized (it is an input, not
+a weight). Prefill runs the recurrence unrolled over the call's tokens: elementwise ops and small batched matmuls,
+all built-in. Padding tokens (position 0 after the first) are written with β = 0 and g = 0, which leaves the state
+exactly as the last real token left it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_models.config import GatedDeltaNetConfig
+from edge_models.layers.short_conv import DepthwiseKernel, last_real, real_length
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x / sqrt(sum x² + eps) over the last axis, as the reference kernels compute it."""
+    return x * torch.rsqrt((x * x).sum(dim=-1, keepdim=True) + eps)
+
+
+class GatedRMSNorm(nn.Module):
+    """RMSNorm over each head's output (a plain `weight`, not 1 + w), times silu(gate)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * xf.to(x.dtype) * F.silu(gate.float())).to(x.dtype)
+
+
+class GatedDeltaNet(nn.Module):
+    """forward(x [1, T, D], input_pos [T], conv_state [1, K - 1, C], recurrent [1, Hv, dk, dv])
+    -> (y [1, T, D], (new conv_state, new recurrent))."""
+
+    def __init__(self, hidden_size: int, cfg: GatedDeltaNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        key, value = cfg.num_key_heads * cfg.key_head_dim, cfg.num_value_heads * cfg.value_head_dim
+        self.split = (key, key, value)
+        self.keep = cfg.conv_kernel_size - 1
+        self.in_proj_qkv = nn.Linear(hidden_size, cfg.conv_channels, bias=False)
+        self.in_proj_z = nn.Linear(hidden_size, value, bias=False)
+        self.in_proj_b = nn.Linear(hidden_size, cfg.num_value_heads, bias=False)
+        self.in_proj_a = nn.Linear(hidden_size, cfg.num_value_heads, bias=False)
+        self.conv1d = DepthwiseKernel(cfg.conv_channels, cfg.conv_kernel_size, bias=False)
+        self.dt_bias = nn.Parameter(torch.ones(cfg.num_value_heads))
+        self.A_log = nn.Parameter(torch.zeros(cfg.num_value_heads))
+        self.norm = GatedRMSNorm(cfg.value_head_dim, cfg.norm_eps)
+        self.out_proj = nn.Linear(value, hidden_size, bias=False)
+
+    def empty_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(convolution buffer, recurrent state) before the first token, both float32."""
+        c = self.cfg
+        return (
+            torch.zeros(1, self.keep, c.conv_channels, dtype=torch.float32),
+            torch.zeros(1, c.num_value_heads, c.key_head_dim, c.value_head_dim, dtype=torch.float32),
+        )
+
+    def forward(
+        self, x: torch.Tensor, input_pos: torch.Tensor, conv_state: torch.Tensor, recurrent: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        c = self.cfg
+        t = x.shape[1]
+        window = torch.cat([conv_state.to(x.dtype), self.in_proj_qkv(x)], dim=1)
+        mixed = F.silu(self.conv1d(window, t))
+        q, k, v = torch.split(mixed, self.split, dim=-1)
+        q = q.reshape(t, c.num_key_heads, c.key_head_dim).float()
+        k = k.reshape(t, c.num_key_heads, c.key_head_dim).float()
+        v = v.reshape(t, c.num_value_heads, c.value_head_dim).float()
+        group = c.num_value_heads // c.num_key_heads
+        if group > 1:
+            q, k = q.repeat_interleave(group, dim=1), k.repeat_interleave(group, dim=1)
+        q = l2_normalize(q) * (c.key_head_dim**-0.5)
+        k = l2_normalize(k)
+        beta = torch.sigmoid(self.in_proj_b(x)[0].float())  # [T, Hv]
+        g = -self.A_log.float().exp() * F.softplus(self.in_proj_a(x)[0].float() + self.dt_bias.float())
+        if t > 1:
+            # Padding leaves the state alone: no write (β = 0) and no decay (g = 0).
+            real = (torch.arange(t, dtype=torch.int32) < real_length(input_pos)).float()[:, None]
+            beta, g = beta * real, g * real
+        state, outputs = recurrent.float(), []
+        for i in range(t):
+            state = state * g[i].exp()[None, :, None, None]
+            k_i = k[i][None, :, None, :]  # [1, Hv, 1, dk]
+            remembered = torch.matmul(k_i, state)  # [1, Hv, 1, dv]
+            delta = (v[i][None, :, None, :] - remembered) * beta[i][None, :, None, None]
+            state = state + k_i.transpose(-1, -2) * delta
+            outputs.append(torch.matmul(q[i][None, :, None, :], state))  # [1, Hv, 1, dv]
+        out = torch.cat(outputs, dim=2)[0].transpose(0, 1)  # [T, Hv, dv]
+        z = self.in_proj_z(x).reshape(t, c.num_value_heads, c.value_head_dim)
+        out = self.norm(out.to(x.dtype), z).reshape(1, t, -1)
+        new_conv = last_real(window, input_pos, self.keep).to(conv_state.dtype)
+        return self.out_proj(out), (new_conv, state.to(recurrent.dtype))
