@@ -50,8 +50,6 @@ class TensorNames:
     conv_out_proj: str | None = None
     # Gated delta-net layers (Qwen3.5): the mixer module, whose parameters and submodules keep the checkpoint's names.
     delta_net: str | None = None
-    # Prefixes of checkpoint tensors the model leaves out (an image-text checkpoint's vision tower), not "unexpected".
-    unused: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.up_proj is None and self.gate_up_proj is None:
@@ -65,7 +63,7 @@ class TensorNames:
             raise ValueError("TensorNames takes either gate_up_proj or gate_proj/up_proj, not both")
         for f in fields(self):
             value = getattr(self, f.name)
-            per_layer = f.name not in ("embedding", "final_norm", "lm_head", "unused", *MODEL_SLOTS.values())
+            per_layer = f.name not in ("embedding", "final_norm", "lm_head", *MODEL_SLOTS.values())
             if value is not None and per_layer and value.count("{}") != 1:
                 raise ValueError(f"TensorNames.{f.name}={value!r} must contain exactly one '{{}}'")
 

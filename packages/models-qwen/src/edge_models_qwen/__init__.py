@@ -228,18 +228,8 @@ TINY_QWEN35 = {
 
 _QWEN35_TOKENS = dataclasses.replace(QWEN_TOKENS, stop_tokens=("<|im_end|>", "<|endoftext|>"))
 
-# The published checkpoints are image-text models: the decoder under `model.language_model.`, the vision tower under
-# `model.visual.` (left out: these files convert the text decoder).
-_TEXT = "model.language_model."
-QWEN35_IMAGE_TEXT_NAMES = dataclasses.replace(
-    QWEN35_NAMES,
-    **{
-        f.name: getattr(QWEN35_NAMES, f.name).replace("model.", _TEXT, 1)
-        for f in dataclasses.fields(QWEN35_NAMES)
-        if isinstance(getattr(QWEN35_NAMES, f.name), str) and getattr(QWEN35_NAMES, f.name).startswith("model.")
-    },
-    unused=("model.visual.",),
-)
+# The published checkpoints are image-text models: core's loader reads their text decoder (`model.language_model.*`)
+# under the text-only names and leaves the vision tower (`model.visual.*`) out, saying so.
 TINY_QWEN35_IMAGE_TEXT = {
     "architectures": ["Qwen3_5ForConditionalGeneration"],
     "model_type": "qwen3_5",
@@ -281,7 +271,7 @@ def _register_qwen35(register) -> None:
             config_from_hf=qwen35_config_from_hf,
             config=qwen35_config_from_hf(TINY_QWEN35_IMAGE_TEXT),
             tiny_hf_config=TINY_QWEN35_IMAGE_TEXT,
-            tensor_names=QWEN35_IMAGE_TEXT_NAMES,
+            tensor_names=QWEN35_NAMES,
             tokenizer=_QWEN35_TOKENS,
             reference_class="Qwen3_5ForConditionalGeneration",
             description="the text decoder of a Qwen3_5ForConditionalGeneration checkpoint (the published Qwen3.5 "

@@ -107,15 +107,6 @@ def load_for_spec(spec: ModelSpec, checkpoint: str | Path, config: ModelConfig |
         from edge_models.tensor_names import gguf_names
 
         names = spec.gguf_names or gguf_names(source.names(), config.mlp.gated)
-    if names.unused:
-        left_out = sum(1 for name in source.names() if name.startswith(names.unused))
-        if left_out:
-            from edge_models.io import console
-
-            console.err(
-                f"{checkpoint}: leaving out {left_out} tensors under {', '.join(names.unused)} "
-                f"({spec.name} reads the text decoder only)"
-            )
     load = load_model_deferred if deferred else load_model
     return load(config, source, names)
 

@@ -89,14 +89,7 @@ def load_weights(
     shapes = {param: tuple(t.shape) for param, t in model.state_dict().items()}
     # Tied checkpoints often store the shared matrix a second time as the LM head.
     tied_head = {f"{names.lm_head}.weight"} if model.config.tie_embeddings and names.lm_head else set()
-    unused = names.unused  # a multimodal checkpoint's other towers, left out
-    check_picks(
-        source,
-        picks,
-        shapes,
-        tied_head,
-        lambda name: name.endswith(_IGNORED_SUFFIXES) or bool(unused and name.startswith(unused)),
-    )
+    check_picks(source, picks, shapes, tied_head, lambda name: name.endswith(_IGNORED_SUFFIXES))
 
     params = dict(model.named_parameters())
     with torch.no_grad():
