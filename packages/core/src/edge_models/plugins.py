@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import pluggy
 
-from edge_models import hookspecs
+import edge_models.hookspecs as hookspecs
 from edge_models.spec import BundleRequest, EncoderSpec, ModelSpec, Seq2SeqSpec
 
 

@@ -131,7 +131,7 @@ def _write(
     """The file of `model` as the transforms left it: streamed one weight at a time where the writer stores every
     scheme of `recipe`, else through litert-torch's float flatbuffer and ai-edge-quantizer. Returns the largest
     export worker's peak resident memory (0 without workers)."""
-    from edge_models.convert import streaming
+    import edge_models.convert.streaming as streaming
 
     model = model.eval()
     # KV-sharing layers (Gemma 3n / 4) have no cache entries: the file holds those of the layers before them.

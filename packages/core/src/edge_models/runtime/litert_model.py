@@ -94,7 +94,7 @@ class LiteRTModel:
     def from_bundle(cls, bundle, threads: int | None = None, engine: str = "compiled", windows: bool = True):
         """The model of a read bundle (`runtime.read_bundle`): mapped from its copy in the cache when one can be
         written, else from its bytes."""
-        from edge_models.runtime import weight_cache
+        import edge_models.runtime.weight_cache as weight_cache
 
         mapped = weight_cache.bundle_model_file(bundle.path, bundle.model_span)
         if mapped is not None:
@@ -107,7 +107,7 @@ class LiteRTModel:
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.options import Options
 
-        from edge_models.runtime import weight_cache
+        import edge_models.runtime.weight_cache as weight_cache
 
         in_memory = isinstance(model, (bytes, bytearray))
         if identity is None:
