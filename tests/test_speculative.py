@@ -77,7 +77,12 @@ def _oracle(monkeypatch, truth: list[int], prompt_len: int, vocab: int):
     return rounds
 
 
-@pytest.mark.parametrize("name", CASES)
+# Models with state beyond the KV cache (LFM2, Qwen3.5) get no verify signatures: a rejected draft would stay in their
+# state (tests/test_hybrid_state.py checks the refusal).
+STATELESS = [n for n in CASES if not {"conv", "linear"} & set(registry().get(n).tiny_config.layer_types or ())]
+
+
+@pytest.mark.parametrize("name", STATELESS)
 @pytest.mark.slow
 def test_greedy_speculation_is_exactly_plain_decoding(name, converted, monkeypatch):
     path, vocab = converted(name)
