@@ -38,7 +38,7 @@ JSON_LINES = [
     '{"order_id": 12, "items": [{"product": "coffee", "quantity": 2, "price": 3.5}], "email": "bob@example.com"}',
     "1999-07-20, 2024-12-31: yes, because it is. no, because (12 + 3) * 4 / 5 - 6",
 ]
-KV = 512
+KV = 2048
 
 
 def _constraint(case: dict) -> Constraint:
@@ -141,9 +141,11 @@ def _run_cases(gen: Generator, samplers: list[SamplerConfig], speculate: bool) -
             for sampler in samplers:
                 ids = gen.encode(prompt)
                 out = gen.tokenizer.decode(
-                    list(gen.generate_ids(ids, KV - len(ids) - 1, sampler, speculate=speculate, constraint=constraint))
+                    list(gen.generate_ids(ids, KV, sampler, speculate=speculate, constraint=constraint))
                 )
                 stats = gen.last_stats
+                if case.get("unbounded") and stats.stop_reason == "KV cache full" and not stats.constraint_met:
+                    continue  # a random model can write one string of an open-ended object forever
                 problems = constraint_violations(case, out, CASES_DIR)
                 if problems or not stats.constraint_met:
                     failures.append(f"{case['name']} {sampler} ({stats.stop_reason}): {problems}")
@@ -172,19 +174,22 @@ def test_every_output_matches_tokenizer_json(json_generator):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("speculate", [False, True])
-def test_greedy_output_the_constraint_allows_is_unchanged(sp_generator, speculate):
-    """The mask never changes an allowed argmax: a constraint the unconstrained greedy text satisfies leaves it as
-    it is, token for token."""
-    gen = sp_generator
+def test_greedy_output_the_constraint_allows_is_unchanged(sp_generator_light, speculate):
+    """The mask never changes an allowed argmax: a constraint the unconstrained greedy text satisfies (here: that
+    text, then anything) leaves it as it is, token for token, though it forbids most tokens at every step. The model
+    has no byte pieces, so its text is always valid UTF-8 (a regex matches characters, not loose bytes)."""
+    gen, _ = sp_generator_light
+    table, _ = sentencepiece_token_bytes(gen.tokenizer)
     ids = gen.encode("kalo mine ruta")
-    free = list(gen.generate_ids(ids, 60, speculate=speculate))
-    text = gen.tokenizer.decode(free)
-    absent = next(c for c in "QZXW" if c not in text)
-    constrained = list(gen.generate_ids(ids, 60, speculate=speculate, constraint=Constraint.regex(f"[^{absent}]*")))
-    assert constrained == free
+    free = list(gen.generate_ids(ids, 40, speculate=speculate))
+    text = b"".join(table[i] for i in free).decode()  # what the engine sees (a leading `▁` is a space)
+    constrained = list(
+        gen.generate_ids(ids, 40, speculate=speculate, constraint=Constraint.regex(re.escape(text) + ".*"))
+    )
+    assert constrained == free and gen.last_stats.constraint_met
     # And a constraint it breaks changes it: the test can fail.
     banned = next(c for c in text if c.isalpha())
-    other = list(gen.generate_ids(ids, 60, speculate=speculate, constraint=Constraint.regex(f"[^{banned}]*")))
+    other = list(gen.generate_ids(ids, 40, speculate=speculate, constraint=Constraint.regex(f"[^{banned}]*")))
     assert banned not in gen.tokenizer.decode(other) and other != free
 
 
@@ -261,7 +266,7 @@ def sp_generator_light(tmp_path_factory):
     root = tmp_path_factory.mktemp("structured-light")
     tok = SentencePieceTokenizer.from_file(train_sentencepiece(root / "tokenizer.model"))
     model = random_model(registry().get("llama").tiny_config, seed=2, std=0.08)
-    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=64)
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=64, verify_lengths=(4,))
     path = convert(model, root / "tiny.tflite", settings, "fp32", progress=None).path
     return Generator(LiteRTModel(path), tok, ("</s>",), start_token="<s>"), path
 

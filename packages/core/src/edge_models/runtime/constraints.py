@@ -23,6 +23,9 @@ from edge_models.runtime.tokenizer import HFTokenizer, SentencePieceTokenizer, T
 
 INSTALL_HINT = "structured output needs llguidance: pip install 'edge-models[structured]'"
 KINDS = ("json-schema", "json", "regex", "lark")
+# Whitespace between JSON tokens, bounded: room for a line break and deep indentation, but a small model cannot
+# loop on newlines forever inside an object (with llguidance's default, unbounded whitespace, it can).
+JSON_OPTIONS = {"whitespace_flexible": True, "whitespace_pattern": r"[\x20\x0A\x0D\x09]{0,48}"}
 
 
 class ConstraintError(ValueError):
@@ -96,7 +99,7 @@ class Constraint:
             elif self.kind == "lark":
                 grammar = matcher.grammar_from_lark(self.source)
             else:
-                grammar = matcher.grammar_from_json_schema(self.source)
+                grammar = matcher.grammar_from_json_schema(self.source, defaults=JSON_OPTIONS)
         except ValueError as e:
             raise ConstraintError(f"{self.origin}: {e}") from None
         problem = matcher.validate_grammar(grammar)

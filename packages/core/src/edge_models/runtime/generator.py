@@ -284,7 +284,8 @@ class Generator:
                 stats.generated_tokens += 1
                 history.append(token)
                 yield token
-                if guide is not None and guide.finished:
+                # The guide has consumed all of `chosen`: finished means finished after the last of them.
+                if guide is not None and n_kept == len(chosen) and guide.finished:
                     stats.stop_reason = "end of grammar"
                     break
                 if stats.generated_tokens >= max_tokens:
