@@ -23,9 +23,10 @@ from edge_models.runtime.tokenizer import HFTokenizer, SentencePieceTokenizer, T
 
 INSTALL_HINT = "structured output needs llguidance: pip install 'edge-models[structured]'"
 KINDS = ("json-schema", "json", "regex", "lark")
-# Whitespace between JSON tokens, bounded: room for a line break and deep indentation, but a small model cannot
-# loop on newlines forever inside an object (with llguidance's default, unbounded whitespace, it can).
-JSON_OPTIONS = {"whitespace_flexible": True, "whitespace_pattern": r"[\x20\x0A\x0D\x09]{0,48}"}
+# Whitespace between JSON tokens as pretty-printed JSON has it: a few spaces, or one line break and indentation.
+# With llguidance's default (any run of whitespace) Gemma 3 270M fills its answer with blank lines once the grammar
+# forbids what it wanted to write.
+JSON_OPTIONS = {"whitespace_flexible": True, "whitespace_pattern": r"[\x20\x09]{0,8}|\x0D?\x0A[\x20\x09]{0,40}"}
 
 
 class ConstraintError(ValueError):
