@@ -298,3 +298,15 @@ def test_cli_constraints(run, sp_generator_light, tmp_path):
     assert unmatched.stdout.strip() == ""
     cut = run(*base, "--regex", "(ka|lo){40}", "--max-tokens", "5")
     fails_cleanly(cut, "the output is incomplete: max tokens before the grammar's end")
+
+
+@pytest.mark.slow
+def test_chat_session_replies_match(sp_generator_light):
+    from edge_models.runtime import ChatSession
+
+    gen, _ = sp_generator_light
+    session = ChatSession(gen, max_tokens=20, constraint=Constraint.regex("(ka|lo) (mi|ne)!"))
+    for text in ("kalo", "mine"):
+        reply = "".join(session.send(text))
+        assert re.fullmatch("(ka|lo) (mi|ne)!", reply) and gen.last_stats.stop_reason == "end of grammar", reply
+    assert len(session.messages) == 4
