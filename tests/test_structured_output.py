@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import fails_cleanly
 from edge_models import registry
 from edge_models.convert import ExportSettings, convert
-from edge_models.models import random_model
+from edge_models.kinds.decoder import random_model
 from edge_models.runtime import (
     Constraint,
     ConstraintError,
@@ -29,6 +28,7 @@ from edge_models.runtime import (
 )
 from edge_models.runtime.constraints import engine_tokenizer, sentencepiece_token_bytes
 from edge_models.testing import constraint_violations, corpus, train_sentencepiece
+from helpers import fails_cleanly
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "structured"
 CASES = json.loads((CASES_DIR / "cases.json").read_text())
