@@ -25,7 +25,12 @@ PYTHON = "3.11"
 def install_all(session: nox.Session, *extra: str) -> None:
     session.install(TORCH)
     session.install(
-        "-e", "packages/core[verify,hf-tokenizer]", *[f"-e{p}" for p in PLUGINS], "-e", "packages/bundler[test]", *extra
+        "-e",
+        "packages/core[verify,hf-tokenizer,structured]",
+        *[f"-e{p}" for p in PLUGINS],
+        "-e",
+        "packages/bundler[test]",
+        *extra,
     )
 
 

@@ -69,3 +69,75 @@ def train_sentencepiece(path: Path, vocab_size: int = 256) -> Path:
     )
     path.write_bytes(buf.getvalue())
     return path
+
+
+def json_schema_violations(value, schema: dict, where: str = "$") -> list[str]:
+    """What in `value` breaks `schema`, for the JSON Schema keywords the structured-output cases use (type, enum,
+    properties, required, additionalProperties, items, min/maxItems, minimum/maximum, min/maxLength, pattern).
+    Independent of the engine that enforced the schema, so a test of that engine can fail."""
+    import re
+
+    kinds = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "boolean": bool,
+        "null": type(None),
+        "integer": int,
+        "number": (int, float),
+    }
+    wanted = schema.get("type")
+    if wanted is not None:
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, kinds[wanted]) or (is_bool and wanted in ("integer", "number")):
+            return [f"{where}: {value!r} is not {wanted}"]
+    problems = []
+    if "enum" in schema and value not in schema["enum"]:
+        problems.append(f"{where}: {value!r} not in {schema['enum']}")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                problems.append(f"{where}: {key!r} missing")
+        properties = schema.get("properties", {})
+        for key, item in value.items():
+            if key in properties:
+                problems += json_schema_violations(item, properties[key], f"{where}.{key}")
+            elif schema.get("additionalProperties") is False:
+                problems.append(f"{where}: {key!r} not allowed")
+    if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", len(value)):
+            problems.append(f"{where}: {len(value)} items")
+        for i, item in enumerate(value):
+            problems += json_schema_violations(item, schema.get("items", {}), f"{where}[{i}]")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < schema.get("minimum", value) or value > schema.get("maximum", value):
+            problems.append(f"{where}: {value} out of range")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0) or len(value) > schema.get("maxLength", len(value)):
+            problems.append(f"{where}: length {len(value)}")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            problems.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    return problems
+
+
+def constraint_violations(case: dict, text: str, directory: Path) -> list[str]:
+    """Why `text` does not match a structured-output case (benchmarks/data/structured/cases.json); [] if it does."""
+    import json
+    import re
+
+    if "regex" in case:
+        return [] if re.fullmatch(case["regex"], text) else [f"{text!r} does not match {case['regex']}"]
+    if "grammar" in case:
+        import lark
+
+        try:
+            lark.Lark((directory / case["grammar"]).read_text()).parse(text)
+        except lark.LarkError as e:
+            return [f"{text!r}: {e}"]
+        return []
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        return [f"{text!r} is not JSON: {e}"]
+    schema = json.loads((directory / case["json_schema"]).read_text()) if "json_schema" in case else {"type": "object"}
+    return json_schema_violations(value, schema)

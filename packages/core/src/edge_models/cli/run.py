@@ -49,6 +49,64 @@ def _model_options(func):
     return func
 
 
+def _constraint_options(func):
+    """What every reply must match: shared by generate and chat (one at a time)."""
+    options = [
+        click.option(
+            "--json-schema",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="a JSON schema file the output must satisfy",
+        ),
+        click.option("--json", "json_object", is_flag=True, help="the output is a JSON object (any)"),
+        click.option("--regex", help="a regular expression the whole output matches"),
+        click.option(
+            "--grammar",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="a Lark grammar file (its `start` rule) the output matches",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _constraint(json_schema, json_object, regex, grammar):
+    """The one constraint given, checked before the model loads (a bad schema or grammar fails fast)."""
+    from edge_models.runtime import Constraint
+
+    given = [
+        name
+        for name, v in (
+            ("--json-schema", json_schema),
+            ("--json", json_object),
+            ("--regex", regex),
+            ("--grammar", grammar),
+        )
+        if v
+    ]
+    if len(given) > 1:
+        raise click.UsageError(f"give one of {', '.join(given)}, not several")
+    if json_schema is not None:
+        constraint = Constraint.json_schema(json_schema)
+    elif json_object:
+        constraint = Constraint.any_json()
+    elif regex is not None:
+        constraint = Constraint.regex(regex)
+    elif grammar is not None:
+        constraint = Constraint.lark(grammar)
+    else:
+        return None
+    constraint.grammar()
+    return constraint
+
+
+def _unmet(stats) -> str | None:
+    """Why a constrained output is incomplete, or None."""
+    if stats.constraint_met is False:
+        return f"the output is incomplete: {stats.stop_reason} before the grammar's end (raise --max-tokens)"
+    return None
+
+
 def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, lora, **sampling):
     from edge_models.runtime import Generator, SamplerConfig
 
@@ -65,30 +123,54 @@ def _open(file, tokenizer, model_name, stop_tokens, no_speculate, draft, lora, *
 
 @cli.command()
 @_model_options
+@_constraint_options
 @click.option("--prompt", required=True)
 @click.option("--max-tokens", default=128, show_default=True)
 @click.option("--chat", is_flag=True, help="wrap the prompt in the model's chat template")
 @logged
 @friendly
-def generate(file, tokenizer, model_name, prompt, max_tokens, chat, stop_tokens, **options) -> None:
+def generate(
+    file,
+    tokenizer,
+    model_name,
+    prompt,
+    max_tokens,
+    chat,
+    stop_tokens,
+    json_schema,
+    json_object,
+    regex,
+    grammar,
+    **options,
+) -> None:
     """Generate text from a .tflite, .task or .litertlm FILE, streamed to stdout.
+
+    --json-schema, --json, --regex or --grammar constrain the output: it always matches, and ends at the grammar's
+    end or a stop token (needs `pip install 'edge-models[structured]'`).
 
     A .tflite takes the tokenizer, special tokens and chat template of the checkpoint directory its tokenizer is
     in (tokenizer_config.json, generation_config.json, chat_template.jinja). An encoder-decoder (T5) file encodes the
     prompt and decodes the answer."""
+    from edge_models.cli.base import UserError
     from edge_models.runtime.seq2seq import is_seq2seq_file
 
+    constraint = _constraint(json_schema, json_object, regex, grammar)
     if file.suffix == ".tflite" and is_seq2seq_file(file):
+        if constraint is not None:
+            raise UserError(f"{file}: structured output is for decoder-only models, not an encoder-decoder file")
         from edge_models.cli.encoders import generate_seq2seq_command
         from edge_models.runtime import SamplerConfig
 
         sampling = {k: v for k, v in options.items() if k not in ("no_speculate", "draft", "lora")}
         return generate_seq2seq_command(file, tokenizer, prompt, max_tokens, stop_tokens, SamplerConfig(**sampling))
     gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **options)
-    for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat):
+    for piece in gen.stream(prompt, max_tokens=max_tokens, sampler=sampler, chat=chat, constraint=constraint):
         console.out(piece, end="")
     console.out()
     console.err(gen.last_stats.summary())
+    problem = _unmet(gen.last_stats)
+    if problem:
+        raise UserError(problem)
 
 
 CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and starts over), /quit ends; so does Ctrl-D"
@@ -96,6 +178,7 @@ CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and start
 
 @cli.command()
 @_model_options
+@_constraint_options
 @click.option("--system", "system", default=None, help="system message opening the conversation")
 @click.option("--max-tokens", default=256, show_default=True, help="most tokens per reply")
 @click.option(
@@ -103,7 +186,20 @@ CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and start
 )
 @logged
 @friendly
-def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_tokens, **options) -> None:
+def chat(
+    file,
+    tokenizer,
+    model_name,
+    system,
+    max_tokens,
+    no_cache_reuse,
+    stop_tokens,
+    json_schema,
+    json_object,
+    regex,
+    grammar,
+    **options,
+) -> None:
     """Talk with the model in FILE, turn by turn, in its chat template.
 
     The KV cache is kept across turns, so each turn prefills only its own tokens. Reads standard input line by
@@ -112,8 +208,16 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
 
     from edge_models.runtime import ChatSession, ConversationFullError
 
+    constraint = _constraint(json_schema, json_object, regex, grammar)
     gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **options)
-    session = ChatSession(gen, system=system, max_tokens=max_tokens, sampler=sampler, reuse_cache=not no_cache_reuse)
+    session = ChatSession(
+        gen,
+        system=system,
+        max_tokens=max_tokens,
+        sampler=sampler,
+        reuse_cache=not no_cache_reuse,
+        constraint=constraint,
+    )
     interactive = sys.stdin.isatty()
     if interactive:
         console.err(f"chatting with {file.name}: {CHAT_HELP}")
@@ -150,6 +254,9 @@ def chat(file, tokenizer, model_name, system, max_tokens, no_cache_reuse, stop_t
         turn += 1
         console.out()
         console.err(f"[turn {turn}] {gen.last_stats.summary()[1:-1]}")
+        problem = _unmet(gen.last_stats)
+        if problem:
+            console.err(f"error: {problem}")
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from edge_models.runtime.bundles import BundleContents, BundleFormatError, read_bundle
 from edge_models.runtime.chat import ChatSession, ConversationFullError
+from edge_models.runtime.constraints import Constraint, ConstraintError
 from edge_models.runtime.generator import GenerationStats, Generator
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
@@ -11,6 +12,8 @@ __all__ = [
     "BundleContents",
     "BundleFormatError",
     "ChatSession",
+    "Constraint",
+    "ConstraintError",
     "ConversationFullError",
     "GenerationStats",
     "Generator",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from edge_models.runtime.constraints import Constraint
 from edge_models.runtime.generator import Generator, Message
 from edge_models.runtime.sampler import SamplerConfig
 from edge_models.runtime.speculative import common_prefix
@@ -16,7 +17,8 @@ class ConversationFullError(ValueError):
 class ChatSession:
     """The conversation is re-rendered through the chat template at every turn (so the prompt is exactly what
     the template gives for the whole history), and the KV cache is reused for the longest prefix it shares with
-    what the cache holds. With `reuse_cache=False` every turn prefills the whole conversation (the baseline)."""
+    what the cache holds. With `reuse_cache=False` every turn prefills the whole conversation (the baseline).
+    Under a `constraint` every reply matches it (a JSON schema, a regex, a Lark grammar)."""
 
     def __init__(
         self,
@@ -25,11 +27,13 @@ class ChatSession:
         max_tokens: int = 256,
         sampler: SamplerConfig | None = None,
         reuse_cache: bool = True,
+        constraint: Constraint | None = None,
     ) -> None:
         self.generator = generator
         self.max_tokens = max_tokens
         self.sampler = sampler
         self.reuse_cache = reuse_cache
+        self.constraint = constraint
         self.system = system
         self.messages: list[Message] = []
         self.reset(system)
@@ -55,7 +59,9 @@ class ChatSession:
             )
         cached = common_prefix(ids, gen.cached_ids) if self.reuse_cache else 0
         reply = []
-        for piece in gen.stream_ids(ids, min(self.max_tokens, room - 1), self.sampler, cached=cached):
+        for piece in gen.stream_ids(
+            ids, min(self.max_tokens, room - 1), self.sampler, cached=cached, constraint=self.constraint
+        ):
             reply.append(piece)
             yield piece
         self.messages = [*messages, {"role": "assistant", "content": "".join(reply)}]

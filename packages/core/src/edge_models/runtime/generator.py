@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_models.hf.chat_template import ChatTemplate
 from edge_models.runtime.bundles import BUNDLE_SUFFIXES, read_bundle
+from edge_models.runtime.constraints import Constraint, Guide, engine_tokenizer
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
 from edge_models.runtime.speculative import BackOff, common_prefix, prompt_lookup
@@ -27,6 +28,8 @@ class GenerationStats:
     generated_tokens: int = 0
     drafted_tokens: int = 0
     accepted_tokens: int = 0
+    # Under a constraint: whether the text matches it (False when max tokens or the cache ran out first).
+    constraint_met: bool | None = None
     time_to_first_token_s: float = 0.0
     prefill_s: float = 0.0
     decode_s: float = 0.0
@@ -82,6 +85,8 @@ class Generator:
     draft_model: LiteRTModel | None = None
     # The tokens the draft model's cache holds, from position 0.
     draft_cached_ids: list[int] = field(default_factory=list)
+    # What every generated text must match unless a call gives its own (`Constraint.json_schema(...)` etc.).
+    constraint: Constraint | None = None
 
     def __post_init__(self) -> None:
         tok, model = self.tokenizer, self.model
@@ -209,6 +214,7 @@ class Generator:
         sampler: SamplerConfig | None = None,
         cached: int = 0,
         speculate: bool | None = None,
+        constraint: Constraint | None = None,
     ) -> Iterator[int]:
         """Yield generated ids; stops at a stop token (not yielded), max_tokens or a full cache.
 
@@ -216,7 +222,11 @@ class Generator:
         only the rest is prefilled. `self.cached_ids` holds what the cache holds afterwards. With `speculate`
         (default: `self.speculate`) and a file with verify signatures, drafts (prompt lookup, or the draft model)
         are checked several tokens per call; the output is what plain decoding gives (greedy: the same tokens;
-        sampling: the same distribution)."""
+        sampling: the same distribution).
+
+        Under a `constraint` (default: `self.constraint`) every token is one the grammar allows: a stop token only
+        where the text is complete, and generation ends where the grammar allows nothing more. Drafts are cut at the
+        first token the grammar rejects."""
         if not ids:
             raise ValueError("no prompt tokens")
         kv = self.model.kv_len
@@ -233,6 +243,7 @@ class Generator:
             cached = 0
         speculate = self.speculate if speculate is None else speculate
         sample = Sampler(sampler or SamplerConfig(), vocab_limit=self.tokenizer.vocab_size)
+        guide = self.guide(constraint or self.constraint)
         stats = self.last_stats = GenerationStats(
             prompt_tokens=len(ids), prefilled_tokens=len(ids) - cached, stop_reason="max tokens"
         )
@@ -251,32 +262,67 @@ class Generator:
                 break
             room = min(self.model.verify_capacity(pos) - 1, max_tokens - stats.generated_tokens - 1, MAX_DRAFT)
             draft = self._propose(token, pos, history, room) if speculate and room > 0 and backoff.allows() else []
+            if draft and guide is not None:
+                draft = draft[: guide.valid_prefix(draft)]
             if draft:
-                chosen = self._check_draft(token, draft, pos, history, sample)
+                chosen = self._check_draft(token, draft, pos, history, sample, guide)
                 stats.drafted_tokens += len(draft)
                 stats.accepted_tokens += len(chosen) - 1
                 backoff.record(len(chosen))
             else:
-                logits = self._decode(token, pos, sample.config)
+                # A shortlist may hold no token the grammar allows: under a constraint the logits are whole.
+                logits = self._decode(token, pos, sample.config) if guide is None else self.model.decode(token, pos)
                 self.cached_ids.append(token)
-                chosen = [sample(logits, history)]
+                chosen = [self._choose(logits, history, sample, guide)]
             if decode_started is None:
                 decode_started = time.perf_counter()
                 stats.time_to_first_token_s = stats.prefill_s = decode_started - started
-            for token in chosen:
+            for n_kept, token in enumerate(chosen, 1):
                 if token in self.stop_ids:
                     stats.stop_reason = "stop token"
                     break
                 stats.generated_tokens += 1
                 history.append(token)
                 yield token
+                # The guide has consumed all of `chosen`: finished means finished after the last of them.
+                if guide is not None and n_kept == len(chosen) and guide.finished:
+                    stats.stop_reason = "end of grammar"
+                    break
                 if stats.generated_tokens >= max_tokens:
+                    if guide is not None:
+                        guide.rollback(len(chosen) - n_kept)  # chosen with a draft, never yielded
                     break
             else:
                 pos = len(self.cached_ids)
                 continue
             break
         stats.decode_s = time.perf_counter() - (decode_started or started)
+        if guide is not None:
+            stats.constraint_met = guide.complete
+
+    def guide(self, constraint: Constraint | None) -> Guide | None:
+        """A fresh matcher for one generation under `constraint` (checked: a clear error before any token)."""
+        if constraint is None:
+            return None
+        vocab = self.model.vocab_size
+        starts = {i for i in (self.start_id, self.chat_start_id) if i is not None}
+        return Guide(constraint, engine_tokenizer(self.tokenizer, vocab, self.stop_ids, starts), vocab)
+
+    @staticmethod
+    def _choose(logits: np.ndarray, history: list[int], sample: Sampler, guide: Guide | None) -> int:
+        """The next token. Greedy under a constraint checks the argmax first: when the grammar allows it, it is the
+        argmax of the masked logits too, so no mask is computed. Sampling masks before every filter (top-k, top-p,
+        min-p see only allowed tokens)."""
+        if guide is None:
+            return sample(logits, history)
+        if sample.config.temperature == 0:
+            token = sample(logits, history)
+            if guide.allows(token):
+                guide.consume(token)
+                return token
+        token = sample(guide.mask(logits), history)
+        guide.consume(token)
+        return token
 
     def attach_draft(self, path: str | Path, threads: int | None = None) -> None:
         """Draft with the converted model at `path` (a .tflite or bundle) instead of prompt lookup: it must share the
@@ -314,30 +360,44 @@ class Generator:
         self.draft_cached_ids = [*self.cached_ids[:pos], token, *proposals[:-1]]
         return proposals
 
-    def _check_draft(self, token: int, draft: list[int], pos: int, history: list[int], sample: Sampler) -> list[int]:
-        """Score `token` and `draft` in one verify call; the accepted drafts plus the model's own next token."""
+    def _check_draft(
+        self, token: int, draft: list[int], pos: int, history: list[int], sample: Sampler, guide: Guide | None = None
+    ) -> list[int]:
+        """Score `token` and `draft` in one verify call; the accepted drafts plus the model's own next token. Under a
+        constraint each row is masked by the grammar's state after the tokens chosen before it."""
         block = [token, *draft]
         rows = self.model.verify(block, pos)
         chosen: list[int] = []
         for i, row in enumerate(rows):
             context = history + chosen
             if i < len(draft):
-                chosen.append(sample.check_draft(row, context, draft[i]))
+                if guide is None:
+                    chosen.append(sample.check_draft(row, context, draft[i]))
+                elif sample.config.temperature == 0:
+                    chosen.append(self._choose(row, context, sample, guide))
+                else:
+                    chosen.append(sample.check_draft(guide.mask(row), context, draft[i]))
+                    guide.consume(chosen[-1])
                 if chosen[-1] != draft[i]:
                     break
             else:
-                chosen.append(sample(row, context))
+                chosen.append(self._choose(row, context, sample, guide))
         # The cache holds the fed token and the accepted drafts; slots of rejected drafts are overwritten later.
         self.cached_ids.extend(block[: len(chosen)])
         return chosen
 
     def stream_ids(
-        self, ids: list[int], max_tokens: int = 128, sampler: SamplerConfig | None = None, cached: int = 0
+        self,
+        ids: list[int],
+        max_tokens: int = 128,
+        sampler: SamplerConfig | None = None,
+        cached: int = 0,
+        constraint: Constraint | None = None,
     ) -> Iterator[str]:
         """Yield text as it is produced; multi-byte characters are held until complete."""
         generated: list[int] = []
         emitted = ""
-        for token in self.generate_ids(ids, max_tokens, sampler, cached):
+        for token in self.generate_ids(ids, max_tokens, sampler, cached, constraint=constraint):
             generated.append(token)
             text = self.tokenizer.decode(generated)
             if text.endswith("\ufffd"):
@@ -350,11 +410,21 @@ class Generator:
             yield text[len(emitted) :]
 
     def stream(
-        self, prompt: str, max_tokens: int = 128, sampler: SamplerConfig | None = None, chat: bool = False
+        self,
+        prompt: str,
+        max_tokens: int = 128,
+        sampler: SamplerConfig | None = None,
+        chat: bool = False,
+        constraint: Constraint | None = None,
     ) -> Iterator[str]:
-        return self.stream_ids(self.encode(prompt, chat), max_tokens, sampler)
+        return self.stream_ids(self.encode(prompt, chat), max_tokens, sampler, constraint=constraint)
 
     def generate(
-        self, prompt: str, max_tokens: int = 128, sampler: SamplerConfig | None = None, chat: bool = False
+        self,
+        prompt: str,
+        max_tokens: int = 128,
+        sampler: SamplerConfig | None = None,
+        chat: bool = False,
+        constraint: Constraint | None = None,
     ) -> str:
-        return "".join(self.stream(prompt, max_tokens, sampler, chat))
+        return "".join(self.stream(prompt, max_tokens, sampler, chat, constraint))
