@@ -13,7 +13,8 @@ from edge_models.kinds.decoder_verify import reference_greedy
 from edge_models.runtime import LiteRTModel
 from edge_models.testing import build_reference, save_reference
 from helpers import read_hf_config
-from helpers.families import CASES, VARIANTS
+from helpers.families import CONVERTED_CASES as CASES
+from helpers.families import VARIANTS
 from helpers.trained import markov_text, trained_tiny_model
 
 KV = 64

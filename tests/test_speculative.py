@@ -11,7 +11,7 @@ from edge_models.kinds.decoder import random_model
 from edge_models.runtime import Generator, LiteRTModel, SamplerConfig
 from edge_models.runtime.sampler import Sampler
 from edge_models.runtime.speculative import BackOff, prompt_lookup
-from helpers.families import CASES
+from helpers.families import CONVERTED_CASES as CASES
 
 SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_len=48, verify_lengths=(4,))
 PROMPT = [5, 9, 13, 5, 9, 17, 21, 5, 9]
