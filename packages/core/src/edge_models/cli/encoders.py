@@ -1,5 +1,5 @@
-"""Encoders and encoder-decoders on the command line: `embed`, and what `convert`, `verify` and `generate` do when
-MODEL or FILE is one."""
+"""Encoders and encoder-decoders on the command line: `embed`, and what `verify` and `generate` do when MODEL or
+FILE is one (`convert` goes through `convert.pipeline` for every kind)."""
 
 from __future__ import annotations
 
@@ -9,52 +9,8 @@ from pathlib import Path
 
 import click
 
-from edge_models.cli.base import UserError, cli, friendly, lengths, logged
+from edge_models.cli.base import UserError, cli, friendly, logged
 from edge_models.io import console
-
-
-def _model(spec, checkpoint: Path | None, tiny: bool, random, load):
-    """`spec`'s tiny config with random weights (--tiny), or the checkpoint loaded."""
-    if tiny == (checkpoint is not None):
-        raise UserError("give exactly one of --checkpoint PATH and --tiny")
-    if tiny:
-        return random(spec.tiny_config)
-    console.err(f"loading {checkpoint} as {spec.name}")
-    return load(spec, checkpoint)
-
-
-def convert_encoder_command(spec, checkpoint: Path | None, output: Path | None, recipe, embed_lengths, tiny):
-    from edge_models.convert.encoder import convert_encoder
-    from edge_models.kinds.encoder import load_encoder_for_spec, random_encoder
-
-    model = _model(spec, checkpoint, tiny, random_encoder, load_encoder_for_spec)
-    output = output or Path(f"{spec.name}.tflite")
-    chosen = lengths(embed_lengths) if embed_lengths else None
-    result = convert_encoder(model, output, chosen, recipe or "int8", console.stage)
-    copy_tokenizer(checkpoint, output)
-    console.out(result.summary())
-
-
-def copy_tokenizer(checkpoint: Path | None, output: Path) -> None:
-    """The checkpoint's tokenizer beside the converted file, where `embed` and `generate` look for it."""
-    if checkpoint is None or not checkpoint.is_dir():
-        return
-    for name in ("tokenizer.json", "spiece.model", "tokenizer.model", "tokenizer_config.json"):
-        source, target = checkpoint / name, output.parent / name
-        if source.is_file() and not target.exists():
-            target.write_bytes(source.read_bytes())
-            console.err(f"copied {name} beside it")
-
-
-def convert_seq2seq_command(spec, checkpoint, output, recipe, encode_lengths: str, cache_len: int, tiny) -> None:
-    from edge_models.convert.seq2seq import convert_seq2seq
-    from edge_models.kinds.seq2seq import load_seq2seq_for_spec, random_seq2seq
-
-    model = _model(spec, checkpoint, tiny, random_seq2seq, load_seq2seq_for_spec)
-    output = output or Path(f"{spec.name}.tflite")
-    result = convert_seq2seq(model, output, lengths(encode_lengths), cache_len, recipe or "int8", console.stage)
-    copy_tokenizer(checkpoint, output)
-    console.out(result.summary())
 
 
 def verify_seq2seq_command(spec, checkpoint: Path | None, tiny: bool, new_tokens: int, atol: float | None) -> None:
