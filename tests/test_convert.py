@@ -259,3 +259,40 @@ def test_lead_rows_recipe_errors(tmp_path):
     with pytest.raises(RecipeError, match="rows.256 must leave rows on both sides of a 256-token vocabulary"):
         convert(tied, tmp_path / "x.tflite", SETTINGS, "int4-block32,rows.256=int8", progress=None)
     assert not list(tmp_path.iterdir())
+
+
+# --- windowed signatures by default -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,recipe,pays",
+    [
+        ("gemma3-270m", "int8-gptq", True),  # fp32 cache 36 MiB, 13 % of the int8 bytes a step reads
+        ("qwen2.5-0.5b", "int4-block32", True),
+        ("qwen2.5-0.5b", "int8-gptq", False),
+        ("qwen2.5-1.5b", "int8-gptq", False),  # 4 %: step_256 measured no faster than decode
+        ("qwen2.5-1.5b", "int4-block32", False),
+    ],
+)
+def test_windows_are_added_where_the_cache_is_a_real_share_of_a_step(name, recipe, pays):
+    from edge_models.convert.export import DEFAULT_WINDOW, windows_pay
+    from edge_models.layers import Decoder
+
+    with torch.device("meta"):  # the preset's shapes, no memory
+        net = Decoder(registry().get(name).config)
+    assert windows_pay(net, 1024, parse_recipe(recipe)) is pays
+    settled = ExportSettings(decode_windows=None, prefill_windows=None).with_windows_where_they_pay(
+        net, parse_recipe(recipe)
+    )
+    expected = (DEFAULT_WINDOW,) if pays else ()
+    assert (settled.decode_windows, settled.prefill_windows) == (expected, expected)
+    assert any(n.startswith("step_") for n in settled.signature_names()) is pays
+    # Windows given explicitly are kept whatever the rule says.
+    assert ExportSettings(decode_windows=(128,)).with_windows_where_they_pay(
+        net, parse_recipe(recipe)
+    ).decode_windows == (128,)
+
+
+def test_unsettled_windows_are_refused_before_export():
+    with pytest.raises(ValueError, match="with_windows_where_they_pay"):
+        ExportSettings(decode_windows=None).signatures()

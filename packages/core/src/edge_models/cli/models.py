@@ -124,15 +124,16 @@ def recipes() -> None:
 @click.option("--kv-cache", "kv_len", default=1024, show_default=True, help="KV cache length")
 @click.option(
     "--decode-windows",
-    default="256",
+    default="auto",
     show_default=True,
-    help="extra decode signatures step_<W> reading only the first W cache slots ('' for none)",
+    help="extra decode signatures step_<W> reading only the first W cache slots ('' for none; auto: 256 where the "
+    "KV cache is a real share of what a decode step reads, as on models under ~1B parameters)",
 )
 @click.option(
     "--prefill-windows",
-    default="256",
+    default="auto",
     show_default=True,
-    help="extra prefill signatures fill_<N>_<W> reading only the first W cache slots ('' for none)",
+    help="extra prefill signatures fill_<N>_<W> reading only the first W cache slots ('' for none; auto: as above)",
 )
 @click.option(
     "--verify",
@@ -215,8 +216,8 @@ def convert(
         settings = ExportSettings(
             prefill_lengths=lengths(prefill),
             kv_cache_len=kv_len,
-            decode_windows=lengths(decode_windows),
-            prefill_windows=lengths(prefill_windows),
+            decode_windows=None if decode_windows == "auto" else lengths(decode_windows),
+            prefill_windows=None if prefill_windows == "auto" else lengths(prefill_windows),
             verify_lengths=lengths(verify_lengths),
         )
     result = convert_checkpoint(

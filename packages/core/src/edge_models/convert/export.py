@@ -6,13 +6,17 @@ import contextlib
 import functools
 import inspect
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from edge_models.layers import Decoder
 from edge_models.layers.shortlist import SHORTLIST_PREFIX
+
+if TYPE_CHECKING:
+    from edge_models.quantize.recipes import Recipe
 
 # Extra signatures that read only the first cache slots, named so that LiteRT-LM, which looks for prefill*/decode,
 # ignores them: `step_<W>` decodes one token, `fill_<N>_<W>` prefills N tokens.
@@ -42,10 +46,11 @@ class ExportSettings:
     # Extra decode signatures `step_<W>` that read only the first W cache slots, for positions below W: reading
     # the whole 1024-slot cache made decode 1.5x slower on the 135M shape (benchmarks/results/speed_135m.md).
     # Windows not below kv_cache_len are left out. Our runtime uses them; LiteRT-LM keeps using `decode`.
-    decode_windows: tuple[int, ...] = (256,)
+    # None: where they pay (`windows_pay`), settled by the pipeline before converting.
+    decode_windows: tuple[int, ...] | None = (256,)
     # The same for prefill: `fill_<N>_<W>` for every prefill length N <= W, used while the chunk ends below W.
     # A prompt's first chunk otherwise attends over the whole (empty) cache.
-    prefill_windows: tuple[int, ...] = (256,)
+    prefill_windows: tuple[int, ...] | None = (256,)
     # Speculative decoding's verify signatures (see VERIFY_PREFIX); none by default in the Python API, the CLI's
     # `convert` adds verify_8.
     verify_lengths: tuple[int, ...] = ()
@@ -62,7 +67,18 @@ class ExportSettings:
         if too_long:
             raise ValueError(f"prefill lengths {too_long} exceed the KV cache length {self.kv_cache_len}")
 
+    def with_windows_where_they_pay(self, model: Decoder, recipe: Recipe) -> ExportSettings:
+        """These settings with windows left unsettled (None) settled: DEFAULT_WINDOW where `windows_pay`, else none."""
+        pay = (DEFAULT_WINDOW,) if windows_pay(model, self.kv_cache_len, recipe) else ()
+        return replace(
+            self,
+            decode_windows=pay if self.decode_windows is None else self.decode_windows,
+            prefill_windows=pay if self.prefill_windows is None else self.prefill_windows,
+        )
+
     def signatures(self) -> list[SignatureSpec]:
+        if self.decode_windows is None or self.prefill_windows is None:
+            raise ValueError("windows left to be settled: call with_windows_where_they_pay first")
         prefills = [
             SignatureSpec(f"prefill_{n}", n, self.prefill_logits, None) for n in sorted(set(self.prefill_lengths))
         ]
@@ -89,6 +105,32 @@ class ExportSettings:
 
     def signature_names(self) -> list[str]:
         return [s.name for s in self.signatures()]
+
+
+DEFAULT_WINDOW = 256
+# A window saves reading the cache slots past W, so it pays where the whole cache is a real share of the bytes a
+# decode step reads; every signature also costs load time (XNNPACK prepares int4 block scales once per signature:
+# at 1.5B int4 the 8 signatures of the old default took 4.15 s of a warm load). Measured decode gains of step_256:
+# 1.6x on the 135M shape (cache 35 % of its int8 weights); none on qwen2.5-1.5b int8 / int4 (4 % / 8 %).
+WINDOW_SHARE = 0.10
+
+
+def windows_pay(model: Decoder, kv_cache_len: int, recipe: Recipe) -> bool:
+    """Whether the fp32 cache of `kv_cache_len` slots is at least WINDOW_SHARE of the weight bytes a decode step
+    reads when stored as `recipe` says (embedding tables are looked up a row at a time; a tied one is read whole as
+    the head)."""
+    cache = sum(t.numel() * t.element_size() for t in model.empty_cache(kv_cache_len).values())
+    tables = {name for name, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    read = 0.0
+    for name, weight in model.named_parameters():
+        owner = name.rpartition(".")[0]
+        if owner in tables:
+            if owner != "embed_tokens" or not model.config.tie_embeddings:
+                continue
+            owner = "lm_head"
+        bits = recipe.scheme_for(owner).bits if weight.dim() > 1 else 32
+        read += weight.numel() * bits / 8
+    return cache >= WINDOW_SHARE * read
 
 
 def refuse_unsupported_signatures(model: Decoder, settings: ExportSettings) -> None:

@@ -57,7 +57,8 @@ def convert_checkpoint(
     """Convert `model` (a registered name, or `auto` to pick by the checkpoint's architecture) from `checkpoint`,
     or its tiny random config with `tiny`, to `output` [MODEL.tflite].
 
-    Decoders get `settings`' signatures [prefill 32,128, KV cache 1024, windows 256, no verify]; `recipe` defaults
+    Decoders get `settings`' signatures [prefill 32,128, KV cache 1024, windows 256 where they pay, no verify];
+    windows given as None in `settings` are added where they pay (`convert.export.windows_pay`); `recipe` defaults
     to int8 calibrated on the text shipped with edge-models (int8 rounded to nearest where no tokenizer is at
     hand); `recipe="auto"` chooses a scheme per block part for `max_ppl_increase` (a fraction, 0.03 for 3 %) and/or
     `max_size` (bytes). `shortlist` None adds the default shortlist signatures where they pay. `bundle` also writes a
@@ -87,7 +88,7 @@ def convert_checkpoint(
         checkpoint,
         output,
         recipe=recipe,
-        settings=settings or ExportSettings(),
+        settings=settings or ExportSettings(decode_windows=None, prefill_windows=None),
         tokenizer=tokenizer,
         calibration_text=calibration_text,
         max_ppl_increase=max_ppl_increase,
@@ -208,6 +209,13 @@ def _convert_decoder(
         console.err(table)
         chosen, calibrated = parse_recipe(plan.recipe), plan.calibrated
         notes["recipe"] = chosen.text
+    if settings.decode_windows is None or settings.prefill_windows is None:
+        settings = settings.with_windows_where_they_pay(net, chosen)
+        if not (settings.decode_windows or settings.prefill_windows):
+            say(
+                "no windowed signatures: the KV cache is too small a share of what a decode step reads for them to "
+                "speed it up, and each signature costs load time"
+            )
     if shortlist is None:
         from edge_models.layers.shortlist import default_k
 
