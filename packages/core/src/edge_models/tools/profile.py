@@ -26,7 +26,8 @@ from edge_models.tflite.tensors_read import weight_bytes_read
 @dataclass(frozen=True)
 class PartTime:
     part: str
-    seconds: float  # median over the rounds
+    seconds: float  # the fastest round: on a shared machine the least disturbed one
+    median_seconds: float
     weight_bytes: int  # weights it reads per call
     operators: int
 
@@ -37,7 +38,8 @@ class PartTime:
 @dataclass
 class SignatureProfile:
     signature: str
-    whole_seconds: float  # the signature itself, median over the same rounds
+    whole_seconds: float  # the signature itself, fastest of the same rounds
+    whole_median_seconds: float
     whole_weight_bytes: int
     parts: list[PartTime] = field(default_factory=list)
 
@@ -74,6 +76,7 @@ class Profile:
                 {
                     "signature": s.signature,
                     "whole_ms": s.whole_seconds * 1e3,
+                    "whole_median_ms": s.whole_median_seconds * 1e3,
                     "whole_weight_bytes": s.whole_weight_bytes,
                     "parts_ms": s.parts_seconds * 1e3,
                     "parts_over_whole": s.coverage,
@@ -82,6 +85,7 @@ class Profile:
                         {
                             "part": p.part,
                             "ms": p.seconds * 1e3,
+                            "median_ms": p.median_seconds * 1e3,
                             "share": p.seconds / s.parts_seconds if s.parts_seconds else 0.0,
                             "weight_bytes": p.weight_bytes,
                             "gb_s": p.gb_s(),
@@ -96,15 +100,32 @@ class Profile:
         }
 
 
-def _options(threads: int):
+def _compiled(path: Path, threads: int, cache: Path | None):
+    """The model as the runtime compiles it (`runtime.litert_model`): its XNNPACK flags, and one packed copy of the
+    weights shared by every signature (without `cache`, the runtime's own cache file for `path`)."""
+    from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.options import Options
 
+    import edge_models.runtime.weight_cache as weight_cache
     from edge_models.runtime.litert_model import XNNPACK_FLAGS
 
     options = Options()
     options.cpu_options.num_threads = threads
     options.cpu_options.xnnpack_flags = XNNPACK_FLAGS
-    return options
+    if cache is not None:
+        cache.touch()
+        options.cpu_options.xnnpack_weight_cache_path = str(cache)
+        return CompiledModel.from_file(str(path), options=options)
+    with weight_cache.weight_cache(weight_cache.file_identity(path), XNNPACK_FLAGS) as use:
+        if use.path is not None:
+            options.cpu_options.xnnpack_weight_cache_path = str(use.path)
+        return CompiledModel.from_file(str(path), options=options)
+
+
+def _filler(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    return np.zeros(shape, dtype)
 
 
 class _Runner:
@@ -122,7 +143,7 @@ class _Runner:
         self.compiled, self.signature = compiled, signature
         self.inputs = {n: compiled.create_input_buffer_by_name(signature, n) for n in inputs}
         for name, (shape, dtype) in inputs.items():
-            self.inputs[name].write(np.zeros(shape, dtype))
+            self.inputs[name].write(_filler(shape, dtype))
         # A cache is bound as input and output of the same call, as the runtime binds it: written in place.
         self.outputs = {
             n: self.inputs[in_place[n]] if n in in_place else compiled.create_output_buffer_by_name(signature, n)
@@ -154,16 +175,14 @@ def _signature_io(tflite, signature: str) -> tuple[dict[str, tuple[tuple[int, ..
 
 
 def profile_signature(path: str | Path, signature: str, threads: int, rounds: int, workdir: Path) -> SignatureProfile:
-    from ai_edge_litert.compiled_model import CompiledModel
-
     parts_path = workdir / f"{signature}.parts.tflite"
     parts: list[PartSignature] = write_parts_file(path, parts_path, signature)
     with mapped(path) as data:
         inputs, outputs, whole_bytes = _signature_io(data, signature)
-    whole_model = CompiledModel.from_file(str(path), options=_options(threads))
+    whole_model = _compiled(Path(path), threads, None)
     caches = {n: n for n in outputs if n.startswith("kv_cache_") and n in inputs}
     whole = _Runner(whole_model, signature, inputs, outputs, caches)
-    parts_model = CompiledModel.from_file(str(parts_path), options=_options(threads))
+    parts_model = _compiled(parts_path, threads, workdir / f"{signature}.parts.xnnpack_cache")
     with mapped(parts_path) as data:
         io = {p.signature: _signature_io(data, p.signature) for p in parts}
     runners = [_Runner(parts_model, p.signature, *io[p.signature][:2], p.in_place) for p in parts]
@@ -178,10 +197,11 @@ def profile_signature(path: str | Path, signature: str, threads: int, rounds: in
             times.append(r.run())
     return SignatureProfile(
         signature,
+        min(whole_times),
         statistics.median(whole_times),
         whole_bytes,
         [
-            PartTime(p.part, statistics.median(times), io[p.signature][2], p.operators)
+            PartTime(p.part, min(times), statistics.median(times), io[p.signature][2], p.operators)
             for p, times in zip(parts, part_times)
         ],
     )
@@ -209,16 +229,17 @@ def _mb(n: int) -> str:
 
 def format_profile(profile: Profile) -> str:
     lines = [
-        f"{Path(profile.file).name}: {profile.threads} threads, median of {profile.rounds} interleaved rounds; "
+        f"{Path(profile.file).name}: {profile.threads} threads, fastest of {profile.rounds} interleaved rounds; "
         f"this machine reads {profile.bandwidth_gb_s:.1f} GB/s with these threads",
         "each part = its ops as a signature of their own, same weights and kernels, timed beside the whole signature",
     ]
     for s in profile.signatures:
-        head = ["part", "ms", "share", "weights MB", "GB/s", "of bandwidth", "ops"]
+        head = ["part", "ms", "median ms", "share", "weights MB", "GB/s", "of bandwidth", "ops"]
         rows = [
             [
                 p.part,
                 f"{p.seconds * 1e3:.3f}",
+                f"{p.median_seconds * 1e3:.3f}",
                 f"{100 * p.seconds / s.parts_seconds:.1f} %",
                 _mb(p.weight_bytes),
                 f"{p.gb_s():.1f}",
@@ -227,8 +248,25 @@ def format_profile(profile: Profile) -> str:
             ]
             for p in s.parts
         ]
-        rows.append(["sum of parts", f"{s.parts_seconds * 1e3:.3f}", "", _mb(sum(p.weight_bytes for p in s.parts))])
-        rows.append(["whole " + s.signature, f"{s.whole_seconds * 1e3:.3f}", "", _mb(s.whole_weight_bytes)])
+        median_sum = sum(p.median_seconds for p in s.parts)
+        rows.append(
+            [
+                "sum of parts",
+                f"{s.parts_seconds * 1e3:.3f}",
+                f"{median_sum * 1e3:.3f}",
+                "",
+                _mb(sum(p.weight_bytes for p in s.parts)),
+            ]
+        )
+        rows.append(
+            [
+                "whole " + s.signature,
+                f"{s.whole_seconds * 1e3:.3f}",
+                f"{s.whole_median_seconds * 1e3:.3f}",
+                "",
+                _mb(s.whole_weight_bytes),
+            ]
+        )
         widths = [max(len(r[i]) if i < len(r) else 0 for r in [head, *rows]) for i in range(len(head))]
         lines += ["", f"{s.signature}:"]
         for r in [head, ["-" * w for w in widths], *rows]:
