@@ -208,8 +208,9 @@ def test_model_explorer_serves_every_signature_and_the_overlays(converted, tmp_p
         assert [g["id"] for g in served] == ["prefill_8", "decode"]
         decode_nodes = {n["id"]: n["label"] for n in next(g for g in served if g["id"] == "decode")["nodes"]}
 
-        bits = json.loads(_get(f"{base}/api/v1/load_node_data?node_data_index=0")["content"])
-        times = json.loads(_get(f"{base}/api/v1/load_node_data?node_data_index=1")["content"])
+        # the overlay asked for first, the weights' bits always
+        times = json.loads(_get(f"{base}/api/v1/load_node_data?node_data_index=0")["content"])
+        bits = json.loads(_get(f"{base}/api/v1/load_node_data?node_data_index=1")["content"])
         assert set(bits) == {"prefill_8", "decode"}
         four = [k for k, v in bits["decode"]["results"].items() if v["value"] == 4]
         assert four and {decode_nodes[k] for k in four} == {"fully_connected"}

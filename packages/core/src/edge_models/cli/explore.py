@@ -58,8 +58,9 @@ def _explore(file, tflite, port, no_browser, checkpoint, model_name, profile_jso
     from edge_models.tools import explore as tool
     from edge_models.tools import overlays
 
+    # The overlays asked for first: Model Explorer colours the graph with the first one it is given.
+    found = {}
     with mapped(tflite) as data:
-        found = {"weight bits": overlays.quantization_overlay(data)}
         if profile_json is not None:
             try:
                 profile = json.loads(profile_json.read_text())
@@ -72,6 +73,8 @@ def _explore(file, tflite, port, no_browser, checkpoint, model_name, profile_jso
         rows = debug_rows(tflite, checkpoint, model_name, DEBUG_PROMPT, None)
         with mapped(tflite) as data:
             found.update(overlays.debug_overlays(data, rows))
+    with mapped(tflite) as data:
+        found["weight bits"] = overlays.quantization_overlay(data)
     config = tool.explorer_config(tflite, {name: overlays.overlay_json(o) for name, o in found.items()})
     port = port or tool.free_port()
     console.out(f"{file.name}: Model Explorer at {tool.url(config, port)}")
