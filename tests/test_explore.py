@@ -69,6 +69,8 @@ def test_summary_counts_each_scheme_and_its_bytes(converted):
     assert decode.operators["DEQUANTIZE"] == len(feedforward)  # each fp16 weight behind one DEQUANTIZE
     assert decode.inputs["tokens"] == "int32[1,1]"
     assert summary.warnings == []
+    gpu = summary.gpu_outside()["decode"]
+    assert {"EMBEDDING_LOOKUP", "DYNAMIC_UPDATE_SLICE"} <= set(gpu) and "FULLY_CONNECTED" not in gpu
     text = format_summary(summary, "m.tflite")
     assert "int4 block32" in text and "nothing a LiteRT CPU runtime is known to refuse" in text
 

@@ -156,6 +156,12 @@ def recipes() -> None:
     show_default=True,
     help="processes exporting the signatures at once (each ~1 GiB); 1 for the least memory",
 )
+@click.option(
+    "--composites",
+    is_flag=True,
+    help="mark each RMSNorm as an odml.rms_norm composite, a boundary GPU/NPU delegates can fuse (CPU numbers "
+    "unchanged)",
+)
 @click.option("--tiny", is_flag=True, help="convert the plugin's tiny random config (no checkpoint)")
 @click.option("--bundle", type=click.Path(path_type=Path), help="also write a .task bundle (needs edge-models-bundler)")
 @click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer for --bundle")
@@ -189,6 +195,7 @@ def convert(
     verify_lengths,
     shortlist,
     jobs,
+    composites,
     tiny,
     bundle,
     tokenizer,
@@ -218,7 +225,10 @@ def convert(
             decode_windows=lengths(decode_windows),
             prefill_windows=lengths(prefill_windows),
             verify_lengths=lengths(verify_lengths),
+            composites=composites,
         )
+    elif composites:
+        raise UserError("--composites applies to decoders only")
     result = convert_checkpoint(
         model,
         checkpoint,

@@ -23,6 +23,22 @@ from edge_models.tflite.tensors_read import buffer_bytes, quantization_tensors, 
 # STABLEHLO_SCATTER prefilled 4x slower, ARCHITECTURE §5) and not at all on tflite-runtime.
 _FIRST_STABLEHLO = 162  # BuiltinOperator.STABLEHLO_LOGISTIC
 
+# The builtin operators TFLite's GPU delegate has a parser for: `NewOperationParser` in
+# tensorflow/lite/delegates/gpu/common/model_builder.cc (tensorflow/tensorflow at 9a5c30170e25), DEQUANTIZE and QUANTIZE
+# only with quantized models allowed; that delegate also takes only float32/float16 (or int8) tensors between ops.
+# LiteRT's current GPU accelerator descends from it and may take more (its composites among them): an op outside the
+# list is one this list does not promise, not one proven to fall back. No GPU was available to check a file.
+GPU_DELEGATE_OPS = frozenset(
+    {
+        "ABS", "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "COS", "DEPTHWISE_CONV_2D", "DEQUANTIZE",
+        "DIV", "FULLY_CONNECTED", "HARD_SWISH", "LOGISTIC", "LOG", "LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN",
+        "MINIMUM", "MIRROR_PAD", "MUL", "PAD", "POW", "QUANTIZE", "RELU", "RELU6", "LEAKY_RELU", "PRELU", "RESHAPE",
+        "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SIN", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SQRT",
+        "SQUARE", "SQUARED_DIFFERENCE", "STRIDED_SLICE", "SUB", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
+    }
+)  # fmt: skip
+GPU_SOURCE = "TFLite GPU delegate's operation parsers (tensorflow/lite/delegates/gpu/common/model_builder.cc)"
+
 _WEIGHT_TYPES = {0, 1, 9, 17, 18, 3, 7}  # float and quantized storage
 _TYPE_NAMES = {0: "fp32", 1: "fp16", 9: "int8", 17: "int4", 18: "bf16", 3: "uint8", 7: "int16", 2: "int32"}
 
@@ -128,6 +144,14 @@ class ModelSummary:
     file_bytes: int
     subgraphs: int  # signatures' subgraphs and the composites' decompositions
 
+    def gpu_outside(self) -> dict[str, dict[str, int]]:
+        """Per signature, the ops outside `GPU_DELEGATE_OPS` and how many of each (composites listed by name)."""
+        found = {}
+        for s in self.signatures:
+            outside = {n: c for n, c in s.operators.items() if n not in GPU_DELEGATE_OPS and n != "STABLEHLO_COMPOSITE"}
+            found[s.name] = dict(sorted(outside.items()))
+        return found
+
     @property
     def warnings(self) -> list[str]:
         """What a runtime may not run, one line each."""
@@ -168,6 +192,7 @@ class ModelSummary:
                 for s in self.signatures
             ],
             "warnings": self.warnings,
+            "gpu_delegate": {"source": GPU_SOURCE, "ops_outside_its_list": self.gpu_outside()},
         }
 
 
@@ -263,4 +288,10 @@ def format_summary(summary: ModelSummary, label: str = "") -> str:
     warnings = summary.warnings
     lines += ["", "a runtime may not run:" if warnings else "nothing a LiteRT CPU runtime is known to refuse"]
     lines += [f"  {w}" for w in warnings]
+    lines += ["", f"GPU: ops outside the {GPU_SOURCE} (not checked on a GPU here):"]
+    for s in summary.signatures:
+        outside = summary.gpu_outside()[s.name]
+        total = sum(s.operators.values())
+        names = ", ".join(f"{n} x{c}" for n, c in outside.items()) or "none"
+        lines.append(f"  {s.name}: {sum(outside.values())} of {total} ops: {names}")
     return "\n".join(lines)
