@@ -119,6 +119,25 @@ def test_summary_of_a_bundle_is_its_model_s(converted, run, tmp_path):
     assert run("explore", path, "--json").exit_code != 0  # --json alone opens nothing
 
 
+def test_summary_and_overlays_do_not_import_torch(converted):
+    """The runtime-light rule: looking at a file needs the flatbuffer reader, not the converter."""
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from edge_models.cli import cli\n"
+        "from edge_models.tflite.reading import mapped\n"
+        "from edge_models.tools import overlays\n"
+        f"result = CliRunner().invoke(cli, ['explore', {str(converted[0])!r}, '--summary'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        f"overlays.quantization_overlay(mapped({str(converted[0])!r}))\n"
+        "heavy = sorted(m for m in ('torch', 'litert_torch', 'transformers') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_quantization_overlay_marks_each_weight_s_bits(converted):
     path, _, model = converted
     attention, feedforward = _layer_shapes(model)
