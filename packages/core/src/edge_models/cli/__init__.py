@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_models.cli import check, encoders, models, run  # noqa: F401 - importing a verb module registers its verbs
+from edge_models.cli import check, encoders, explore, models, run  # noqa: F401 - importing a verb module registers its verbs
 from edge_models.cli.base import UserError, cli
 from edge_models.plugins import plugin_manager
 

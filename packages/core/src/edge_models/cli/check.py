@@ -64,9 +64,16 @@ DEBUG_PROMPT = "The river carried the boat past three villages before the sun we
 @friendly
 def debug(file, checkpoint, model_name, prompt, tokenizer) -> None:
     """Per decoder block: how far FILE's hidden state is from the PyTorch model on CHECKPOINT."""
+    from edge_models.tools.debug import format_report
+
+    console.out(format_report(debug_rows(file, checkpoint, model_name, prompt, tokenizer)))
+
+
+def debug_rows(file: Path, checkpoint: Path, model_name: str, prompt: str, tokenizer: Path | None) -> list:
+    """`debug`'s comparison (`tools.debug.compare_blocks`) on `prompt` tokenized as the checkpoint's tokenizer does."""
     from edge_models.convert.pipeline import checkpoint_tokenizer
     from edge_models.kinds.decoder import load_for_spec, resolve_spec
-    from edge_models.tools.debug import compare_blocks, format_report
+    from edge_models.tools.debug import compare_blocks
 
     spec = resolve_spec(model_name, checkpoint)
     tok, start_token = checkpoint_tokenizer(checkpoint, tokenizer, "debug prompts", spec)
@@ -74,4 +81,4 @@ def debug(file, checkpoint, model_name, prompt, tokenizer) -> None:
     tokens = ([] if start is None else [start]) + tok.encode(prompt)
     model = load_for_spec(spec, checkpoint).eval()
     console.out(f"{file.name} vs {spec.name} fp32 on {len(tokens)} tokens")
-    console.out(format_report(compare_blocks(file, model, tokens)))
+    return compare_blocks(file, model, tokens)

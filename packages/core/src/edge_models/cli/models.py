@@ -157,6 +157,12 @@ def recipes() -> None:
     show_default=True,
     help="processes exporting the signatures at once (each ~1 GiB); 1 for the least memory",
 )
+@click.option(
+    "--composites",
+    is_flag=True,
+    help="mark each RMSNorm as an odml.rms_norm composite, a boundary GPU/NPU delegates can fuse (CPU numbers "
+    "unchanged)",
+)
 @click.option("--tiny", is_flag=True, help="convert the plugin's tiny random config (no checkpoint)")
 @click.option("--bundle", type=click.Path(path_type=Path), help="also write a .task bundle (needs edge-models-bundler)")
 @click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), help="tokenizer for --bundle")
@@ -190,6 +196,7 @@ def convert(
     verify_lengths,
     shortlist,
     jobs,
+    composites,
     tiny,
     bundle,
     tokenizer,
@@ -219,7 +226,10 @@ def convert(
             decode_windows=None if decode_windows == "auto" else lengths(decode_windows),
             prefill_windows=None if prefill_windows == "auto" else lengths(prefill_windows),
             verify_lengths=lengths(verify_lengths),
+            composites=composites,
         )
+    elif composites:
+        raise UserError("--composites applies to decoders only")
     result = convert_checkpoint(
         model,
         checkpoint,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -102,6 +102,8 @@ def convert(
             read = transformed.enter_context(_split_rows(model, recipe.lead_rows[0], read))
         if recipe.unties(model):
             read = transformed.enter_context(_untied(model, read))
+        if settings.composites:
+            transformed.enter_context(_composites_marked(model))
         worker_peak = _write(model, output, settings, recipe, read, say, low_memory, workers, calibration, calibrated)
     result = ConvertResult(
         path=output,
@@ -114,6 +116,21 @@ def convert(
     )
     say(result.summary())
     return result
+
+
+@contextlib.contextmanager
+def _composites_marked(model: Decoder) -> Iterator[None]:
+    """Every RMSNorm of `model` traced as an `odml.rms_norm` composite while converting."""
+    from edge_models.layers.norms import RMSNorm
+
+    norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
+    for norm in norms:
+        norm.composite = True
+    try:
+        yield
+    finally:
+        for norm in norms:
+            del norm.composite  # back to the class's False
 
 
 def _write(

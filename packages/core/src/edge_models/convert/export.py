@@ -57,6 +57,9 @@ class ExportSettings:
     # K > 0: `shortlist_<K>` (and `shortlist_<K>_<W>` per decode window) decode one token through the two-stage
     # head (layers.shortlist): the top K tokens' ids and exact logits, for our runtime's greedy and top-k decoding.
     shortlist: int = 0
+    # Mark each RMSNorm as a `odml.rms_norm` composite (litert_torch.hlfb): a boundary a GPU or NPU delegate can map
+    # to one fused kernel; the CPU runs the decomposition, the same ops as without it. Off: files stay as they were.
+    composites: bool = False
 
     def __post_init__(self) -> None:
         if not self.prefill_lengths:

@@ -34,7 +34,7 @@ def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]
     data = mapped(source)  # not closed here: the parsed model's arrays point into the map until they are collected
     model = schema.ModelT.InitFromPackedBuf(data, 0)  # offset buffers stay in the file: only the graph is read
     flat = flat_model(data)
-    _share_quantization(model, flat)
+    share_quantization(model, flat)
     signatures = model.signatureDefs or []
     unknown = names - {s.signatureKey.decode() for s in signatures}
     if unknown:
@@ -83,7 +83,7 @@ def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]
     return source.stat().st_size - output.stat().st_size
 
 
-def _share_quantization(model, flat) -> None:
+def share_quantization(model, flat) -> None:
     """One object per quantization table the source shares between subgraphs (the object API reads a copy per
     tensor), packed once again: else per-row scales repeat per signature, 3 MB each on Gemma 3's embedding."""
     shared, seen = shared_quantization(), {}
