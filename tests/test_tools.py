@@ -215,7 +215,8 @@ WEATHER_TOOLS = [
             "parameters": {
                 "type": "object",
                 "properties": {
-                    "city": {"type": "string", "description": "The city"},
+                    # Bounded: a model with random weights would write a string for ever.
+                    "city": {"type": "string", "description": "The city", "maxLength": 12},
                     "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
                     "days": {"type": "integer"},
                 },
@@ -227,7 +228,11 @@ WEATHER_TOOLS = [
     {
         "name": "get_time",
         "description": "Get the local time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 12}},
+            "required": ["city"],
+        },
     },
 ]
 CONVERSATION = [
@@ -534,7 +539,7 @@ def test_grammars_take_valid_calls_and_refuse_invalid_ones(engine, fmt):
 
 # --- generation with a tiny model (random weights) -------------------------------------------------------------
 
-KV = 1024
+KV = 2048
 
 
 @pytest.fixture(scope="module")
@@ -587,23 +592,46 @@ def test_required_gives_a_valid_call_from_random_weights(tiny, family):
         assert session.messages[-1]["tool_calls"] == [call.for_template()]
 
 
+@pytest.fixture(scope="module")
+def tiny_sentencepiece(tmp_path_factory):
+    """A converted tiny Llama over a SentencePiece tokenizer without byte pieces: every token is whole text, so the
+    free greedy reply of random weights is valid UTF-8 (llguidance's grammars only ever allow valid UTF-8, which a
+    byte-level vocabulary's random reply is not)."""
+    from edge_models import registry
+    from edge_models.convert import ExportSettings, convert
+    from edge_models.kinds.decoder import random_model
+    from edge_models.runtime import Generator, LiteRTModel, SentencePieceTokenizer
+    from edge_models.testing import train_sentencepiece
+
+    root = tmp_path_factory.mktemp("tools-sp")
+    tok = SentencePieceTokenizer.from_file(train_sentencepiece(root / "tokenizer.model"))
+    config = registry().get("llama").tiny_config
+    settings = ExportSettings(prefill_lengths=(64,), kv_cache_len=KV, verify_lengths=(8,))
+    path = convert(random_model(config, seed=2, std=0.08), root / "sp.tflite", settings, "fp32", progress=None).path
+    return Generator(LiteRTModel(path), tok, ("</s>",), chat_template=ChatTemplate(QWEN25, "test", SPECIAL_TOKENS))
+
+
 @pytest.mark.slow
-def test_greedy_under_auto_is_the_free_text(tiny):
+@pytest.mark.parametrize("speculate", [True, False])
+def test_greedy_under_auto_is_the_free_text(tiny_sentencepiece, speculate):
     """Random weights never open a call here: under `auto` the reply is the unconstrained greedy reply."""
     from edge_models.runtime import ChatSession
 
-    gen = _generator(tiny, QWEN25)
+    gen = tiny_sentencepiece
+    gen.speculate = speculate
     tools = normalize_tools(WEATHER_TOOLS)
-    free = ChatSession(gen, max_tokens=40, tools=tools, tool_choice="none")
-    auto = ChatSession(gen, max_tokens=40, tools=tools, tool_choice="auto")
-    offered = ChatSession(gen, max_tokens=40, tools=tools, tool_choice="auto")
-    offered.constraint = None  # the same prompt, no grammar
-    expected = "".join(offered.send("Hello there"))
-    assert "<tool_call>" not in expected, "the model opened a call: this test would not test free text"
-    assert "".join(auto.send("Hello there")) == expected and auto.last_calls == []
-    assert gen.encode_chat(free.messages[:1] or [{"role": "user", "content": "x"}]) != gen.encode_chat(
-        [{"role": "user", "content": "x"}], tools=tools
-    )
+    for prompt in ("kalo mine ruta", "ba xe du"):
+        free = ChatSession(gen, max_tokens=48, tools=tools, tool_choice="auto")
+        free.constraint = None  # the same prompt, no grammar
+        expected = "".join(free.send(prompt))
+        assert len(expected) > 20 and "<tool_call>" not in expected, expected
+        auto = ChatSession(gen, max_tokens=48, tools=tools, tool_choice="auto")
+        assert "".join(auto.send(prompt)) == expected and auto.last_calls == []
+        assert gen.last_stats.constraint_met
+    # "none" offers no tools: the prompt is the template's without them.
+    none = ChatSession(gen, tools=tools, tool_choice="none")
+    assert none.constraint is None and none.tools is None
+    assert "get_weather" in gen.render_chat([{"role": "user", "content": "x"}], tools=tools)
 
 
 @pytest.mark.slow

@@ -129,6 +129,10 @@ class ChatSession:
         text = "".join(reply)
         answer: Message = {"role": "assistant", "content": text}
         if self.tools:
+            if gen.last_stats.constraint_met is False:
+                raise ToolError(
+                    f"the reply ended ({gen.last_stats.stop_reason}) inside its tool call: raise the max tokens"
+                )
             content, calls = self.tool_format.parse(text)
             check_calls(calls, self.tools)
             if calls and self._template_has_tool_role():

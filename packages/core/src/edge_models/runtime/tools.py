@@ -466,6 +466,8 @@ def _fg_value(schema: dict, esc: str) -> str:
             for v in schema["enum"]
         ).join("()")
     kind = schema.get("type")
+    if kind == "string" and isinstance(schema.get("maxLength"), int):
+        return f"{esc} /[^<]{{0,{schema['maxLength']}}}/ {esc}"
     return {"string": f"{esc} STR {esc}", "integer": "INT", "number": "NUM", "boolean": "BOOL"}.get(kind, "value")
 
 
