@@ -652,3 +652,67 @@ def test_cli_chat_with_tools_scripted(run, tiny, tmp_path):
     bad.write_text('[{"name": "f", "parameters": {"type": "string"}}]')
     fails_cleanly(run("chat", tiny, "--tools", bad), f"{bad}: tool 'f': parameters must be a JSON schema")
     fails_cleanly(run("chat", tiny, "--tools", tools, "--json"), "give --tools or a constraint")
+
+
+# --- bundles ----------------------------------------------------------------------------------------------------
+
+
+def _described(litert_lm, definition: dict):
+    """A tool for LiteRT-LM's conversation API given by its definition (what `get_tool_description` returns)."""
+
+    class Described(litert_lm.Tool):
+        def get_tool_description(self) -> dict:
+            return definition
+
+        def execute(self, param):
+            return {"temperature": 21}
+
+    return Described()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gemma3", "qwen2p5", "qwen3", "function_gemma"])
+def test_litertlm_model_types_run_in_litert_lm_like_our_chat(tiny_sentencepiece, tmp_path, kind):
+    """A .litertlm of each LiteRT-LM model type this project now writes: LiteRT-LM 0.18.1 loads it and its
+    conversation API answers with our greedy reply; for the Qwen types, which parse tool calls, also with the tools
+    offered: the same prompt (token count) as our chat renders, the same greedy reply."""
+    litert_lm = pytest.importorskip("litert_lm")
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    from edge_models.runtime import ChatSession, Generator
+    from edge_models_bundler import BundleOptions, write_bundle
+    from edge_models_bundler.litertlm import _metadata, supports_function_calling
+
+    gen = tiny_sentencepiece
+    tflite = next(Path(gen.tokenizer.source).parent.glob("*.tflite"))
+    template = ChatTemplate(QWEN25, "qwen", {})
+    options = BundleOptions(start_token="<s>", stop_tokens=("</s>",), chat_template=template, litertlm_model_type=kind)
+    bundle = tmp_path / f"{kind}.litertlm"
+    write_bundle(bundle, tflite, gen.tokenizer.source, options)
+    meta = llm_metadata_pb2.LlmMetadata.FromString(_metadata(options, gen.tokenizer, KV))
+    assert meta.llm_model_type.WhichOneof("model_type") == kind
+    calls_tools = kind in ("qwen2p5", "qwen3", "function_gemma")
+    assert meta.supports_function_calling is calls_tools and supports_function_calling(options) is calls_tools
+
+    ours = Generator.open(bundle)
+    tools = normalize_tools(WEATHER_TOOLS)
+    for offered in [None, tools] if kind in ("qwen2p5", "qwen3") else [None]:
+        session = ChatSession(ours, max_tokens=24, tools=offered, tool_choice="auto")
+        session.constraint = None  # LiteRT-LM's conversation decodes freely: compare with the free greedy reply
+        expected = "".join(session.send("kalo mine ruta"))
+        prompt_tokens = ours.last_stats.prompt_tokens
+        engine = litert_lm.Engine(str(bundle), enable_benchmark=True)
+        try:
+            described = [_described(litert_lm, t) for t in offered] if offered else None
+            conversation = engine.create_conversation(
+                sampler_config=litert_lm.SamplerConfig(top_k=1),
+                tools=described,
+                automatic_tool_calling=False,
+            )
+            reply = conversation.send_message("kalo mine ruta")
+            prefilled = conversation.get_benchmark_info().last_prefill_token_count
+        finally:
+            engine.close()
+        text = "".join(part.text for part in reply.contents)
+        assert expected and text.startswith(expected), (kind, offered is not None, text, expected)
+        assert prefilled == prompt_tokens, (kind, offered is not None)
