@@ -537,6 +537,28 @@ def test_grammars_take_valid_calls_and_refuse_invalid_ones(engine, fmt):
     assert tool_constraint(tools, FORMATS[fmt], "none", literal) is None
 
 
+def test_mask_never_allows_a_token_it_would_refuse(engine):
+    """A regex that spells out `<tool_call>`, which the engine tokenizer treats as special: llguidance's mask allows
+    only that token and consuming it fails. The guide's mask leaves it out, so the regex is refused up front, naming
+    the token, instead of failing mid-reply."""
+    from edge_models.runtime import Constraint, ConstraintError
+    from edge_models.runtime.constraints import Guide
+
+    tok, llg_tok, _ = engine
+    marker = tok.piece_to_id("<tool_call>")
+    assert llg_tok.is_special_token(marker), "the case needs <tool_call> special to the engine"
+    message = "--regex: no token of this tokenizer can continue the text here (the grammar spells out '<tool_call>'"
+    with pytest.raises(ConstraintError, match=re.escape(message)):
+        Guide(Constraint.regex("<tool_call>a"), llg_tok, tok.vocab_size)
+    # Tool grammars name such markers by token id instead, and the mask allows them.
+    guide = Guide(
+        tool_constraint(normalize_tools(WEATHER_TOOLS), FORMATS["hermes"], "required", engine[2]),
+        llg_tok,
+        tok.vocab_size,
+    )
+    assert guide.allowed()[marker] and guide.allows(marker)
+
+
 # --- generation with a tiny model (random weights) -------------------------------------------------------------
 
 KV = 2048
