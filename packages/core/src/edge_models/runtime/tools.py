@@ -327,15 +327,16 @@ def _functiongemma_call(body: str, where: str) -> ToolCall:
 
 @dataclass(frozen=True)
 class ToolFormat:
-    """A family's call syntax: `open` + body + `close`. `body` is "json" (`{"name", <args_key>}`), "json-list" (a list
-    of such objects), or "functiongemma" (`call:NAME{key:value}`). `instructions` tell a model whose chat template
-    has no place for tools how to call one (the definitions follow them in the system message)."""
+    """A family's call syntax: `open` + body + `close`. `body` is "json" (`{"name", <args_key>}`) or "functiongemma"
+    (`call:NAME{key:value}`); `own_line` puts it on a line of its own between the markers. `instructions` tell a model
+    whose chat template has no place for tools how to call one (the definitions follow them in the system turn)."""
 
     name: str
     open: str
     close: str
     body: str = "json"
     args_key: str = "arguments"
+    own_line: bool = False
     instructions: str = ""
 
     def parse(self, reply: str) -> tuple[str, list[ToolCall]]:
@@ -417,13 +418,10 @@ class ToolFormat:
             for t in tools
         ]
         schema: dict[str, Any] = {"anyOf": options} if len(options) > 1 else options[0]
-        if self.body == "json-list":
-            schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": 1}
         # Compact JSON: a small model given free whitespace fills a forced call with blank lines.
         schema["x-guidance"] = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-        pad = {"hermes": '"\\n" ', "gemma": '"\\n" '}.get(self.name, "")
-        close = {"hermes": ' "\\n"', "gemma": ' "\\n"'}.get(self.name, "")
-        return f"call: {pad}body{close}\nbody: %json {json.dumps(schema)}"
+        body = '"\\n" body "\\n"' if self.own_line else "body"
+        return f"call: {body}\nbody: %json {json.dumps(schema)}"
 
 
 def _strict(parameters: dict) -> dict:
@@ -509,7 +507,7 @@ _JSON_INSTRUCTIONS = "You can call these functions. To call one, reply with noth
 FORMATS = {
     f.name: f
     for f in (
-        ToolFormat("hermes", "<tool_call>", "</tool_call>"),
+        ToolFormat("hermes", "<tool_call>", "</tool_call>", own_line=True),
         ToolFormat("phi4", "<|tool_call|>", "<|/tool_call|>"),
         ToolFormat("llama3", "", "", args_key="parameters"),
         ToolFormat(
@@ -517,6 +515,7 @@ FORMATS = {
             "```tool_code",
             "```",
             args_key="parameters",
+            own_line=True,
             instructions=_JSON_INSTRUCTIONS.format(
                 example='```tool_code\n{"name": "function_name", "parameters": {...}}\n```'
             ),
