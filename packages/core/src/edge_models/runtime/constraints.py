@@ -236,8 +236,10 @@ class Guide:
         self._tokenizer = engine_tok
         self._bits = llg.numpy.allocate_token_bitmask(1, vocab_size)
         self._fill = llg.numpy.fill_next_token_bitmask
-        if self._matcher.is_error() or (not self.allowed().any() and not self._matcher.is_accepting()):
+        self._fill(self._matcher, self._bits)
+        if self._matcher.is_error() or (not self._bits.any() and not self._matcher.is_accepting()):
             raise ConstraintError(f"{constraint.origin}: no sequence of this tokenizer's tokens can match it")
+        self.allowed()  # a first token the engine allows but would refuse is an error now, not mid-reply
 
     def allowed(self) -> np.ndarray:
         """A boolean per logit: may that token come next?"""
