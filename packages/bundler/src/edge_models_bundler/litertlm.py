@@ -13,7 +13,7 @@ from pathlib import Path
 from edge_models.io.files import write_atomically
 from edge_models.runtime.bundles import NOTES_KEY, SELF_TEST_KEY
 
-from edge_models_bundler.options import BundleOptions
+from edge_models_bundler.options import FUNCTION_CALLING_TYPES, BundleOptions
 from edge_models_bundler.phone_model import phone_model
 from edge_models_bundler.validate import (
     BundleError,
@@ -69,7 +69,18 @@ def _metadata(options: BundleOptions, tok, kv_len: int | None) -> bytes:
     if kv_len:
         meta.max_num_tokens = kv_len
     getattr(meta.llm_model_type, options.litertlm_model_type).SetInParent()
+    if supports_function_calling(options):
+        meta.supports_function_calling = True
     return meta.SerializeToString()
+
+
+def supports_function_calling(options: BundleOptions) -> bool:
+    """Whether LiteRT-LM may offer tools to the bundle's model: its type parses calls and its chat template shows
+    tools (LiteRT-LM renders them through the template's `tools`)."""
+    if options.function_calling is not None:
+        return options.function_calling
+    template = options.chat_template
+    return options.litertlm_model_type in FUNCTION_CALLING_TYPES and template is not None and template.reads_tools
 
 
 def write_litertlm(

@@ -36,6 +36,9 @@ class BundleOptions:
     # LiteRT-LM's model type (`LlmModelType` field: generic_model, gemma3, gemma4, ...): selects its per-family
     # handling (tool-call parsing, constraints). `.task` has no such field.
     litertlm_model_type: str = "generic_model"
+    # LiteRT-LM's `supports_function_calling`: None decides by the model type and the chat template (a type that
+    # parses calls, and a template with a place for tools).
+    function_calling: bool | None = None
 
     def replace(self, **changes) -> BundleOptions:
         return replace(self, **changes)
@@ -69,8 +72,24 @@ class BundleOptions:
         )
 
 
-# Model families whose LiteRT-LM model type is not the generic one.
-LITERTLM_MODEL_TYPES = {"gemma4": "gemma4"}
+# Model families whose LiteRT-LM model type is not the generic one (LiteRT-LM 0.18.1's `LlmModelType`): its
+# per-family handling of the prompt and, for the types with a call syntax, of tool calls.
+LITERTLM_MODEL_TYPES = {"gemma4": "gemma4", "qwen2": "qwen2p5", "qwen3": "qwen3"}
+# Registered names within a family whose type is their own (the gemma family spans Gemma 1 to 3).
+LITERTLM_NAME_TYPES = {"gemma3": "gemma3"}
+# The types whose LiteRT-LM data processor parses tool calls (they have code fences for them).
+FUNCTION_CALLING_TYPES = frozenset({"function_gemma", "gemma4", "qwen2p5", "qwen3"})
+
+
+def litertlm_model_type(name: str | None, family: str | None, chat_template: ChatTemplate | None) -> str:
+    """LiteRT-LM's model type for a registered model (by family, or by name where a family spans several types),
+    or FunctionGemma's when the chat template declares functions its way; else the generic type."""
+    if chat_template is not None and "start_function_declaration" in chat_template.text:
+        return "function_gemma"
+    for prefix, kind in LITERTLM_NAME_TYPES.items():
+        if name and name.startswith(prefix):
+            return kind
+    return LITERTLM_MODEL_TYPES.get(family or "", "generic_model")
 
 
 def resolve_options(
@@ -92,14 +111,12 @@ def resolve_options(
     `template_overrides` sets single fields of the template (e.g. {"user_prefix": "..."}) on top of the resolved
     one, which is how the CLI's --prompt-* flags combine with --model and --checkpoint.
     """
-    defaults = None
+    defaults = spec = None
     if model is not None:
         from edge_models.plugins import registry
 
         spec = registry().get(model)
         defaults = spec.tokenizer
-        if spec.family in LITERTLM_MODEL_TYPES:
-            extra.setdefault("litertlm_model_type", LITERTLM_MODEL_TYPES[spec.family])
     if chat_template is not None:
         checkpoint = replace(checkpoint or CheckpointTokens(Path()), chat_template=chat_template)
     conventions = resolve_conventions(
@@ -121,6 +138,9 @@ def resolve_options(
         template = replace(template, system_prefix="", system_suffix="")
     if overrides:
         template = replace(template, **overrides)
+    kind = litertlm_model_type(spec.name if spec else None, spec.family if spec else None, jinja)
+    if kind != "generic_model":
+        extra.setdefault("litertlm_model_type", kind)
     return BundleOptions(
         start_token=conventions.start_token,
         stop_tokens=conventions.stop_tokens,

@@ -174,6 +174,15 @@ def generate(
 
 
 CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and starts over), /quit ends; so does Ctrl-D"
+TOOL_HELP = "after a tool call, type each call's result on a line of its own (text or JSON)"
+
+
+def _print_calls(calls) -> None:
+    """Each parsed call as one JSON line on stdout, for scripts to read."""
+    import json
+
+    for call in calls:
+        console.out(json.dumps({"tool_call": call.to_dict()}, ensure_ascii=False))
 
 
 @cli.command()
@@ -184,6 +193,20 @@ CHAT_HELP = "/reset starts over, /system TEXT sets the system message (and start
 @click.option(
     "--no-cache-reuse", is_flag=True, help="prefill the whole conversation every turn (the baseline, for timing)"
 )
+@click.option(
+    "--tools",
+    "tools_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON list of function definitions (OpenAI style) the model may call",
+)
+@click.option(
+    "--tool-choice",
+    type=click.Choice(["auto", "required", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: answer or call (a call it opens is always valid); required: every reply is a valid call; "
+    "none: the tools are not offered",
+)
 @logged
 @friendly
 def chat(
@@ -193,6 +216,8 @@ def chat(
     system,
     max_tokens,
     no_cache_reuse,
+    tools_file,
+    tool_choice,
     stop_tokens,
     json_schema,
     json_object,
@@ -203,12 +228,19 @@ def chat(
     """Talk with the model in FILE, turn by turn, in its chat template.
 
     The KV cache is kept across turns, so each turn prefills only its own tokens. Reads standard input line by
-    line, so it can be scripted: `printf 'Hi\\n/reset\\nHello\\n' | edge-models chat model.litertlm`."""
+    line, so it can be scripted: `printf 'Hi\\n/reset\\nHello\\n' | edge-models chat model.litertlm`.
+
+    With --tools the model may call the functions defined in the file (rendered through the chat template's
+    `tools`); each call it makes is printed as a JSON line `{"tool_call": {"name": ..., "arguments": {...}}}`, and
+    the next input lines are the calls' results, one line per call."""
     import sys
 
-    from edge_models.runtime import ChatSession, ConversationFullError
+    from edge_models.runtime import ChatSession, ConversationFullError, ToolError, read_tools
 
     constraint = _constraint(json_schema, json_object, regex, grammar)
+    tools = read_tools(tools_file) if tools_file is not None else None
+    if tools and constraint is not None and tool_choice != "none":
+        raise click.UsageError("give --tools or a constraint (--json-schema, --json, --regex, --grammar), not both")
     gen, sampler = _open(file, tokenizer, model_name, stop_tokens, **options)
     session = ChatSession(
         gen,
@@ -217,10 +249,15 @@ def chat(
         sampler=sampler,
         reuse_cache=not no_cache_reuse,
         constraint=constraint,
+        tools=tools,
+        tool_choice=tool_choice,
     )
+    if session.tools and session.constraint is not None:
+        # A tool whose schema llguidance cannot use fails before the first turn.
+        gen.guide(session.constraint)
     interactive = sys.stdin.isatty()
     if interactive:
-        console.err(f"chatting with {file.name}: {CHAT_HELP}")
+        console.err(f"chatting with {file.name}: {CHAT_HELP}" + (f"; {TOOL_HELP}" if session.tools else ""))
     turn = 0
     while True:
         if interactive:
@@ -245,18 +282,37 @@ def chat(
         if text.startswith("/"):
             console.err(f"unknown command {text.split()[0]}: {CHAT_HELP}")
             continue
-        try:
-            for piece in session.send(text):
-                console.out(piece, end="")
-        except ConversationFullError as e:
-            console.err(str(e))
-            continue
-        turn += 1
-        console.out()
-        console.err(f"[turn {turn}] {gen.last_stats.summary()[1:-1]}")
-        problem = _unmet(gen.last_stats)
-        if problem:
-            console.err(f"error: {problem}")
+        reply = session.send(text)
+        while reply is not None:
+            try:
+                for piece in reply:
+                    console.out(piece, end="")
+            except ConversationFullError as e:
+                console.err(str(e))
+                break
+            except ToolError as e:
+                console.out()
+                console.err(f"error: {e}")
+                break
+            turn += 1
+            console.out()
+            console.err(f"[turn {turn}] {gen.last_stats.summary()[1:-1]}")
+            problem = _unmet(gen.last_stats)
+            if problem:
+                console.err(f"error: {problem}")
+            reply = None
+            if session.last_calls:
+                _print_calls(session.last_calls)
+                results = []
+                for call in session.last_calls:
+                    if interactive:
+                        console.out(f"{call.name} result> ", end="")
+                    line = sys.stdin.readline()
+                    if not line:
+                        console.err(f"[the input ended before the result of {call.name}]")
+                        return
+                    results.append(line.strip())
+                reply = session.send_tool_results(results)
 
 
 @cli.command()

@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from edge_models.spec import PromptTemplate
 
-Message = dict[str, str]
+# A message: role and content, and for tool calling an assistant's `tool_calls` or a tool result's `name`.
+Message = dict[str, Any]
 
 
 class ChatTemplateError(ValueError):
@@ -63,15 +65,28 @@ class ChatTemplate:
         except jinja2.TemplateError as e:
             raise ChatTemplateError(f"{self.source}: the chat template does not compile: {e}") from None
 
-    def render(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
-        """The conversation as the model reads it; with `add_generation_prompt`, opened for the assistant's turn."""
+    def render(
+        self, messages: list[Message], add_generation_prompt: bool = True, tools: list[dict] | None = None
+    ) -> str:
+        """The conversation as the model reads it; with `add_generation_prompt`, opened for the assistant's turn.
+        `tools` (definitions as `{"type": "function", "function": {...}}`) go to the template's `tools` variable,
+        None when there are none, as `apply_chat_template` passes them."""
         template = self._compiled
         try:
             return template.render(
-                messages=[dict(m) for m in messages], add_generation_prompt=add_generation_prompt, **self.special_tokens
+                messages=[dict(m) for m in messages],
+                tools=tools,
+                documents=None,
+                add_generation_prompt=add_generation_prompt,
+                **self.special_tokens,
             )
         except Exception as e:  # noqa: BLE001 - Jinja raises anything the template's code raises
             raise ChatTemplateError(f"{self.source}: the chat template fails to render: {e}") from None
+
+    @property
+    def reads_tools(self) -> bool:
+        """Whether the template has a place for tool definitions (many, e.g. Gemma 3's, have none)."""
+        return bool(re.search(r"\btools\b", self.text))
 
     def for_litert_lm(self) -> str:
         """The template as LiteRT-LM 0.18 must be given it. Its engine passes each message's content as a list of

@@ -7,6 +7,7 @@ from edge_models.runtime.generator import GenerationStats, Generator
 from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
 from edge_models.runtime.tokenizer import HFTokenizer, SentencePieceTokenizer, TokenizerError, load_tokenizer
+from edge_models.runtime.tools import ToolCall, ToolError, function_schema, read_tools
 
 __all__ = [
     "BundleContents",
@@ -23,6 +24,10 @@ __all__ = [
     "SamplerConfig",
     "SentencePieceTokenizer",
     "TokenizerError",
+    "ToolCall",
+    "ToolError",
+    "function_schema",
     "load_tokenizer",
     "read_bundle",
+    "read_tools",
 ]

@@ -204,6 +204,21 @@ def engine_tokenizer(tokenizer: Tokenizer, vocab_size: int, stop_ids: set[int], 
     return cached[key]
 
 
+_SPECIAL_IDS: dict[int, tuple[Any, np.ndarray]] = {}
+
+
+def _special_ids(engine_tok) -> np.ndarray:
+    """The ids llguidance treats as special (never text), stop tokens left out (the engine's verdict on those is
+    final); computed once per engine tokenizer (40 ms for 262,144 tokens)."""
+    key = id(engine_tok)
+    if key not in _SPECIAL_IDS:
+        stops = set(engine_tok.eos_tokens)
+        ids = [i for i in range(engine_tok.vocab_size) if engine_tok.is_special_token(i) and i not in stops]
+        # The tokenizer is kept with its ids so that `id` is never reused while the entry lives.
+        _SPECIAL_IDS[key] = (engine_tok, np.array(ids, dtype=np.int64))
+    return _SPECIAL_IDS[key][1]
+
+
 # --- per generation ---------------------------------------------------------------------------------------------
 
 
@@ -217,21 +232,39 @@ class Guide:
         if self._matcher.is_error():
             raise ConstraintError(f"{constraint.origin}: {constraint._describe(self._matcher.get_error())}")
         self.vocab_size = vocab_size
+        self._special = _special_ids(engine_tok)
+        self._tokenizer = engine_tok
         self._bits = llg.numpy.allocate_token_bitmask(1, vocab_size)
         self._fill = llg.numpy.fill_next_token_bitmask
         self._fill(self._matcher, self._bits)
         if self._matcher.is_error() or (not self._bits.any() and not self._matcher.is_accepting()):
             raise ConstraintError(f"{constraint.origin}: no sequence of this tokenizer's tokens can match it")
+        self.allowed()  # a first token the engine allows but would refuse is an error now, not mid-reply
 
     def allowed(self) -> np.ndarray:
         """A boolean per logit: may that token come next?"""
         self._fill(self._matcher, self._bits)
         self._check()
-        return np.unpackbits(self._bits[0].view(np.uint8), bitorder="little")[: self.vocab_size].view(bool)
+        allowed = np.unpackbits(self._bits[0].view(np.uint8), bitorder="little")[: self.vocab_size].view(bool)
+        # llguidance 1.9.1's mask can allow a special token whose name is the text the grammar forces next (a regex
+        # "<tool_call>..." over a vocabulary where <tool_call> is a special token), which consuming it then refuses:
+        # the few special tokens the mask allows are checked one by one.
+        for i in self._special[allowed[self._special]]:
+            if not self.allows(int(i)):
+                allowed[i] = False
+                if not allowed.any() and not self.complete:
+                    raise ConstraintError(
+                        f"{self.constraint.origin}: no token of this tokenizer can continue the text here "
+                        f"(the grammar spells out {self._engine_name(int(i))!r}, a special token)"
+                    )
+        return allowed
 
     def mask(self, logits: np.ndarray) -> np.ndarray:
         """`logits` with every token the grammar forbids next at -inf (a new array)."""
         return np.where(self.allowed(), logits, -np.inf).astype(np.float32, copy=False)
+
+    def _engine_name(self, token: int) -> str:
+        return self._tokenizer.decode_str([token]) if hasattr(self._tokenizer, "decode_str") else str(token)
 
     def allows(self, token: int) -> bool:
         return self._matcher.validate_tokens([token]) == 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from edge_models.runtime.litert_model import LiteRTModel
 from edge_models.runtime.sampler import Sampler, SamplerConfig
 from edge_models.runtime.speculative import BackOff, common_prefix, prompt_lookup
 from edge_models.runtime.tokenizer import Tokenizer, TokenizerError, load_tokenizer
+from edge_models.runtime.tools import ToolFormat, tool_format, tool_instructions, with_tool_instructions
 from edge_models.spec import PromptTemplate
 
 
@@ -58,7 +61,7 @@ class GenerationStats:
         )
 
 
-Message = dict[str, str]
+Message = dict[str, Any]
 # Drafted tokens per verify call at most (verify_8 scores the fed token and 7 drafts).
 MAX_DRAFT = 7
 
@@ -87,6 +90,9 @@ class Generator:
     draft_cached_ids: list[int] = field(default_factory=list)
     # What every generated text must match unless a call gives its own (`Constraint.json_schema(...)` etc.).
     constraint: Constraint | None = None
+    # The registered model family (`ModelSpec.family`), when known: its tool-call syntax where the chat template
+    # does not show one.
+    family: str | None = None
 
     def __post_init__(self) -> None:
         tok, model = self.tokenizer, self.model
@@ -147,11 +153,12 @@ class Generator:
             if tokenizer is None:
                 raise TokenizerError(f"{path}: give --tokenizer (no tokenizer.json or tokenizer.model beside it)")
         checkpoint = read_checkpoint_tokens(Path(tokenizer).parent, tokenizer)
-        defaults = None
+        defaults = family = None
         if model is not None:
             from edge_models.plugins import registry
 
-            defaults = registry().get(model).tokenizer
+            spec = registry().get(model)
+            defaults, family = spec.tokenizer, spec.family
         conventions = resolve_conventions(checkpoint, defaults, stop_tokens=())
         stops = tuple(dict.fromkeys((*conventions.stop_tokens, *extra_stop_tokens)))
         if not stops:
@@ -176,17 +183,47 @@ class Generator:
             template=conventions.affixes,
             chat_template=jinja,
             chat_start_token=chat_start,
+            family=family,
         )
 
-    def render_chat(self, messages: list[Message], add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self, messages: list[Message], add_generation_prompt: bool = True, tools: list[dict] | None = None
+    ) -> str:
+        """The conversation's text. `tools` go through the chat template's `tools` variable; a template without one
+        (or affixes only) gets them as instructions opening the system message, in the family's call syntax."""
+        if tools and (self.chat_template is None or not self.chat_template.reads_tools):
+            # Affixes without a system turn (Gemma's) would print a system message bare: the first user turn gets it.
+            system_turn = self.chat_template is not None or bool(self.template.system_prefix)
+            messages = with_tool_instructions(messages, tool_instructions(tools, self.tool_format), system_turn)
+            tools = None
         if self.chat_template is not None:
-            return self.chat_template.render(messages, add_generation_prompt)
+            return self.chat_template.render(messages, add_generation_prompt, tools=tools)
         return self.template.render_messages(messages, add_generation_prompt)
 
-    def encode_chat(self, messages: list[Message]) -> list[int]:
+    def encode_chat(self, messages: list[Message], tools: list[dict] | None = None) -> list[int]:
         """The conversation's token ids, opened for the assistant's answer."""
-        ids = self.tokenizer.encode(self.render_chat(messages))
+        ids = self.tokenizer.encode(self.render_chat(messages, tools=tools))
         return [self.chat_start_id, *ids] if self.chat_start_id is not None else ids
+
+    @property
+    def tool_format(self) -> ToolFormat:
+        """The call syntax this model writes: what its chat template says, else its family's (`family`)."""
+        if self.chat_template is not None:
+            return tool_format(self.chat_template.text, self.family)
+        return tool_format(" ".join(str(v) for v in astuple(self.template)), self.family)
+
+    def lark_literal(self, text: str) -> str:
+        """`text` in a Lark grammar: a special token (never text) by its id, anything else as a string; a stop token
+        is "" (it may only end the text, where the grammar is complete)."""
+        i = self.tokenizer.piece_to_id(text)
+        if i in self.stop_ids:
+            return ""
+        if i is not None:
+            starts = {j for j in (self.start_id, self.chat_start_id) if j is not None}
+            engine = engine_tokenizer(self.tokenizer, self.model.vocab_size, self.stop_ids, starts)
+            if engine.is_special_token(i):
+                return f"<[{i}]>"
+        return json.dumps(text, ensure_ascii=False)
 
     def encode(self, prompt: str, chat: bool = False) -> list[int]:
         if not prompt:
