@@ -26,7 +26,7 @@ from edge_models.runtime import (
     SamplerConfig,
     SentencePieceTokenizer,
 )
-from edge_models.runtime.constraints import engine_tokenizer, sentencepiece_token_bytes
+from edge_models.runtime.constraints import Guide, engine_tokenizer, sentencepiece_token_bytes
 from edge_models.testing import constraint_violations, corpus, train_sentencepiece
 from helpers import fails_cleanly
 
@@ -128,6 +128,34 @@ def test_sentencepiece_table_has_spaces_bytes_and_specials(tmp_path):
     for i in (sp.PieceToId("<end_of_turn>"), sp.PieceToId("<s>"), sp.PieceToId("<unk>"), tok.vocab_size + 3):
         assert engine.is_special_token(i)
     assert not engine.is_special_token(sp.PieceToId("\u2581"))
+
+
+def test_sentencepiece_style_tokenizer_json_gives_the_engine_its_bytes(tmp_path):
+    """A tokenizer.json with `tokenizers`' Metaspace decoder (Llama 2 / Mistral style vocabularies as newer releases
+    write them): llguidance reads none by itself; its table gets each piece's bytes, `▁` as a space."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    raw.pre_tokenizer, raw.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    raw.train_from_iterator(
+        corpus()[:300] + JSON_LINES * 10, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"])
+    )
+    # Byte pieces in the vocabulary itself, as Llama's: text outside it (é) is spelled with them.
+    spec = json.loads(raw.to_str())
+    vocab = spec["model"]["vocab"]
+    vocab.update({f"<0x{b:02X}>": len(vocab) + b for b in range(256)})
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec))
+    tok = HFTokenizer(tmp_path / "tokenizer.json")
+    engine = engine_tokenizer(tok, tok.vocab_size, {tok.piece_to_id("</s>")})
+    for text in ['{"a": "é"}', "kalo mine ruta"]:
+        ids = tok.encode(text)
+        assert b"".join(engine.decode_bytes([i]) for i in ids) == (" " + text).encode()  # Metaspace's lead space
+    # The first token of `[a-z]+`: every piece spelled in letters only, none that starts with a space.
+    allowed = Guide(Constraint.regex(r"[a-z]+"), engine, tok.vocab_size).allowed()
+    spelled = [engine.decode_bytes([i]) for i in range(tok.vocab_size)]
+    letters = [i for i, b in enumerate(spelled) if re.fullmatch(rb"[a-z]+", b)]
+    spaced = [i for i, b in enumerate(spelled) if b.startswith(b" ")]
+    assert letters and spaced and allowed[letters].all() and not allowed[spaced].any()
 
 
 # --- constrained generation -------------------------------------------------------------------------------------

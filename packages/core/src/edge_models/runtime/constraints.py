@@ -193,7 +193,7 @@ def engine_tokenizer(tokenizer: Tokenizer, vocab_size: int, stop_ids: set[int], 
         llg = _llguidance()
         stops = sorted(stop_ids)
         if isinstance(tokenizer, HFTokenizer):
-            cached[key] = llg.LLTokenizer(tokenizer._tok.to_str(), n_vocab=vocab_size, eos_token=stops)
+            cached[key] = llg.LLTokenizer(_as_llguidance_reads_it(tokenizer), n_vocab=vocab_size, eos_token=stops)
         elif isinstance(tokenizer, SentencePieceTokenizer):
             source = _SentencePieceSource(tokenizer, vocab_size, set(stop_ids), set(start_ids))
             cached[key] = llg.LLTokenizer(llg.TokenizerWrapper(source), n_vocab=vocab_size, eos_token=stops)
@@ -202,6 +202,31 @@ def engine_tokenizer(tokenizer: Tokenizer, vocab_size: int, stop_ids: set[int], 
                 f"structured output needs a SentencePiece or tokenizer.json tokenizer, not {tokenizer}"
             )
     return cached[key]
+
+
+# The decoder a SentencePiece-style tokenizer.json has from older `tokenizers` releases (Llama 2, Mistral), which
+# llguidance 1.9.1 reads; it gives each token the same bytes as the `Metaspace` decoder newer releases write, which
+# llguidance refuses ("can't determine decoder type").
+_METASPACE_AS_SEQUENCE = {
+    "type": "Sequence",
+    "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+    ],
+}
+
+
+def _as_llguidance_reads_it(tokenizer: HFTokenizer) -> str:
+    """The tokenizer.json text, its decoder rewritten where llguidance cannot read the one it has."""
+    text = tokenizer._tok.to_str()
+    spec = json.loads(text)
+    if (spec.get("decoder") or {}).get("type") != "Metaspace":
+        return text
+    if spec["decoder"].get("replacement", "\u2581") != "\u2581":
+        raise ConstraintError(f"{tokenizer.source}: structured output needs '\u2581' as the Metaspace replacement")
+    return json.dumps({**spec, "decoder": _METASPACE_AS_SEQUENCE})
 
 
 _SPECIAL_IDS: dict[int, tuple[Any, np.ndarray]] = {}
