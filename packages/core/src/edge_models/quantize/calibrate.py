@@ -295,7 +295,7 @@ class materialized:
             if original.is_meta:
                 if self.read is None:
                     raise ValueError(f"{name} is not loaded and no reader was given")
-                data = torch.from_numpy(self.read(name))
+                data = torch.from_numpy(np.asarray(self.read(name)))  # whole, also a `RowRanges` one
             else:
                 data = original.detach().float().clone()
             setattr(module, attr, nn.Parameter(data, requires_grad=False))
