@@ -39,8 +39,8 @@ def write_with_weights(
     """Turn the skeleton's weight inputs into constants and write the model to `out`.
 
     `formats` maps each parameter to how it is stored; `read(param)` returns its float32 [rows, cols] data (an array,
-    or `RowRanges` for one too big to hold at once) and is called once per parameter, in the order the data is written, except for the parameters `encoded` already holds
-    in their stored form (calibrated ones)."""
+    or `RowRanges` for one too big to hold at once) and is called once per parameter, in the order the data is
+    written, except for the parameters `encoded` already holds in their stored form (calibrated ones)."""
     encoded = dict(encoded or {})
     from ai_edge_litert import schema_py_generated as schema
 
