@@ -105,3 +105,38 @@ def test_gemma4_file_is_the_same_when_every_weight_is_chunked(tmp_path, monkeypa
             assert isinstance(read("per_layer_embedding.table.weight"), RowRanges)
         paths.append(convert(model, tmp_path / f"{chunk}.tflite", settings, recipe, progress=None, weights=read).path)
     assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_gemma4_calibration_reads_only_the_table_rows_of_its_tokens(tmp_path, monkeypatch):
+    """GPTQ runs each block on its per-layer inputs; from a deferred checkpoint the table arrives as `RowRanges` and
+    only the calibration tokens' rows are read (the rest stay unwritten zero pages): the same integers as
+    calibrating the loaded model."""
+    from edge_models import registry
+    from edge_models.hf.config import read_config
+    from edge_models.kinds.decoder import load_for_spec
+    from edge_models.quantize import parse_recipe
+    from edge_models.quantize.calibrate import calibrate
+    from edge_models.testing import build_reference, save_reference
+
+    spec = registry().get("gemma4")
+    ckpt = save_reference(build_reference(spec.tiny_hf_config, spec.reference_class), tmp_path / "c")
+    config = spec.config_from_hf(read_config(ckpt))
+    windows = [[3, 4, 5, 9, 200, 201, 7], [9, 9, 120, 255, 0]]
+    recipe = parse_recipe("int8-gptq")
+    loaded = calibrate(load_for_spec(spec, ckpt, config), windows, recipe, smooth=False).encoded
+    monkeypatch.setattr(row_chunks, "ROW_CHUNK_BYTES", 1024)
+    model, read = load_for_spec(spec, ckpt, config, deferred=True)
+    asked: list[tuple[int, int]] = []
+
+    def watched(param: str):
+        weight = read(param)
+        if param != "per_layer_embedding.table.weight":
+            return weight
+        assert isinstance(weight, RowRanges)
+        return RowRanges(weight.shape, lambda a, b: asked.append((a, b)) or weight.rows(a, b))
+
+    deferred = calibrate(model, windows, recipe, watched, smooth=False).encoded
+    assert asked == [(0, 1), (3, 6), (7, 8), (9, 10), (120, 121), (200, 202), (255, 256)]
+    assert loaded.keys() == deferred.keys()
+    assert all(np.array_equal(loaded[k].data, deferred[k].data) for k in loaded)
+    assert all(np.array_equal(loaded[k].row_scales, deferred[k].row_scales) for k in loaded)
