@@ -107,6 +107,7 @@ def test_gemma4_file_is_the_same_when_every_weight_is_chunked(tmp_path, monkeypa
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
+@pytest.mark.slow  # two GPTQ calibrations: ~17 s on this machine
 def test_gemma4_calibration_reads_only_the_table_rows_of_its_tokens(tmp_path, monkeypatch):
     """GPTQ runs each block on its per-layer inputs; from a deferred checkpoint the table arrives as `RowRanges` and
     only the calibration tokens' rows are read (the rest stay unwritten zero pages): the same integers as
