@@ -59,6 +59,9 @@ SHAPE_LLAMA31_8B = {
     "torch_dtype": "bfloat16",
 }
 STREAMED_SHAPES = {"llama-3.1-8b": SHAPE_LLAMA31_8B}
+# Registered presets whose fp32 weights do not fit beside a conversion (Gemma 4 E2B: 18.5 GB, 9.4 GB of it the
+# per-layer table), written the same way from the plugin's published shape.
+STREAMED_PRESETS = ("gemma-4-e2b",)
 
 
 def shape_of(model: str) -> tuple[str, dict]:
@@ -82,7 +85,7 @@ def write_checkpoint(model: str, directory: Path) -> None:
     from edge_models import registry
     from edge_models.testing import build_reference
 
-    if model in STREAMED_SHAPES:
+    if model in STREAMED_SHAPES or model in STREAMED_PRESETS:
         write_streamed_checkpoint(model, directory)
         return
     name, config = shape_of(model)
@@ -91,7 +94,8 @@ def write_checkpoint(model: str, directory: Path) -> None:
 
 
 def write_streamed_checkpoint(model: str, directory: Path, shard_bytes: int = 2 << 30) -> None:
-    """Random bf16 weights in the HF layout (sharded safetensors + index), one tensor in memory at a time."""
+    """Random bf16 weights in the HF layout (sharded safetensors + index), one shard in memory at a time; a tensor
+    over `shard_bytes` in fp32 is drawn in row chunks straight into its bf16 storage, never whole in fp32."""
     import torch
     from safetensors.torch import save_file
 
@@ -121,7 +125,9 @@ def write_streamed_checkpoint(model: str, directory: Path, shard_bytes: int = 2 
         shard = {}
         for param in group:
             shape = shapes[param]
-            if len(shape) == 2:
+            if len(shape) == 2 and math.prod(shape) * 4 > shard_bytes:
+                shard[picks[param].name] = _random_bf16_in_chunks(shape, generator, shard_bytes)
+            elif len(shape) == 2:
                 shard[picks[param].name] = (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
             else:
                 shard[picks[param].name] = torch.ones(shape, dtype=torch.bfloat16)
@@ -130,6 +136,18 @@ def write_streamed_checkpoint(model: str, directory: Path, shard_bytes: int = 2 
         del shard
     (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": index}))
     (directory / "config.json").write_text(json.dumps(config))
+
+
+def _random_bf16_in_chunks(shape: tuple[int, int], generator, chunk_bytes: int):
+    import torch
+
+    rows, cols = shape
+    out = torch.empty(shape, dtype=torch.bfloat16)
+    step = max(1, chunk_bytes // (4 * cols))
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        out[start:stop] = torch.randn((stop - start, cols), generator=generator) * 0.02
+    return out
 
 
 def convert_child(converter: str, model: str, checkpoint: str, output: str, recipe: str, jobs: int, events) -> None:
@@ -266,7 +284,7 @@ def main() -> int:
             if proc.exitcode:
                 raise SystemExit(f"writing the checkpoint failed (exit {proc.exitcode})")
         weights = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
-        if model in STREAMED_SHAPES:
+        if model in STREAMED_SHAPES or model in STREAMED_PRESETS:
             weights *= 2  # stored in bf16; the figures compare with the fp32 weights
 
         key = f"{model} {args.recipe}"

@@ -192,14 +192,53 @@ def test_calibration_runs_blocks_as_the_model_does(tmp_path):
     assert torch.allclose(model.final_norm(x), expected, atol=1e-5)
 
 
-def test_auto_recipe_is_refused_with_a_reason():
+def test_recipe_parts_for_the_per_layer_inputs():
     from edge_models.kinds.decoder import random_model
-    from edge_models.quantize.auto import Target, choose_recipe
-    from edge_models.quantize.recipes import RecipeError
+    from edge_models.quantize.recipes import RecipeError, parse_recipe
 
-    model = random_model(gemma4_config_from_hf(TINY_GEMMA4))
-    with pytest.raises(RecipeError, match="per-layer inputs"):
-        choose_recipe(model, [[1, 2, 3]], Target(max_size=10**6))
+    recipe = parse_recipe("layers.1.attention=int8,per_layer_table=int4-block32,int8,per_layer_projections=fp16")
+    assert [c for c, _ in recipe.parts] == ["default", "per_layer_table", "per_layer_projections", "layers.1.attention"]
+    assert recipe.has_layer_parts
+    schemes = {
+        "per_layer_embedding.table.weight": "int4-block32",
+        "per_layer_embedding.model_projection.weight": "fp16",
+        "layers.3.per_layer_gate.gate.weight": "fp16",
+        "layers.3.per_layer_gate.projection.weight": "fp16",
+        "layers.3.mlp.up_proj.weight": "int8",
+        "embed_tokens.weight": "int8",
+    }
+    assert {p: recipe.scheme_name_for(p) for p in schemes} == schemes
+    recipe.check_model(random_model(gemma4_config_from_hf(TINY_GEMMA4)))
+    with pytest.raises(RecipeError, match="no per-layer inputs"):
+        recipe.check_model(random_model(registry().get("llama").tiny_config))
+
+
+@pytest.mark.slow
+def test_auto_plans_the_per_layer_inputs_as_parts_of_their_own():
+    """auto sizes and chooses the per-layer table (a lookup, rounded per row) and the projections that mix it in as
+    units of their own; a size target that only fits with the table at int4 takes it there (the writer stores what
+    the recipe's scheme for it says: the int4 lookup is checked above)."""
+    from edge_models.quantize.auto import HIGH, LOW, Target, choose_recipe, units_of
+    from edge_models.quantize.recipes import parse_recipe
+    from helpers.trained import markov_text, trained_tiny_model
+
+    config = gemma4_config_from_hf(TINY_GEMMA4)
+    model = trained_tiny_model(config, steps=60)
+    units = {u.part: u for u in units_of(model)}
+    table = units["per_layer_table"]
+    assert table.params == ["per_layer_embedding.table.weight"] and set(table.sizes) == {HIGH, LOW}
+    assert len(units["per_layer_projections"].params) == 1 + 2 * config.num_layers
+    assert "embedding,lm_head" in units and units["embedding,lm_head"].params == ["embed_tokens.weight"]
+    windows = [markov_text(48, config.vocab_size, seed=1000 + k) for k in range(3)]
+    # Every part at its smallest, plus less than the table's int8 -> int4 saving: reachable only with the table at
+    # int4 (what is left over goes back to the costliest parts).
+    budget = sum(min(u.sizes.values()) for u in units.values()) + (table.sizes[HIGH] - table.sizes[LOW]) // 2
+    plan = choose_recipe(model, windows, Target(max_size=budget))
+    chosen = {u.part: u for u in plan.units}
+    assert plan.weights_bytes <= budget and chosen["per_layer_table"].choice == LOW
+    assert set(chosen["per_layer_table"].costs) == {LOW} and plan.measured_increase is not None
+    recipe = parse_recipe(plan.recipe)
+    assert recipe.scheme_name_for("per_layer_embedding.table.weight") == LOW
 
 
 # --- conversion -------------------------------------------------------------------------------------------------

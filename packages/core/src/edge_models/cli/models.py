@@ -101,6 +101,7 @@ def recipes() -> None:
         "one block's part as layers.N.attention / layers.N.feedforward; the first K rows of a tied embedding/LM\n"
         "head as rows.K (tokenizers number frequent pieces first), e.g. on Gemma 3 270M\n"
         "  --quantize int8-gptq,embedding=int4-block32-gptq,lm_head=int4-block32-gptq,rows.65536=int8-gptq\n"
+        "Models with per-layer inputs (Gemma 3n / 4): per_layer_table (the lookup) and per_layer_projections.\n"
         "A per-component mix, e.g.\n"
         "  --quantize attention=int4-block32-gptq,feedforward=int4-block128-gptq,embedding=int8,lm_head=int8"
     )

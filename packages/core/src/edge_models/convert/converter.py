@@ -274,4 +274,4 @@ def _materialize(model: Decoder, weights: Callable[[str], np.ndarray]) -> None:
 
     for name, param in list(model.named_parameters()):
         if param.is_meta:
-            _assign(model, name, torch.from_numpy(weights(name)))
+            _assign(model, name, torch.from_numpy(np.asarray(weights(name))))

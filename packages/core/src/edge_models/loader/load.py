@@ -12,6 +12,7 @@ from edge_models.config import ModelConfig
 from edge_models.layers import Decoder
 from edge_models.loader.errors import CheckpointError, Pick, check_picks
 from edge_models.loader.sources import TensorSource, open_checkpoint
+from edge_models.quantize.row_chunks import RowRanges, is_large
 from edge_models.tensor_names import BLOCK_TENSORS, LAYER_SLOTS, MODEL_SLOTS, MODULE_SLOTS, TensorNames
 
 # Buffers some exporters save that carry no weights.
@@ -114,7 +115,8 @@ def load_model_deferred(
     config: ModelConfig, checkpoint: str | Path | TensorSource, names: TensorNames
 ) -> tuple[Decoder, Callable[[str], np.ndarray]]:
     """Like `load_model`, but the 2-D weights (nearly all the bytes) stay unallocated on the meta device;
-    the returned reader gives one of them as float32 when asked, so a converter can stream them."""
+    the returned reader gives one of them as float32 when asked, so a converter can stream them; one over a chunk
+    (`quantize.row_chunks`) comes as `RowRanges`, its rows read from the file as the writer encodes them."""
     source = checkpoint if hasattr(checkpoint, "get") else open_checkpoint(checkpoint)
     with torch.device("meta"):
         model = Decoder(config)
@@ -124,9 +126,16 @@ def load_model_deferred(
 
     # Sources that can read a tensor without mapping the file keep memory at one tensor while streaming.
     get = getattr(source, "read_copy", source.get)
+    read_rows = getattr(source, "read_rows", None)
 
-    def read(param: str) -> np.ndarray:
+    def read(param: str) -> np.ndarray | RowRanges:
         pick = picks[param]
+        whole = source.shape(pick.name)
+        first, stop = pick.rows or (0, whole[0])
+        shape = (stop - first, *whole[1:])
+        if read_rows is not None and len(shape) == 2 and is_large(*shape):
+            # Never whole: the writer reads it a chunk of rows at a time (Gemma 4's per-layer table is 9.4 GB).
+            return RowRanges(shape, lambda a, b: read_rows(pick.name, first + a, first + b).to(torch.float32).numpy())
         tensor = get(pick.name)
         tensor = tensor if pick.rows is None else tensor[pick.rows[0] : pick.rows[1]]
         return tensor.to(torch.float32).contiguous().numpy()

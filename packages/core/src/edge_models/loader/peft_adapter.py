@@ -190,7 +190,7 @@ def merged_reader(read, adapter: Adapter):
                 raise AdapterError(
                     f"{param}: the adapter's B A is {list(deltas[param].shape)}, the weight {list(weight.shape)}"
                 )
-            return weight + deltas[param]
+            return np.asarray(weight) + deltas[param]
         return weight
 
     return merged

@@ -7,6 +7,7 @@ full copy of the weights. Safetensors and GGUF are memory-mapped.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -114,18 +115,35 @@ class SafetensorsSource:
         if dtype is None:
             return self.get(name).clone()
         begin, end = entry["data_offsets"]
+        return self._pread(f, name, data_start + begin, end - begin, dtype).reshape(entry["shape"])
+
+    def read_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) of a tensor (along its first dimension), read like `read_copy`: only those bytes."""
+        f, data_start, entry = self._entries[name]
+        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+        shape = entry["shape"]
+        if dtype is None:
+            return self.get(name)[start:stop].clone()
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        begin = entry["data_offsets"][0] + start * row_bytes
+        return self._pread(f, name, data_start + begin, (stop - start) * row_bytes, dtype).reshape(
+            stop - start, *shape[1:]
+        )
+
+    @staticmethod
+    def _pread(f: Path, name: str, at: int, size: int, dtype: torch.dtype) -> torch.Tensor:
         fd = os.open(f, os.O_RDONLY)
         try:
-            data = bytearray(end - begin)
+            data = bytearray(size)
             view, done = memoryview(data), 0
-            while done < len(data):
-                n = os.preadv(fd, [view[done:]], data_start + begin + done)
+            while done < size:
+                n = os.preadv(fd, [view[done:]], at + done)
                 if n <= 0:
                     raise CheckpointError(f"{f}: tensor {name!r} is cut short")
                 done += n
         finally:
             os.close(fd)
-        return torch.frombuffer(data, dtype=dtype).reshape(entry["shape"])
+        return torch.frombuffer(data, dtype=dtype) if size else torch.empty(0, dtype=dtype)
 
 
 class TorchPickleSource:

@@ -33,6 +33,8 @@ class TextTowerSource:
         self.left_out = dict(sorted(left_out.items()))
         if hasattr(source, "read_copy"):
             self.read_copy = lambda name: source.read_copy(self._original[name])
+        if hasattr(source, "read_rows"):
+            self.read_rows = lambda name, start, stop: source.read_rows(self._original[name], start, stop)
 
     def names(self) -> list[str]:
         return list(self._original)

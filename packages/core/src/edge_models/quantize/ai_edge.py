@@ -11,7 +11,10 @@ def quantize_flatbuffer(model: bytes, recipe: Recipe) -> bytes:
     if recipe.is_float32:
         return model
     if recipe.has_layer_parts:
-        raise RecipeError(f"recipe {recipe.text!r}: per-layer parts are stored by the low-memory writer only")
+        raise RecipeError(
+            f"recipe {recipe.text!r}: parts of one block, rows.K and per-layer-input parts are stored by the "
+            "low-memory writer only"
+        )
     from ai_edge_quantizer import qtyping, quantizer
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
 

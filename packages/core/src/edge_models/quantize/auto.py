@@ -5,7 +5,8 @@
    all-int4 model instead, Gemma 3 270M's quarter split cost +0.0202 KL, enough to miss a 3 % target it meets when
    converted; on int8 inputs it costs +0.0193, and the mix measured what was predicted, +2.98 %.)
 2. Sensitivity: with everything at int8 (the file's arithmetic emulated, `quantize.simulate`), each unit (one
-   block's attention, one block's feed-forward, the embedding/LM head) is switched alone to each smaller choice:
+   block's attention, one block's feed-forward, the embedding/LM head; with per-layer inputs, Gemma 3n / 4, their
+   table and the projections that mix it in) is switched alone to each smaller choice:
    int4, and for a tied embedding/LM head also splits (int4 with the first quarter, half or three quarters of the
    vocabulary's rows at int8, `rows.K`). The rise of the mean KL divergence from the float model is that choice's
    cost. (KL, not the rise of the negative log-likelihood: on a thousand tokens a single unit's NLL change is below
@@ -40,7 +41,7 @@ import torch
 from torch import nn
 
 from edge_models.quantize.calibrate import CalibrationResult, calibrate, calibrate_pair, materialized
-from edge_models.quantize.recipes import RecipeError, parse_recipe
+from edge_models.quantize.recipes import RecipeError, parse_recipe, per_layer_part
 from edge_models.quantize.simulate import emulated, log_probs, mean_kl, stored_weight
 
 HIGH, LOW = "int8-gptq", "int4-block32-gptq"
@@ -89,7 +90,8 @@ def parse_size(text: str) -> int:
 
 @dataclass
 class Unit:
-    part: str  # recipe part: layers.N.attention, layers.N.feedforward, or embedding,lm_head
+    # recipe part: layers.N.attention, layers.N.feedforward, embedding,lm_head, per_layer_table, per_layer_projections
+    part: str
     params: list[str]
     sizes: dict[str, int]  # choice -> bytes stored: HIGH always; LOW (and rows.K splits) where int4 blocks fit
     numel: int = 0
@@ -156,6 +158,10 @@ def units_of(model: nn.Module) -> list[Unit]:
         layer = re.match(r"layers\.(\d+)\.(attn|mlp)\.", name)
         if layer:
             part = f"layers.{layer.group(1)}.{'attention' if layer.group(2) == 'attn' else 'feedforward'}"
+        elif per_layer_part(name):
+            # Gemma 3n / 4: the per-layer table is a lookup like the embedding (rounded per row, never calibrated),
+            # the projections mixing it in are linear layers; a unit each, chosen like any other.
+            part = per_layer_part(name)
         elif cfg.tie_embeddings or name == "embed_tokens.weight":
             part = "embedding,lm_head" if cfg.tie_embeddings else "embedding"
         else:
@@ -210,13 +216,6 @@ def choose_recipe(
     fitted to) measure, else the first calibration windows do. Raises RecipeError with the best reachable value
     when the target cannot be met with int8/int4 parts."""
     say = progress or (lambda _m: None)
-    if getattr(model, "per_layer_embedding", None) is not None:
-        # Its table and each block's gate are neither attention, feed-forward nor the embedding/head pair that
-        # auto sizes and chooses for; counting them under one of those would misstate sizes and choices.
-        raise RecipeError(
-            "auto: models with per-layer inputs (Gemma 3n / 4) are not planned by auto yet; name a recipe, e.g. "
-            "int8-gptq or attention=int8,feedforward=int4-block32,default=int8"
-        )
     units = units_of(model)
     everything = [p for u in units for p in u.params]
     smallest = sum(min(u.sizes.values()) for u in units)

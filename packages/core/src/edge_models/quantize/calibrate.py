@@ -20,6 +20,7 @@ from torch import nn
 from edge_models.quantize.formats import EncodedWeight, pack_int4
 from edge_models.quantize.gptq import Grid, dequantize, gptq
 from edge_models.quantize.recipes import LEAD_ROWS_PARAM, Recipe, Scheme, all_schemes
+from edge_models.quantize.row_chunks import RowRanges
 from edge_models.quantize.smooth import apply_smoothing, smoothing_pairs, smoothing_scales
 
 Progress = Callable[[str], None]
@@ -197,6 +198,40 @@ def _smooth_block(block, targets: dict[str, nn.Linear], hessians, absmax, scheme
             hessians[n] = hessians[n] / (s[:, None] * s[None, :])
 
 
+TABLE = "table.weight"  # the per-layer table, under `per_layer_embedding`
+
+
+@contextlib.contextmanager
+def _table_rows(model: nn.Module, sequences: list[list[int]], read: Reader | None) -> Iterator[None]:
+    """The per-layer table with real rows for the calibration tokens only: full-size, but the other rows are zero
+    pages never written (numpy allocates zeros lazily), so Gemma 4 E2B's 9.4 GB float32 table costs the rows read."""
+    name = f"per_layer_embedding.{TABLE}"
+    if not model.get_parameter(name).is_meta:
+        with materialized(model, [name], read):
+            yield
+        return
+    if read is None:
+        raise ValueError(f"{name} is not loaded and no reader was given")
+    source = read(name)
+    table = np.zeros(source.shape, np.float32)
+    ids = sorted({int(t) for ids in sequences for t in ids})
+    # Runs of consecutive ids are read at once: one read per run, not per token.
+    start = 0
+    for k in range(1, len(ids) + 1):
+        if k == len(ids) or ids[k] != ids[k - 1] + 1:
+            first, last = ids[start], ids[k - 1] + 1
+            rows = source.rows(first, last) if isinstance(source, RowRanges) else source[first:last]
+            table[first:last] = rows
+            start = k
+    module = model.per_layer_embedding.table
+    saved = module.weight
+    module.weight = nn.Parameter(torch.from_numpy(table), requires_grad=False)
+    try:
+        yield
+    finally:
+        module.weight = saved
+
+
 class _BlockRunner:
     """Runs one block on one calibration sequence as the whole model would: from an empty cache, with its slice of
     the per-layer inputs (Gemma 3n / 4), and for a KV-sharing layer over the cache its source layer last wrote."""
@@ -206,8 +241,8 @@ class _BlockRunner:
         self.per_layer: list[torch.Tensor] | None = None
         ple = getattr(model, "per_layer_embedding", None)
         if ple is not None:
-            params = [f"per_layer_embedding.{n}" for n, p in ple.named_parameters() if p.dim() == 2]
-            with materialized(model, params, read), torch.no_grad():
+            params = [f"per_layer_embedding.{n}" for n, p in ple.named_parameters() if p.dim() == 2 and n != TABLE]
+            with materialized(model, params, read), _table_rows(model, sequences, read), torch.no_grad():
                 self.per_layer = [ple(torch.tensor([ids]), x) for ids, x in zip(sequences, hidden)]
         self.caches: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -295,7 +330,7 @@ class materialized:
             if original.is_meta:
                 if self.read is None:
                     raise ValueError(f"{name} is not loaded and no reader was given")
-                data = torch.from_numpy(self.read(name))
+                data = torch.from_numpy(np.asarray(self.read(name)))  # whole, also a `RowRanges` one
             else:
                 data = original.detach().float().clone()
             setattr(module, attr, nn.Parameter(data, requires_grad=False))

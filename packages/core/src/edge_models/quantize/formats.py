@@ -7,6 +7,7 @@ litert-torch's float flatbuffer; the tests compare the two.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,7 +28,8 @@ class WeightFormat:
 
 @dataclass
 class EncodedWeight:
-    data: np.ndarray  # the buffer's bytes (uint8, C order)
+    # The buffer's bytes (uint8, C order), or an iterator of them in pieces (`row_chunks.encode_in_chunks`).
+    data: np.ndarray | Iterator[np.ndarray]
     row_scales: np.ndarray | None = None  # float32, one per output row (int8)
     block_scales: np.ndarray | None = None  # float16 [rows, cols / block] (int4), a buffer of its own
 

@@ -64,6 +64,18 @@ _LAYER_PART = re.compile(r"layers\.(\d+)\.(attention|feedforward)")
 # their pieces roughly by frequency, so those rows carry most of what a text reads and predicts.
 _LEAD_ROWS = re.compile(r"rows\.(\d+)")
 LEAD_ROWS_PARAM = "embed_tokens.lead_rows"
+# Gemma 3n / 4's per-layer inputs, a part each (stored by the low-memory writer only, as layer parts are): the
+# table, a lookup read one row per token like the embedding (E2B: half the parameters), and the small linear layers
+# that mix its rows in (the model-wide projection and every block's gate). Not named, they take `default`.
+PER_LAYER_PARTS: dict[str, tuple[str, ...]] = {
+    "per_layer_table": ("per_layer_embedding.table",),
+    "per_layer_projections": ("per_layer_embedding.model_projection", ".per_layer_gate."),
+}
+
+
+def per_layer_part(module_path: str) -> str | None:
+    """The per-layer-input part a module or parameter path belongs to, if any."""
+    return next((part for part, marks in PER_LAYER_PARTS.items() if any(m in module_path for m in marks)), None)
 
 
 class RecipeError(ValueError):
@@ -99,6 +111,9 @@ class Recipe:
             from edge_models.layers.shortlist import SHORTLIST_SCHEME
 
             return SHORTLIST_SCHEME
+        ple = per_layer_part(module_path)
+        if ple in parts:
+            return parts[ple]
         layer = re.match(r"layers\.(\d+)\.", module_path)
         if layer:
             for component in ("attention", "feedforward"):
@@ -115,7 +130,8 @@ class Recipe:
 
     @property
     def has_layer_parts(self) -> bool:
-        return any(_LAYER_PART.fullmatch(c) or _LEAD_ROWS.fullmatch(c) for c, _ in self.parts)
+        """Whether the recipe has parts only the low-memory writer stores (one block's, rows.K, per-layer inputs)."""
+        return any(_LAYER_PART.fullmatch(c) or _LEAD_ROWS.fullmatch(c) or c in PER_LAYER_PARTS for c, _ in self.parts)
 
     def check_model(self, model) -> None:
         """Refuse, before minutes of conversion, what the quantizer would get wrong for this model."""
@@ -123,6 +139,9 @@ class Recipe:
         beyond = [c for c, _ in self.parts if (m := _LAYER_PART.fullmatch(c)) and int(m.group(1)) >= layers]
         if beyond:
             raise RecipeError(f"recipe {self.text!r} names {', '.join(beyond)}, but the model has {layers} layers")
+        named = [c for c, _ in self.parts if c in PER_LAYER_PARTS]
+        if named and getattr(model, "per_layer_embedding", None) is None:
+            raise RecipeError(f"recipe {self.text!r} names {', '.join(named)}, but the model has no per-layer inputs")
         self.check_block_sizes(model)
         if self.lead_rows:
             k, _ = self.lead_rows
@@ -221,10 +240,12 @@ def parse_recipe(text: str | None) -> Recipe:
         component, sep, name = item.strip().rpartition("=")
         component = component.strip() if sep else "default"
         name = name.strip()
-        if component not in COMPONENTS and not _LAYER_PART.fullmatch(component) and not _LEAD_ROWS.fullmatch(component):
+        known = component in COMPONENTS or component in PER_LAYER_PARTS
+        if not known and not _LAYER_PART.fullmatch(component) and not _LEAD_ROWS.fullmatch(component):
             raise RecipeError(
                 f"unknown component {component!r} in recipe {text!r}; components: {', '.join(COMPONENTS)}, "
-                "layers.N.attention / layers.N.feedforward, or rows.K (the first K rows of a tied embedding/LM head)"
+                "layers.N.attention / layers.N.feedforward, rows.K (the first K rows of a tied embedding/LM head), "
+                f"or for models with per-layer inputs {' / '.join(PER_LAYER_PARTS)}"
             )
         if name not in schemes:
             raise RecipeError(f"unknown quantization recipe {name!r}; valid: {', '.join(schemes)}")
@@ -234,8 +255,10 @@ def parse_recipe(text: str | None) -> Recipe:
     # Components not named get the default recipe. (A float default beside quantized components keeps
     # float copies of weights that several signatures share: measured 1.5x the all-int8 file on tiny Gemma 3.)
     parts.setdefault("default", DEFAULT_RECIPE)
-    ordered = tuple((c, parts[c]) for c in COMPONENTS if c in parts)
-    per_layer = sorted((c for c in parts if c not in COMPONENTS), key=lambda c: (int(c.split(".")[1]), c))
+    ordered = tuple((c, parts[c]) for c in (*COMPONENTS, *PER_LAYER_PARTS) if c in parts)
+    per_layer = sorted(
+        (c for c in parts if c not in COMPONENTS and c not in PER_LAYER_PARTS), key=lambda c: (int(c.split(".")[1]), c)
+    )
     if sum(bool(_LEAD_ROWS.fullmatch(c)) for c in parts) > 1:
         raise RecipeError(f"recipe {text!r} has more than one rows.K part")
     return Recipe(text, ordered + tuple((c, parts[c]) for c in per_layer))

@@ -8,7 +8,7 @@ written here (converted models, pruned ones, LoRA adapters) is laid out this way
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -64,16 +64,26 @@ def pack_laid_out(model, layout: Layout) -> bytes:
 
 def write_buffers(out: BinaryIO, start: int, placed: Iterable[tuple[object, object]], end: int) -> None:
     """Write each (buffer, payload) at `start` + the buffer's offset, in order, zeros between them and up to
-    `start` + `end`. The header (`start` up to the first buffer) must be written already, or a placeholder for it."""
+    `start` + `end`. The header (`start` up to the first buffer) must be written already, or a placeholder for it.
+    A payload is bytes-like, or an iterator of bytes-like pieces made while it is written (a weight too big to hold
+    encoded at once)."""
     for buffer, payload in placed:
-        size = memoryview(payload).nbytes
-        if size != buffer.size:
-            raise RuntimeError(f"buffer at {buffer.offset}: {size} bytes, planned {buffer.size}")
+        pieces = payload if isinstance(payload, Iterator) else None
+        if pieces is None and memoryview(payload).nbytes != buffer.size:
+            raise RuntimeError(f"buffer at {buffer.offset}: {memoryview(payload).nbytes} bytes, planned {buffer.size}")
         gap = start + buffer.offset - out.tell()
         if gap < 0:
             raise RuntimeError(f"buffer at {buffer.offset} overlaps the one before it")
         out.write(b"\0" * gap)
-        out.write(payload)
+        if pieces is None:
+            out.write(payload)
+            continue
+        size = 0
+        for piece in pieces:
+            out.write(piece)
+            size += memoryview(piece).nbytes
+        if size != buffer.size:
+            raise RuntimeError(f"buffer at {buffer.offset}: {size} bytes in pieces, planned {buffer.size}")
     out.write(b"\0" * (start + end - out.tell()))
 
 

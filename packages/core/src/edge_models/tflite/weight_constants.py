@@ -14,6 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edge_models.quantize.formats import EncodedWeight, WeightFormat, encode, stored_bytes
+from edge_models.quantize.row_chunks import RowRanges, encode_in_chunks, is_large
 from edge_models.tflite.operator_codes import builtin_code, code_index
 from edge_models.tflite.packing import has_offset, lay_out, pack_laid_out, shared_quantization, write_buffers
 
@@ -37,9 +38,9 @@ def write_with_weights(
 ) -> None:
     """Turn the skeleton's weight inputs into constants and write the model to `out`.
 
-    `formats` maps each parameter to how it is stored; `read(param)` returns its float32 [rows, cols] data and is
-    called once per parameter, in the order the data is written, except for the parameters `encoded` already holds
-    in their stored form (calibrated ones)."""
+    `formats` maps each parameter to how it is stored; `read(param)` returns its float32 [rows, cols] data (an array,
+    or `RowRanges` for one too big to hold at once) and is called once per parameter, in the order the data is
+    written, except for the parameters `encoded` already holds in their stored form (calibrated ones)."""
     encoded = dict(encoded or {})
     from ai_edge_litert import schema_py_generated as schema
 
@@ -88,7 +89,10 @@ def write_with_weights(
                         raise ValueError(
                             f"weight {source!r} has shape {list(data.shape)}, the graph expects {list(shapes[source])}"
                         )
-                    ready = encode(data, formats[source])
+                    # A weight over one chunk (Gemma 4's per-layer table) is encoded a chunk of rows at a time as
+                    # its pieces are written: the same bytes, from one chunk of memory.
+                    large = isinstance(data, RowRanges) or is_large(*shapes[source])
+                    ready = (encode_in_chunks if large else encode)(data, formats[source])
                     del data
                 if source in row_scales:
                     row_scales[source].scale = ready.row_scales
