@@ -1,6 +1,6 @@
 """Layers with state beyond the KV cache (LFM2's short convolutions, Qwen3.5's gated delta-nets): PyTorch and converted
 files against transformers, prompts that end inside a prefill signature's padding, state across chat turns, and the
-signatures such a model refuses."""
+verify signatures' state outputs (speculation itself: tests/test_speculative.py)."""
 
 from __future__ import annotations
 
@@ -195,15 +195,6 @@ def test_padded_prefill_leaves_the_state_of_its_last_real_token(hybrid):
         assert torch.allclose(chunked[name], exact[name], atol=1e-6), name
 
 
-def test_verify_signatures_are_refused_for_a_model_with_state(hybrid):
-    from edge_models.convert.export import refuse_unsupported_signatures
-
-    ours, _, _ = hybrid
-    with pytest.raises(ValueError, match="verify_8.*(conv|linear) layers: their state would keep the rejected drafts"):
-        settings = ExportSettings(prefill_lengths=PREFILLS, kv_cache_len=KV, verify_lengths=(8,))
-        refuse_unsupported_signatures(ours, settings)
-
-
 def test_lora_slots_go_on_the_projections_each_layer_has(lfm2, tmp_path):
     from edge_models.layers.lora import add_lora_slots, parse_targets
 
@@ -385,10 +376,10 @@ def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(hybrid_fp32, tmp
 
 
 @pytest.mark.slow
-def test_convert_command_leaves_out_verify_signatures_and_says_why(run, tmp_path):
-    """The command adds verify_8 by default; for a model with state it leaves it out with the reason, and the file
-    carries the state."""
-    from edge_models.tflite.checks import check_tflite
+def test_convert_command_keeps_verify_signatures_with_the_state_after_each_token(run, tmp_path):
+    """The command adds verify_8 by default, for a model with state too: its verify signature outputs each state
+    entry after every one of its 8 tokens (tests/test_speculative.py runs speculation on it)."""
+    from edge_models.tflite.checks import STATE_STEPS_PREFIX, check_tflite, open_interpreter
 
     _spec("lfm2")
     out = tmp_path / "lfm2.tflite"
@@ -397,6 +388,9 @@ def test_convert_command_leaves_out_verify_signatures_and_says_why(run, tmp_path
         "--shortlist", "0", "--jobs", "1",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "no verify signatures: lfm2's layers with state would keep rejected drafts" in result.output
     info = check_tflite(out)
-    assert not info.verify and set(info.state_inputs) == {"kv_cache_c_0", "kv_cache_c_2"}
+    assert set(info.verify) == {"verify_8"} and set(info.state_inputs) == {"kv_cache_c_0", "kv_cache_c_2"}
+    outputs = open_interpreter(out).get_signature_runner("verify_8").get_output_details()
+    for name, shape in info.state_inputs.items():
+        steps = outputs[name.replace("kv_cache_", STATE_STEPS_PREFIX)]
+        assert list(steps["shape"]) == [8, *shape[1:]] and steps["dtype"] == np.float32

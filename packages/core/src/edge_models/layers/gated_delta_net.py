@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_models.config import GatedDeltaNetConfig
-from edge_models.layers.short_conv import DepthwiseKernel, last_real, real_length
+from edge_models.layers.short_conv import DepthwiseKernel, last_real, real_length, states_per_position
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -42,7 +42,8 @@ class GatedRMSNorm(nn.Module):
 
 class GatedDeltaNet(nn.Module):
     """forward(x [1, T, D], input_pos [T], conv_state [1, K - 1, C], recurrent [1, Hv, dk, dv])
-    -> (y [1, T, D], (new conv_state, new recurrent))."""
+    -> (y [1, T, D], (new conv_state, new recurrent)); with `per_position`, also both states after each token
+    ([T, K - 1, C], [T, Hv, dk, dv]), for undoing a verify call's rejected drafts."""
 
     def __init__(self, hidden_size: int, cfg: GatedDeltaNetConfig) -> None:
         super().__init__()
@@ -69,8 +70,13 @@ class GatedDeltaNet(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, input_pos: torch.Tensor, conv_state: torch.Tensor, recurrent: torch.Tensor
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        self,
+        x: torch.Tensor,
+        input_pos: torch.Tensor,
+        conv_state: torch.Tensor,
+        recurrent: torch.Tensor,
+        per_position: bool = False,
+    ) -> tuple:
         c = self.cfg
         t = x.shape[1]
         window = torch.cat([conv_state.to(x.dtype), self.in_proj_qkv(x)], dim=1)
@@ -90,7 +96,7 @@ class GatedDeltaNet(nn.Module):
             # Padding leaves the state alone: no write (β = 0) and no decay (g = 0).
             real = (torch.arange(t, dtype=torch.int32) < real_length(input_pos)).float()[:, None]
             beta, g = beta * real, g * real
-        state, outputs = recurrent.float(), []
+        state, outputs, states = recurrent.float(), [], []
         for i in range(t):
             state = state * g[i].exp()[None, :, None, None]
             k_i = k[i][None, :, None, :]  # [1, Hv, 1, dk]
@@ -98,8 +104,16 @@ class GatedDeltaNet(nn.Module):
             delta = (v[i][None, :, None, :] - remembered) * beta[i][None, :, None, None]
             state = state + k_i.transpose(-1, -2) * delta
             outputs.append(torch.matmul(q[i][None, :, None, :], state))  # [1, Hv, 1, dv]
+            states.append(state)
         out = torch.cat(outputs, dim=2)[0].transpose(0, 1)  # [T, Hv, dv]
         z = self.in_proj_z(x).reshape(t, c.num_value_heads, c.value_head_dim)
         out = self.norm(out.to(x.dtype), z).reshape(1, t, -1)
         new_conv = last_real(window, input_pos, self.keep).to(conv_state.dtype)
-        return self.out_proj(out), (new_conv, state.to(recurrent.dtype))
+        new_state = (new_conv, state.to(recurrent.dtype))
+        if not per_position:
+            return self.out_proj(out), new_state
+        steps = (
+            states_per_position(window, self.keep, t).to(conv_state.dtype),
+            torch.cat(states, dim=0).to(recurrent.dtype),
+        )
+        return self.out_proj(out), new_state, steps
