@@ -201,8 +201,10 @@ def test_lora_slots_go_on_the_projections_each_layer_has(lfm2, tmp_path):
     spec = _lfm2()
     model = load_for_spec(spec, lfm2[2], lfm2[0].config)
     added = add_lora_slots(model, 2, parse_targets(None))
-    assert "layers.1.attn.q_proj" in added and "layers.0.mlp.down_proj" in added
-    assert not any(a.startswith("layers.0.attn") for a in added)
+    assert {"layers.1.attn.q_proj", "layers.0.mlp.down_proj", "layers.0.conv.in_proj", "layers.0.conv.out_proj"} <= set(
+        added
+    )
+    assert not any(a.startswith(("layers.0.attn", "layers.1.conv")) for a in added)
 
 
 # --- converted files ---
