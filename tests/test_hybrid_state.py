@@ -332,6 +332,21 @@ def test_quantized_files_convert_with_float_state(recipe, hybrid, tmp_path):
 
 # --- LiteRT-LM ---
 
+
+def _sentencepiece(path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    sp.Load(str(path))
+    return sp
+
+
+# A ChatML template like LFM2's (the engine runs without applying it; it is in the bundle for the model type's sake).
+CHATML = (
+    "{{- bos_token -}}{%- for m in messages -%}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
 ENGINE_PROMPTS = [
     "kalo mine ruta",
     "so vi",
@@ -342,18 +357,33 @@ ENGINE_PROMPTS = [
 
 
 @pytest.mark.slow
-def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(hybrid_fp32, tmp_path):
+def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(hybrid, hybrid_fp32, tmp_path):
     """LiteRT-LM binds `kv_cache_c_*` in place beside the KV caches: its greedy text equals our runtime's (which
     equals transformers', above), for prompts whose prefill ends inside prefill_8's or prefill_16's padding."""
     litert_lm = pytest.importorskip("litert_lm", reason="litert-lm-api is not installed")
     pytest.importorskip("edge_models_bundler", reason="the bundler plugin is not installed")
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    from edge_models.hf.chat_template import ChatTemplate
     from edge_models.runtime import Generator
     from edge_models.testing import train_sentencepiece
-    from edge_models_bundler import BundleOptions, write_bundle
+    from edge_models_bundler import write_bundle
+    from edge_models_bundler.litertlm import _metadata
+    from edge_models_bundler.options import resolve_options
 
     tokenizer = train_sentencepiece(tmp_path / "tokenizer.model", 256)
     bundle = tmp_path / "model.litertlm"
-    write_bundle(bundle, hybrid_fp32, tokenizer, BundleOptions(start_token="<s>", stop_tokens=("</s>",)))
+    # As `edge-models bundle --model NAME` writes it: LiteRT-LM's lfm2 model type for LFM2 (which LiteRT-LM accepts only
+    # with a Jinja template, as real checkpoints carry: without one the bundle stays generic), generic for Qwen3.5
+    # (0.18.1 has no Qwen3.5 type).
+    name = next(n for n, built in _built.items() if built is hybrid)
+    expected = {"lfm2": "lfm2"}.get(name, "generic_model")
+    assert resolve_options(name, start_token="<s>", stop_tokens=("</s>",)).litertlm_model_type == "generic_model"
+    jinja = ChatTemplate(CHATML, "test", {"bos_token": "<s>", "eos_token": "</s>"})
+    options = resolve_options(name, start_token="<s>", stop_tokens=("</s>",), chat_template=jinja)
+    meta = llm_metadata_pb2.LlmMetadata.FromString(_metadata(options, _sentencepiece(tokenizer), KV))
+    assert meta.llm_model_type.WhichOneof("model_type") == expected
+    write_bundle(bundle, hybrid_fp32, tokenizer, options)
     gen = Generator.open(bundle)
     assert gen.model.has_state
     compared = []

@@ -69,8 +69,12 @@ class BundleOptions:
         )
 
 
-# Model families whose LiteRT-LM model type is not the generic one.
-LITERTLM_MODEL_TYPES = {"gemma4": "gemma4"}
+# Model families whose LiteRT-LM model type is not the generic one. LiteRT-LM 0.18.1's LlmModelType has `lfm2` (its
+# conversation layer's LFM2 data processor) and no Qwen3.5 type, so Qwen3.5 stays generic.
+LITERTLM_MODEL_TYPES = {"gemma4": "gemma4", "lfm2": "lfm2"}
+# Types for which LiteRT-LM 0.18.1 has no built-in prompt template: without a Jinja one in the bundle it refuses to
+# create an engine ("Unsupported model type for template", measured), so such a bundle stays generic.
+LITERTLM_TYPES_NEEDING_A_TEMPLATE = frozenset({"lfm2"})
 
 
 def resolve_options(
@@ -112,6 +116,8 @@ def resolve_options(
     )
     template = conventions.affixes
     jinja = chat_template or conventions.chat_template
+    if jinja is None and extra.get("litertlm_model_type") in LITERTLM_TYPES_NEEDING_A_TEMPLATE:
+        extra["litertlm_model_type"] = "generic_model"
     overrides = template_overrides or {}
     user_system_affixes = {"system_prefix", "system_suffix"} & {k for k, v in overrides.items() if v}
     if system_prompt and not user_system_affixes and (template.system_prefix or template.system_suffix):
