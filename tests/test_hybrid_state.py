@@ -195,6 +195,24 @@ def test_padded_prefill_leaves_the_state_of_its_last_real_token(hybrid):
         assert torch.allclose(chunked[name], exact[name], atol=1e-6), name
 
 
+@pytest.mark.parametrize("name", ["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"])
+def test_qwen35_presets_hold_as_many_parameters_as_transformers_model(name):
+    """Each published size's config builds (on the meta device) a transformers model with exactly our decoder's
+    parameter count, and a full-attention layer after every three delta-nets."""
+    from transformers import AutoConfig, Qwen3_5ForCausalLM
+
+    from edge_models.layers import Decoder
+
+    pytest.importorskip("edge_models_qwen", reason="the Qwen plugin is not installed")
+    spec = registry().get(name)
+    with torch.device("meta"):
+        ours = Decoder(spec.config)
+        theirs = Qwen3_5ForCausalLM(AutoConfig.for_model(**spec.published_hf_config))
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    layers = spec.config.num_layers
+    assert spec.config.layer_types == tuple("global" if i % 4 == 3 else "linear" for i in range(layers))
+
+
 def test_lora_slots_go_on_the_projections_each_layer_has(lfm2, tmp_path):
     from edge_models.layers.lora import add_lora_slots, parse_targets
 
