@@ -195,6 +195,52 @@ def test_padded_prefill_leaves_the_state_of_its_last_real_token(hybrid):
         assert torch.allclose(chunked[name], exact[name], atol=1e-6), name
 
 
+def _qwen35_prefill(tmp_path_factory, prefill: str, chunk_size: int = 64):
+    """The tiny Qwen3.5 (the same weights) with its delta-nets' prefill `prefill` ("chunked" in chunks of
+    `chunk_size` tokens, or "unrolled"), and transformers' model."""
+    import dataclasses
+
+    ours, ref, ckpt = _build("qwen3.5", tmp_path_factory)
+    net = dataclasses.replace(ours.config.delta_net, prefill=prefill, chunk_size=chunk_size)
+    return load_for_spec(_spec("qwen3.5"), ckpt, dataclasses.replace(ours.config, delta_net=net)), ref
+
+
+def test_chunked_delta_net_prefill_matches_transformers_and_the_unrolled_state(tmp_path_factory):
+    """Chunks of 8 over a 40-token prompt (five chunks) and over a padded call (11 real tokens of 16, the second chunk
+    partly padding): logits within 1e-4 of transformers', and the state the unrolled form leaves."""
+    chunked, ref = _qwen35_prefill(tmp_path_factory, "chunked", 8)
+    unrolled, _ = _qwen35_prefill(tmp_path_factory, "unrolled")
+    ids = _prompt(40)
+    for model in (chunked, unrolled):
+        got, _ = _padded_prefill(model, model.empty_cache(KV), ids, 0, len(ids))
+        assert np.abs(got[0].numpy() - _reference_logits(ref, ids)).max() <= 1e-4
+    _, padded = _padded_prefill(chunked, chunked.empty_cache(KV), ids[:11], 0, 16)
+    _, exact = _padded_prefill(unrolled, unrolled.empty_cache(KV), ids[:11], 0, 16)
+    for name in _state_names(chunked):
+        assert torch.allclose(padded[name], exact[name], atol=1e-5), name
+
+
+@pytest.mark.parametrize(("prefill", "chunk_size"), [("chunked", 8), ("unrolled", 64)])
+@pytest.mark.slow
+def test_each_delta_net_prefill_form_converts_and_matches_torch(prefill, chunk_size, tmp_path_factory, tmp_path):
+    """Both forms convert to built-in ops; the file's padded prefill matches PyTorch and the decode after it continues
+    from the right state (the other hybrid file tests use the default, chunked in one chunk)."""
+    from edge_models.runtime import LiteRTModel
+
+    model, _ = _qwen35_prefill(tmp_path_factory, prefill, chunk_size)
+    settings = ExportSettings(prefill_lengths=(16,), kv_cache_len=KV, prefill_logits=True, decode_windows=())
+    lite = LiteRTModel(convert(model, tmp_path / f"{prefill}.tflite", settings, "fp32", progress=None).path)
+    ids = _prompt(11)
+    tokens, positions = np.zeros((1, 16), np.int32), np.zeros(16, np.int32)
+    tokens[0, :11], positions[:11] = ids, np.arange(11)
+    out = lite._run("prefill_16", tokens, positions)["logits"][0, :11]
+    expected, cache = _padded_prefill(model, model.empty_cache(KV), ids, 0, 16)
+    assert np.abs(out - expected[0, :11].numpy()).max() <= 1e-4
+    with torch.no_grad():
+        want, _ = model(torch.tensor([[5]]), torch.tensor([11]), cache)
+    assert np.abs(lite.decode(5, 11) - want[0, -1].numpy()).max() <= 1e-4
+
+
 @pytest.mark.parametrize("name", ["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"])
 def test_qwen35_presets_hold_as_many_parameters_as_transformers_model(name):
     """Each published size's config builds (on the meta device) a transformers model with exactly our decoder's
