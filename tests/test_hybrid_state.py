@@ -220,25 +220,26 @@ def test_chunked_delta_net_prefill_matches_transformers_and_the_unrolled_state(t
         assert torch.allclose(padded[name], exact[name], atol=1e-5), name
 
 
-@pytest.mark.parametrize(("prefill", "chunk_size"), [("chunked", 8), ("unrolled", 64)])
+@pytest.mark.parametrize(("prefill", "chunk_size"), [("chunked", 4), ("unrolled", 64)])
 @pytest.mark.slow
 def test_each_delta_net_prefill_form_converts_and_matches_torch(prefill, chunk_size, tmp_path_factory, tmp_path):
-    """Both forms convert to built-in ops; the file's padded prefill matches PyTorch and the decode after it continues
-    from the right state (the other hybrid file tests use the default, chunked in one chunk)."""
+    """Both forms convert to built-in ops; the file's padded prefill (6 real tokens of 8: the second chunk of 4 partly
+    padding) matches PyTorch and the decode after it continues from the right state (the other hybrid file tests use
+    the default, chunked in one chunk)."""
     from edge_models.runtime import LiteRTModel
 
     model, _ = _qwen35_prefill(tmp_path_factory, prefill, chunk_size)
-    settings = ExportSettings(prefill_lengths=(16,), kv_cache_len=KV, prefill_logits=True, decode_windows=())
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=KV, prefill_logits=True, decode_windows=())
     lite = LiteRTModel(convert(model, tmp_path / f"{prefill}.tflite", settings, "fp32", progress=None).path)
-    ids = _prompt(11)
-    tokens, positions = np.zeros((1, 16), np.int32), np.zeros(16, np.int32)
-    tokens[0, :11], positions[:11] = ids, np.arange(11)
-    out = lite._run("prefill_16", tokens, positions)["logits"][0, :11]
-    expected, cache = _padded_prefill(model, model.empty_cache(KV), ids, 0, 16)
-    assert np.abs(out - expected[0, :11].numpy()).max() <= 1e-4
+    ids = _prompt(6)
+    tokens, positions = np.zeros((1, 8), np.int32), np.zeros(8, np.int32)
+    tokens[0, :6], positions[:6] = ids, np.arange(6)
+    out = lite._run("prefill_8", tokens, positions)["logits"][0, :6]
+    expected, cache = _padded_prefill(model, model.empty_cache(KV), ids, 0, 8)
+    assert np.abs(out - expected[0, :6].numpy()).max() <= 1e-4
     with torch.no_grad():
-        want, _ = model(torch.tensor([[5]]), torch.tensor([11]), cache)
-    assert np.abs(lite.decode(5, 11) - want[0, -1].numpy()).max() <= 1e-4
+        want, _ = model(torch.tensor([[5]]), torch.tensor([6]), cache)
+    assert np.abs(lite.decode(5, 6) - want[0, -1].numpy()).max() <= 1e-4
 
 
 @pytest.mark.parametrize("name", ["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"])
