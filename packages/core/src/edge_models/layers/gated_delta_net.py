@@ -158,14 +158,15 @@ class GatedDeltaNet(nn.Module):
         z = self.in_proj_z(x).reshape(t, c.num_value_heads, c.value_head_dim)
         out = self.norm(out.to(x.dtype), z).reshape(1, t, -1)
         new_conv = last_real(window, input_pos, self.keep).to(conv_state.dtype)
+        projected = self.out_proj(out)
         new_state = (new_conv, state.to(recurrent.dtype))
         if not per_position:
-            return self.out_proj(out), new_state
+            return projected, new_state
         steps = (
             states_per_position(window, self.keep, t).to(conv_state.dtype),
             torch.cat(states, dim=0).to(recurrent.dtype),
         )
-        return self.out_proj(out), new_state, steps
+        return projected, new_state, steps
 
     @staticmethod
     def _unrolled(q, k, v, beta, g, state):

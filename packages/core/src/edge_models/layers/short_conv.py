@@ -76,10 +76,12 @@ class ShortConv(nn.Module):
         b, c, h = self.in_proj(x).chunk(3, dim=-1)
         window = torch.cat([state.to(x.dtype), b * h], dim=1)
         y = c * self.conv(window, x.shape[1])
+        # The projection is traced before the state (the order in which earlier files were written).
+        out = self.out_proj(y)
         new_state = (last_real(window, input_pos, self.keep).to(state.dtype),)
         if not per_position:
-            return self.out_proj(y), new_state
-        return self.out_proj(y), new_state, (states_per_position(window, self.keep, x.shape[1]).to(state.dtype),)
+            return out, new_state
+        return out, new_state, (states_per_position(window, self.keep, x.shape[1]).to(state.dtype),)
 
     def empty_state(self) -> tuple[torch.Tensor]:
         """The state before the first token; float32 whatever the activations are."""
