@@ -1,6 +1,6 @@
 """Layers with state beyond the KV cache (LFM2's short convolutions, Qwen3.5's gated delta-nets): PyTorch and converted
 files against transformers, prompts that end inside a prefill signature's padding, state across chat turns, and the
-signatures such a model refuses."""
+verify signatures' state outputs (speculation itself: tests/test_speculative.py)."""
 
 from __future__ import annotations
 
@@ -195,13 +195,69 @@ def test_padded_prefill_leaves_the_state_of_its_last_real_token(hybrid):
         assert torch.allclose(chunked[name], exact[name], atol=1e-6), name
 
 
-def test_verify_signatures_are_refused_for_a_model_with_state(hybrid):
-    from edge_models.convert.export import refuse_unsupported_signatures
+def _qwen35_prefill(tmp_path_factory, prefill: str, chunk_size: int = 64):
+    """The tiny Qwen3.5 (the same weights) with its delta-nets' prefill `prefill` ("chunked" in chunks of
+    `chunk_size` tokens, or "unrolled"), and transformers' model."""
+    import dataclasses
 
-    ours, _, _ = hybrid
-    with pytest.raises(ValueError, match="verify_8.*(conv|linear) layers: their state would keep the rejected drafts"):
-        settings = ExportSettings(prefill_lengths=PREFILLS, kv_cache_len=KV, verify_lengths=(8,))
-        refuse_unsupported_signatures(ours, settings)
+    ours, ref, ckpt = _build("qwen3.5", tmp_path_factory)
+    net = dataclasses.replace(ours.config.delta_net, prefill=prefill, chunk_size=chunk_size)
+    return load_for_spec(_spec("qwen3.5"), ckpt, dataclasses.replace(ours.config, delta_net=net)), ref
+
+
+def test_chunked_delta_net_prefill_matches_transformers_and_the_unrolled_state(tmp_path_factory):
+    """Chunks of 8 over a 40-token prompt (five chunks) and over a padded call (11 real tokens of 16, the second chunk
+    partly padding): logits within 1e-4 of transformers', and the state the unrolled form leaves."""
+    chunked, ref = _qwen35_prefill(tmp_path_factory, "chunked", 8)
+    unrolled, _ = _qwen35_prefill(tmp_path_factory, "unrolled")
+    ids = _prompt(40)
+    for model in (chunked, unrolled):
+        got, _ = _padded_prefill(model, model.empty_cache(KV), ids, 0, len(ids))
+        assert np.abs(got[0].numpy() - _reference_logits(ref, ids)).max() <= 1e-4
+    _, padded = _padded_prefill(chunked, chunked.empty_cache(KV), ids[:11], 0, 16)
+    _, exact = _padded_prefill(unrolled, unrolled.empty_cache(KV), ids[:11], 0, 16)
+    for name in _state_names(chunked):
+        assert torch.allclose(padded[name], exact[name], atol=1e-5), name
+
+
+@pytest.mark.parametrize(("prefill", "chunk_size"), [("chunked", 4), ("unrolled", 64)])
+@pytest.mark.slow
+def test_each_delta_net_prefill_form_converts_and_matches_torch(prefill, chunk_size, tmp_path_factory, tmp_path):
+    """Both forms convert to built-in ops; the file's padded prefill (6 real tokens of 8: the second chunk of 4 partly
+    padding) matches PyTorch and the decode after it continues from the right state (the other hybrid file tests use
+    the default, chunked in one chunk)."""
+    from edge_models.runtime import LiteRTModel
+
+    model, _ = _qwen35_prefill(tmp_path_factory, prefill, chunk_size)
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_len=KV, prefill_logits=True, decode_windows=())
+    lite = LiteRTModel(convert(model, tmp_path / f"{prefill}.tflite", settings, "fp32", progress=None).path)
+    ids = _prompt(6)
+    tokens, positions = np.zeros((1, 8), np.int32), np.zeros(8, np.int32)
+    tokens[0, :6], positions[:6] = ids, np.arange(6)
+    out = lite._run("prefill_8", tokens, positions)["logits"][0, :6]
+    expected, cache = _padded_prefill(model, model.empty_cache(KV), ids, 0, 8)
+    assert np.abs(out - expected[0, :6].numpy()).max() <= 1e-4
+    with torch.no_grad():
+        want, _ = model(torch.tensor([[5]]), torch.tensor([6]), cache)
+    assert np.abs(lite.decode(5, 6) - want[0, -1].numpy()).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"])
+def test_qwen35_presets_hold_as_many_parameters_as_transformers_model(name):
+    """Each published size's config builds (on the meta device) a transformers model with exactly our decoder's
+    parameter count, and a full-attention layer after every three delta-nets."""
+    from transformers import AutoConfig, Qwen3_5ForCausalLM
+
+    from edge_models.layers import Decoder
+
+    pytest.importorskip("edge_models_qwen", reason="the Qwen plugin is not installed")
+    spec = registry().get(name)
+    with torch.device("meta"):
+        ours = Decoder(spec.config)
+        theirs = Qwen3_5ForCausalLM(AutoConfig.for_model(**spec.published_hf_config))
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    layers = spec.config.num_layers
+    assert spec.config.layer_types == tuple("global" if i % 4 == 3 else "linear" for i in range(layers))
 
 
 def test_lora_slots_go_on_the_projections_each_layer_has(lfm2, tmp_path):
@@ -210,8 +266,10 @@ def test_lora_slots_go_on_the_projections_each_layer_has(lfm2, tmp_path):
     spec = _lfm2()
     model = load_for_spec(spec, lfm2[2], lfm2[0].config)
     added = add_lora_slots(model, 2, parse_targets(None))
-    assert "layers.1.attn.q_proj" in added and "layers.0.mlp.down_proj" in added
-    assert not any(a.startswith("layers.0.attn") for a in added)
+    assert {"layers.1.attn.q_proj", "layers.0.mlp.down_proj", "layers.0.conv.in_proj", "layers.0.conv.out_proj"} <= set(
+        added
+    )
+    assert not any(a.startswith(("layers.0.attn", "layers.1.conv")) for a in added)
 
 
 # --- converted files ---
@@ -339,6 +397,21 @@ def test_quantized_files_convert_with_float_state(recipe, hybrid, tmp_path):
 
 # --- LiteRT-LM ---
 
+
+def _sentencepiece(path):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    sp.Load(str(path))
+    return sp
+
+
+# A ChatML template like LFM2's (the engine runs without applying it; it is in the bundle for the model type's sake).
+CHATML = (
+    "{{- bos_token -}}{%- for m in messages -%}"
+    "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
 ENGINE_PROMPTS = [
     "kalo mine ruta",
     "so vi",
@@ -349,18 +422,33 @@ ENGINE_PROMPTS = [
 
 
 @pytest.mark.slow
-def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(hybrid_fp32, tmp_path):
+def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(hybrid, hybrid_fp32, tmp_path):
     """LiteRT-LM binds `kv_cache_c_*` in place beside the KV caches: its greedy text equals our runtime's (which
     equals transformers', above), for prompts whose prefill ends inside prefill_8's or prefill_16's padding."""
     litert_lm = pytest.importorskip("litert_lm", reason="litert-lm-api is not installed")
     pytest.importorskip("edge_models_bundler", reason="the bundler plugin is not installed")
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    from edge_models.hf.chat_template import ChatTemplate
     from edge_models.runtime import Generator
     from edge_models.testing import train_sentencepiece
-    from edge_models_bundler import BundleOptions, write_bundle
+    from edge_models_bundler import write_bundle
+    from edge_models_bundler.litertlm import _metadata
+    from edge_models_bundler.options import resolve_options
 
     tokenizer = train_sentencepiece(tmp_path / "tokenizer.model", 256)
     bundle = tmp_path / "model.litertlm"
-    write_bundle(bundle, hybrid_fp32, tokenizer, BundleOptions(start_token="<s>", stop_tokens=("</s>",)))
+    # As `edge-models bundle --model NAME` writes it: LiteRT-LM's lfm2 model type for LFM2 (which LiteRT-LM accepts only
+    # with a Jinja template, as real checkpoints carry: without one the bundle stays generic), generic for Qwen3.5
+    # (0.18.1 has no Qwen3.5 type).
+    name = next(n for n, built in _built.items() if built is hybrid)
+    expected = {"lfm2": "lfm2"}.get(name, "generic_model")
+    assert resolve_options(name, start_token="<s>", stop_tokens=("</s>",)).litertlm_model_type == "generic_model"
+    jinja = ChatTemplate(CHATML, "test", {"bos_token": "<s>", "eos_token": "</s>"})
+    options = resolve_options(name, start_token="<s>", stop_tokens=("</s>",), chat_template=jinja)
+    meta = llm_metadata_pb2.LlmMetadata.FromString(_metadata(options, _sentencepiece(tokenizer), KV))
+    assert meta.llm_model_type.WhichOneof("model_type") == expected
+    write_bundle(bundle, hybrid_fp32, tokenizer, options)
     gen = Generator.open(bundle)
     assert gen.model.has_state
     compared = []
@@ -385,10 +473,10 @@ def test_litertlm_bundle_runs_in_litert_lm_with_our_greedy_text(hybrid_fp32, tmp
 
 
 @pytest.mark.slow
-def test_convert_command_leaves_out_verify_signatures_and_says_why(run, tmp_path):
-    """The command adds verify_8 by default; for a model with state it leaves it out with the reason, and the file
-    carries the state."""
-    from edge_models.tflite.checks import check_tflite
+def test_convert_command_keeps_verify_signatures_with_the_state_after_each_token(run, tmp_path):
+    """The command adds verify_8 by default, for a model with state too: its verify signature outputs each state
+    entry after every one of its 8 tokens (tests/test_speculative.py runs speculation on it)."""
+    from edge_models.tflite.checks import STATE_STEPS_PREFIX, check_tflite, open_interpreter
 
     _spec("lfm2")
     out = tmp_path / "lfm2.tflite"
@@ -397,6 +485,9 @@ def test_convert_command_leaves_out_verify_signatures_and_says_why(run, tmp_path
         "--shortlist", "0", "--jobs", "1",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "no verify signatures: lfm2's layers with state would keep rejected drafts" in result.output
     info = check_tflite(out)
-    assert not info.verify and set(info.state_inputs) == {"kv_cache_c_0", "kv_cache_c_2"}
+    assert set(info.verify) == {"verify_8"} and set(info.state_inputs) == {"kv_cache_c_0", "kv_cache_c_2"}
+    outputs = open_interpreter(out).get_signature_runner("verify_8").get_output_details()
+    for name, shape in info.state_inputs.items():
+        steps = outputs[name.replace("kv_cache_", STATE_STEPS_PREFIX)]
+        assert list(steps["shape"]) == [8, *shape[1:]] and steps["dtype"] == np.float32

@@ -1,5 +1,6 @@
 """LoRA: one converted base file with adapter inputs against `peft`'s PeftModel on the same weights, for every
-registered decoder family (Gemma 2 and 3, Llama, Phi-2, Phi-3, Qwen 2 and 3, Mistral)."""
+registered decoder family (Gemma 2 and 3, Llama, Phi-2, Phi-3, Qwen 2 and 3, Mistral, and the layers with state of
+LFM2 and Qwen3.5)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ ADAPTERS = {
     "qwen2": [(4, ["q_proj", "v_proj"]), (8, ["o_proj", "up_proj"])],  # q/k/v biases
     "mistral": [(8, ["k_proj", "down_proj"]), (2, ["q_proj", "gate_proj"])],
     "gemma2-2b": [(4, ["q_proj", "up_proj"]), (8, ["v_proj", "o_proj"])],  # soft-capping, sandwich norms
+    # Short convolutions' projections; `out_proj` is also the attention layers' output projection in LFM2.
+    "lfm2": [(4, ["in_proj", "q_proj"]), (8, ["out_proj", "w1"])],
+    # Gated delta-net projections (attention layers use o_proj, so `out_proj` is the delta-net's alone).
+    "qwen3.5": [(4, ["in_proj_qkv", "in_proj_z", "q_proj"]), (8, ["in_proj_a", "in_proj_b", "out_proj", "down_proj"])],
 }
 
 

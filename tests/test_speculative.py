@@ -77,24 +77,33 @@ def _oracle(monkeypatch, truth: list[int], prompt_len: int, vocab: int):
     return rounds
 
 
-# Models with state beyond the KV cache (LFM2, Qwen3.5) get no verify signatures: a rejected draft would stay in their
-# state (tests/test_hybrid_state.py checks the refusal).
-STATELESS = [n for n in CASES if not {"conv", "linear"} & set(registry().get(n).tiny_config.layer_types or ())]
+# Models with state beyond the KV cache (LFM2, Qwen3.5) are among them: their verify signatures output the state after
+# each token and the runtime keeps the one after the last accepted token.
+WITH_STATE = [n for n in CASES if {"conv", "linear"} & set(registry().get(n).tiny_config.layer_types or ())]
 
 
-@pytest.mark.parametrize("name", STATELESS)
+def _state(model: LiteRTModel) -> dict[str, np.ndarray]:
+    """A copy of every state input the model holds now (`kv_cache_c_<i>...`)."""
+    sizes = {n: int(np.prod(shape)) for n, shape in model.info.state_inputs.items()}
+    return {n: np.array(model._kv_buffers[n].read(size, np.float32)) for n, size in sizes.items()}
+
+
+@pytest.mark.parametrize("name", CASES)
 @pytest.mark.slow
 def test_greedy_speculation_is_exactly_plain_decoding(name, converted, monkeypatch):
     path, vocab = converted(name)
     gen = _generator(path, vocab)
     plain = list(gen.generate_ids(PROMPT, 30, speculate=False))
-    plain_cache = list(gen.cached_ids)
+    plain_cache, plain_state = list(gen.cached_ids), _state(gen.model)
     rounds = _oracle(monkeypatch, plain, len(PROMPT), vocab)
     spec = list(gen.generate_ids(PROMPT, 30, speculate=True))
     stats = gen.last_stats
     assert spec == plain
     assert rounds and stats.drafted_tokens > stats.accepted_tokens > 0
     assert gen.cached_ids == plain_cache
+    # Layers with state end where plain decoding left them, rejected drafts undone.
+    for name, state in _state(gen.model).items():
+        np.testing.assert_allclose(state, plain_state[name], rtol=0, atol=1e-5, err_msg=name)
 
 
 @pytest.mark.slow
@@ -110,6 +119,28 @@ def test_cache_after_rejected_drafts_is_the_plain_cache(converted, monkeypatch):
     assert list(gen.generate_ids(PROMPT, 20, speculate=True)) == plain
     assert len(gen.cached_ids) == position
     np.testing.assert_allclose(gen.model.decode(plain[-1], position), after_plain, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", WITH_STATE)
+@pytest.mark.slow
+def test_a_verify_that_rejects_every_draft_leaves_the_state_of_the_fed_token(name, converted):
+    """Verify the fed token and three drafts, keep only the fed token: the state is the one decoding that token alone
+    leaves (not the one after all four), and the next step's logits are plain decoding's."""
+    path, _ = converted(name)
+    plain, spec = LiteRTModel(path), LiteRTModel(path)
+    for model in (plain, spec):
+        model.prefill(PROMPT[:-1])
+    pos, token = len(PROMPT) - 1, PROMPT[-1]
+    plain.decode(token, pos)
+    spec.verify([token, 3, 7, 11], pos)
+    after_all = _state(spec)
+    spec.keep_verified(1)
+    expected, kept = _state(plain), _state(spec)
+    assert expected.keys() == kept.keys() and expected
+    for state in expected:
+        np.testing.assert_allclose(kept[state], expected[state], rtol=0, atol=1e-5, err_msg=state)
+    assert any(np.abs(after_all[s] - expected[s]).max() > 1e-3 for s in expected), "the drafts never reached the state"
+    np.testing.assert_allclose(spec.decode(5, pos + 1), plain.decode(5, pos + 1), rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -73,12 +73,15 @@ class BundleOptions:
 
 
 # Model families whose LiteRT-LM model type is not the generic one (LiteRT-LM 0.18.1's `LlmModelType`): its
-# per-family handling of the prompt and, for the types with a call syntax, of tool calls.
-LITERTLM_MODEL_TYPES = {"gemma4": "gemma4", "qwen2": "qwen2p5", "qwen3": "qwen3"}
+# per-family handling of the prompt and, for the types with a call syntax, of tool calls. It has no Qwen3.5 type.
+LITERTLM_MODEL_TYPES = {"gemma4": "gemma4", "qwen2": "qwen2p5", "qwen3": "qwen3", "lfm2": "lfm2"}
 # Registered names within a family whose type is their own (the gemma family spans Gemma 1 to 3).
 LITERTLM_NAME_TYPES = {"gemma3": "gemma3"}
 # The types whose LiteRT-LM data processor parses tool calls (they have code fences for them).
 FUNCTION_CALLING_TYPES = frozenset({"function_gemma", "gemma4", "qwen2p5", "qwen3"})
+# Types for which LiteRT-LM 0.18.1 has no built-in prompt template: without a Jinja one in the bundle it refuses to
+# create an engine ("Unsupported model type for template", measured), so such a bundle stays generic.
+LITERTLM_TYPES_NEEDING_A_TEMPLATE = frozenset({"lfm2"})
 
 
 def litertlm_model_type(name: str | None, family: str | None, chat_template: ChatTemplate | None) -> str:
@@ -89,7 +92,10 @@ def litertlm_model_type(name: str | None, family: str | None, chat_template: Cha
     for prefix, kind in LITERTLM_NAME_TYPES.items():
         if name and name.startswith(prefix):
             return kind
-    return LITERTLM_MODEL_TYPES.get(family or "", "generic_model")
+    kind = LITERTLM_MODEL_TYPES.get(family or "", "generic_model")
+    if kind in LITERTLM_TYPES_NEEDING_A_TEMPLATE and chat_template is None:
+        return "generic_model"
+    return kind
 
 
 def resolve_options(
@@ -129,6 +135,8 @@ def resolve_options(
     )
     template = conventions.affixes
     jinja = chat_template or conventions.chat_template
+    if jinja is None and extra.get("litertlm_model_type") in LITERTLM_TYPES_NEEDING_A_TEMPLATE:
+        extra["litertlm_model_type"] = "generic_model"
     overrides = template_overrides or {}
     user_system_affixes = {"system_prefix", "system_suffix"} & {k for k, v in overrides.items() if v}
     if system_prompt and not user_system_affixes and (template.system_prefix or template.system_suffix):

@@ -95,8 +95,18 @@ class GatedDeltaNetConfig:
     value_head_dim: int
     conv_kernel_size: int = 4
     norm_eps: float = 1e-6
+    # How a call of several tokens (prefill) runs the delta rule: "chunked", `chunk_size` tokens at a time in matrix
+    # form (layers.gated_delta_net says how), or "unrolled", one state update per token. Chunked is the default: on the
+    # tiny model it converted prefill_128 in 42 s against 150 s, ran prefill 1.4-1.5x faster and was as exact (3e-6
+    # of transformers). Decode, and verify's per-token states, run unrolled either way.
+    prefill: str = "chunked"
+    chunk_size: int = 64
 
     def __post_init__(self) -> None:
+        if self.prefill not in ("unrolled", "chunked"):
+            raise ValueError(f"delta-net prefill must be 'unrolled' or 'chunked', got {self.prefill!r}")
+        if self.chunk_size < 1:
+            raise ValueError(f"delta-net chunk_size must be positive, got {self.chunk_size}")
         if self.num_value_heads % self.num_key_heads:
             raise ValueError(
                 f"num_value_heads ({self.num_value_heads}) must be a multiple of num_key_heads ({self.num_key_heads})"

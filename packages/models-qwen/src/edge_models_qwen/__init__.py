@@ -228,6 +228,45 @@ TINY_QWEN35 = {
 
 _QWEN35_TOKENS = dataclasses.replace(QWEN_TOKENS, stop_tokens=("<|im_end|>", "<|endoftext|>"))
 
+# The published sizes' text decoders (their checkpoints are image-text models; these are the `text_config` fields, as
+# a text-only config transformers builds). Every fourth layer attends; head_dim 256, RoPE on a quarter of it.
+_QWEN35_COMMON = {
+    "architectures": ["Qwen3_5ForCausalLM"],
+    "model_type": "qwen3_5_text",
+    "vocab_size": 248320,
+    "head_dim": 256,
+    "linear_num_key_heads": 16,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+    "linear_conv_kernel_dim": 4,
+    "full_attention_interval": 4,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10_000_000.0, "partial_rotary_factor": 0.25},
+    "rms_norm_eps": 1e-6,
+    "max_position_embeddings": 262144,
+    "eos_token_id": 248044,
+}
+
+
+def _qwen35_published(hidden: int, layers: int, heads: int, kv_heads: int, ff: int, value_heads: int, tied: bool):
+    return {
+        **_QWEN35_COMMON,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "intermediate_size": ff,
+        "linear_num_value_heads": value_heads,
+        "tie_word_embeddings": tied,
+    }
+
+
+QWEN35_PRESETS = {
+    "qwen3.5-0.8b": ("Qwen3.5-0.8B", _qwen35_published(1024, 24, 8, 2, 3584, 16, tied=True)),
+    "qwen3.5-2b": ("Qwen3.5-2B", _qwen35_published(2048, 24, 8, 2, 6144, 16, tied=True)),
+    "qwen3.5-4b": ("Qwen3.5-4B", _qwen35_published(2560, 32, 16, 4, 9216, 32, tied=True)),
+    "qwen3.5-9b": ("Qwen3.5-9B", _qwen35_published(4096, 32, 16, 4, 12288, 32, tied=False)),
+}
+
 # The published checkpoints are image-text models: core's loader reads their text decoder (`model.language_model.*`)
 # under the text-only names and leaves the vision tower (`model.visual.*`) out, saying so.
 TINY_QWEN35_IMAGE_TEXT = {
@@ -278,3 +317,20 @@ def _register_qwen35(register) -> None:
             "models); the vision tower is left out",
         )
     )
+    # After the generic classes, which `auto` picks for these architectures.
+    for name, (description, published) in QWEN35_PRESETS.items():
+        register(
+            ModelSpec(
+                name=name,
+                family="qwen3.5",
+                architectures=("Qwen3_5ForConditionalGeneration", "Qwen3_5ForCausalLM"),
+                config_from_hf=qwen35_config_from_hf,
+                config=qwen35_config_from_hf(published),
+                published_hf_config=published,
+                tiny_hf_config=TINY_QWEN35,
+                tensor_names=QWEN35_NAMES,
+                tokenizer=_QWEN35_TOKENS,
+                reference_class="Qwen3_5ForCausalLM",
+                description=f"{description} (its text decoder; the vision tower is left out)",
+            )
+        )

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_models.convert.export import ExportSettings, lower_signatures, refuse_unsupported_signatures
+from edge_models.convert.export import ExportSettings, lower_signatures
 from edge_models.io.files import write_atomically
 from edge_models.layers import Decoder
 from edge_models.layers.shortlist import SHORTLIST_PARAM, ShortlistHead
@@ -85,7 +85,6 @@ def convert(
     output = Path(output)
     say = progress or (lambda _msg: None)
     recipe.check_model(model)
-    refuse_unsupported_signatures(model, settings)
     started = time.perf_counter()
     # The model-transforming steps, each undone on leaving: a shortlist head attached, the tied embedding split
     # at rows.K, the LM head untied. Each hands on the weight reader of the model as it has changed it.

@@ -14,6 +14,7 @@ from torch import nn
 
 from edge_models.layers import Decoder
 from edge_models.layers.shortlist import SHORTLIST_PREFIX
+from edge_models.tflite.checks import STATE_STEPS_PREFIX
 
 if TYPE_CHECKING:
     from edge_models.quantize.recipes import Recipe
@@ -136,27 +137,20 @@ def windows_pay(model: Decoder, kv_cache_len: int, recipe: Recipe) -> bool:
     return cache >= WINDOW_SHARE * read
 
 
-def refuse_unsupported_signatures(model: Decoder, settings: ExportSettings) -> None:
-    """Signatures a model cannot honour, refused before any conversion work with the reason.
-
-    verify_<K> scores K drafted tokens in one call and relies on rejected drafts being undone for free: their KV
-    slots are simply overwritten later. A layer with state (a short convolution's rolling buffer) has already
-    folded every drafted token into its state by the end of the call, and nothing in the file can restore it."""
-    if settings.verify_lengths and getattr(model, "has_state", False):
-        kinds = sorted({model.config.layer_type(i) for i, layer in enumerate(model.layers) if layer.state_names})
-        raise ValueError(
-            f"verify signatures ({', '.join(f'verify_{k}' for k in settings.verify_lengths)}) are not supported for "
-            f"a model with {'/'.join(kinds)} layers: their state would keep the rejected drafts (convert without "
-            "verify lengths, e.g. --verify '')"
-        )
-
-
 class Signature(nn.Module):
     """One exported entry point: named inputs in, named outputs out."""
 
-    def __init__(self, model: Decoder, with_logits: bool, attend: int | None = None, shortlist: bool = False) -> None:
+    def __init__(
+        self,
+        model: Decoder,
+        with_logits: bool,
+        attend: int | None = None,
+        shortlist: bool = False,
+        state_steps: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
+        self.state_steps = state_steps
         self.with_logits = with_logits
         self.attend = attend
         self.shortlist = shortlist
@@ -166,8 +160,10 @@ class Signature(nn.Module):
             x, cache = self.model.hidden_states(tokens, input_pos, kv_cache, attend=self.attend)
             ids, logits = self.model.shortlist(self.model, x)
             return {**{f"kv_cache_{name}": tensor for name, tensor in cache.items()}, "ids": ids, "logits": logits}
-        logits, cache = self.model(tokens, input_pos, kv_cache, attend=self.attend)
+        steps: dict[str, torch.Tensor] | None = {} if self.state_steps else None
+        logits, cache = self.model(tokens, input_pos, kv_cache, attend=self.attend, state_steps=steps)
         out = {f"kv_cache_{name}": tensor for name, tensor in cache.items()}
+        out.update({f"{STATE_STEPS_PREFIX}{name}": tensor for name, tensor in (steps or {}).items()})
         if self.with_logits:
             out["logits"] = logits
         return out
@@ -223,7 +219,8 @@ def lower_signatures(
     for spec in settings.signatures():
         if only is not None and spec.name not in only:
             continue
-        module = wrap(Signature(model, spec.logits, spec.attend, bool(spec.shortlist)).eval()).eval()
+        steps = spec.name.startswith(VERIFY_PREFIX) and getattr(model, "has_state", False)
+        module = wrap(Signature(model, spec.logits, spec.attend, bool(spec.shortlist), steps).eval()).eval()
         kwargs = {**sample_inputs(model, spec.tokens, settings.kv_cache_len), **(extra_inputs or {})}
         converter = (converter or litert_torch).signature(spec.name, module, sample_kwargs=kwargs)
     with torch.no_grad(), decomposed_once():

@@ -179,10 +179,6 @@ def _convert_decoder(
             merge(net, adapter)
         notes["merged LoRA"] = describe_adapter(merge_lora)
         say(f"merged {merge_lora} into the weights ({len(adapter.modules)} projections, rank {adapter.rank})")
-    if settings.verify_lengths and net.has_state:
-        # A model with state cannot undo rejected drafts (convert.export says why); the CLI's default adds verify_8.
-        say(f"no verify signatures: {spec.name}'s layers with state would keep rejected drafts")
-        settings = dataclasses.replace(settings, verify_lengths=())
     if lora_rank:
         from edge_models.layers.lora import add_lora_slots, parse_targets
 

@@ -69,10 +69,13 @@ class DecoderBlock(nn.Module):
         self.per_layer_gate = PerLayerGate(cfg) if cfg.per_layer_embedding is not None else None
         self.layer_scalar = nn.Parameter(torch.ones(1)) if cfg.layer_scalar else None
 
-    def forward(self, x, input_pos, k_cache, v_cache, mask, attend=None, per_layer_input=None, state=None):
-        """(x, k_cache, v_cache) through attention; a layer with state takes `state` and returns (x, new state)."""
+    def forward(
+        self, x, input_pos, k_cache, v_cache, mask, attend=None, per_layer_input=None, state=None, state_steps=None
+    ):
+        """(x, k_cache, v_cache) through attention; a layer with state takes `state` and returns (x, new state), and
+        puts its state after each token into the dict `state_steps` when one is given (`Decoder.forward`)."""
         if self.state_names:
-            return self.forward_state(x, input_pos, state)
+            return self.forward_state(x, input_pos, state, state_steps)
         h = self.input_norm(x)
         attn, k_cache, v_cache = self.attn(h, input_pos, k_cache, v_cache, mask, attend)
         if self.parallel:
@@ -82,10 +85,18 @@ class DecoderBlock(nn.Module):
         return self.add_mlp(x, attn, per_layer_input), k_cache, v_cache
 
     def forward_state(
-        self, x: torch.Tensor, input_pos: torch.Tensor, state: tuple[torch.Tensor, ...]
+        self,
+        x: torch.Tensor,
+        input_pos: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        state_steps: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """A layer whose mixer carries state instead of a KV cache: (x, its state entries) -> (x, new entries)."""
-        mixed, new_state = self.mixer(self.input_norm(x), input_pos, *state)
+        if state_steps is None:
+            mixed, new_state = self.mixer(self.input_norm(x), input_pos, *state)
+        else:
+            mixed, new_state, steps = self.mixer(self.input_norm(x), input_pos, *state, per_position=True)
+            state_steps.update(zip(self.state_names, steps))
         if self.post_attn_norm is not None:
             mixed = self.post_attn_norm(mixed)
         return self.add_mlp(x, mixed), new_state
@@ -171,8 +182,11 @@ class Decoder(nn.Module):
         kv_cache: KVCache,
         mask: torch.Tensor | None = None,
         attend: int | None = None,
+        state_steps: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        x, new_cache = self.hidden_states(tokens, input_pos, kv_cache, mask, attend)
+        """`state_steps`, a dict, receives each state entry after every token of the call ([T, ...] under the
+        entry's name): what a verify call needs to keep only the accepted tokens in the state."""
+        x, new_cache = self.hidden_states(tokens, input_pos, kv_cache, mask, attend, state_steps)
         return self.finish_logits(self.lm_head(x, self.embed_tokens.weight)), new_cache
 
     def hidden_states(
@@ -182,6 +196,7 @@ class Decoder(nn.Module):
         kv_cache: KVCache,
         mask: torch.Tensor | None = None,
         attend: int | None = None,
+        state_steps: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """The final-normed hidden states [1, T, D] the LM head reads, and the new cache."""
         x = self.embed_tokens(tokens)
@@ -193,9 +208,8 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             if layer.state_names:
                 # Called as a module (not through forward_state) so hooks and the converter's op names see the block.
-                x, state = layer(
-                    x, input_pos, None, None, mask, attend, state=tuple(kv_cache[n] for n in layer.state_names)
-                )
+                state = tuple(kv_cache[n] for n in layer.state_names)
+                x, state = layer(x, input_pos, None, None, mask, attend, state=state, state_steps=state_steps)
                 new_cache.update(zip(layer.state_names, state))
                 continue
             x, k, v = layer(x, input_pos, kv_cache[f"k_{i}"], kv_cache[f"v_{i}"], mask, attend)

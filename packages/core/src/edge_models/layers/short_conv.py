@@ -23,6 +23,13 @@ def real_length(input_pos: torch.Tensor) -> torch.Tensor:
     return (1 + later.sum()).reshape(1)
 
 
+def states_per_position(window: torch.Tensor, keep: int, length: int) -> torch.Tensor:
+    """The buffer after each of a call's `length` tokens: rows j + 1 .. j + keep of `window` [1, keep + T, D] for
+    token j, stacked as [T, keep, D] (slices, no arithmetic: each is bit-equal to the buffer a call ending at token
+    j leaves)."""
+    return torch.cat([window[:, j + 1 : j + 1 + keep] for j in range(length)], dim=0)
+
+
 def last_real(window: torch.Tensor, input_pos: torch.Tensor, keep: int) -> torch.Tensor:
     """The `keep` rows of `window` [1, keep + T, D] that end at the call's last real token (a gather)."""
     if input_pos.shape[0] == 1:
@@ -52,7 +59,8 @@ class DepthwiseKernel(nn.Module):
 
 
 class ShortConv(nn.Module):
-    """forward(x [1, T, D], input_pos [T], state [1, L - 1, D]) -> (y [1, T, D], (new state,))."""
+    """forward(x [1, T, D], input_pos [T], state [1, L - 1, D]) -> (y [1, T, D], (new state,)); with
+    `per_position`, also (the state after each token [T, L - 1, D],) for undoing a verify call's rejected drafts."""
 
     def __init__(self, hidden_size: int, cfg: ShortConvConfig) -> None:
         super().__init__()
@@ -63,12 +71,17 @@ class ShortConv(nn.Module):
         self.out_proj = nn.Linear(hidden_size, hidden_size, bias=cfg.bias)
 
     def forward(
-        self, x: torch.Tensor, input_pos: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        self, x: torch.Tensor, input_pos: torch.Tensor, state: torch.Tensor, per_position: bool = False
+    ) -> tuple:
         b, c, h = self.in_proj(x).chunk(3, dim=-1)
         window = torch.cat([state.to(x.dtype), b * h], dim=1)
         y = c * self.conv(window, x.shape[1])
-        return self.out_proj(y), (last_real(window, input_pos, self.keep).to(state.dtype),)
+        # The projection is traced before the state (the order in which earlier files were written).
+        out = self.out_proj(y)
+        new_state = (last_real(window, input_pos, self.keep).to(state.dtype),)
+        if not per_position:
+            return out, new_state
+        return out, new_state, (states_per_position(window, self.keep, x.shape[1]).to(state.dtype),)
 
     def empty_state(self) -> tuple[torch.Tensor]:
         """The state before the first token; float32 whatever the activations are."""

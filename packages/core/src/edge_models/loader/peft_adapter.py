@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from edge_models.io.files import write_atomically
-from edge_models.tensor_names import LAYER_SLOTS, TensorNames
-from edge_models.tflite.lora import input_name, parse_input_name, rank_of, write_adapter_file
+from edge_models.tensor_names import LAYER_SLOTS, MODULE_SLOTS, TensorNames
+from edge_models.tflite.lora import TARGETS, input_name, parse_input_name, rank_of, write_adapter_file
 
 
 class AdapterError(ValueError):
@@ -69,11 +69,22 @@ def _tensors(directory: Path) -> dict[str, torch.Tensor]:
     raise AdapterError(f"{directory} has no adapter_model.safetensors or adapter_model.bin")
 
 
+def _checkpoint_template(names: TensorNames, slot: str) -> str | None:
+    """The checkpoint's name of projection `slot` (our path inside a block, e.g. `linear_attn.in_proj_z`) with `{}`
+    for the layer; None when the family has no such projection."""
+    if slot in LAYER_SLOTS:
+        return getattr(names, LAYER_SLOTS[slot]) or None
+    module, _, child = slot.partition(".")
+    # A module named below it as in the checkpoint (Qwen3.5's delta-net): its projections keep their names.
+    parent = getattr(names, MODULE_SLOTS[module], None) if module in MODULE_SLOTS else None
+    return f"{parent}.{child}" if parent else None
+
+
 def _slot_patterns(names: TensorNames) -> list[tuple[re.Pattern, str]]:
     out = []
-    for slot, field in LAYER_SLOTS.items():
-        template = getattr(names, field)
-        if template and slot.split(".")[-1].endswith("proj"):
+    for slot, _ in TARGETS.values():
+        template = _checkpoint_template(names, slot)
+        if template:
             pattern = re.escape(template).replace(re.escape("{}"), r"(\d+)")
             out.append((re.compile(pattern), slot))
     return out
@@ -102,7 +113,7 @@ def read_adapter(directory: str | Path, names: TensorNames, num_layers: int) -> 
             None,
         )
         if ours is None:
-            known = ", ".join(sorted({getattr(names, LAYER_SLOTS[s]) for _, s in patterns}))
+            known = ", ".join(sorted({_checkpoint_template(names, s) for _, s in patterns}))
             raise AdapterError(
                 f"{directory}: adapter module {hf_module!r} is not a projection of this model (its projections: "
                 f"{known}; fused qkv/gate_up adapters are not supported)"

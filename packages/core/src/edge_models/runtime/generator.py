@@ -419,7 +419,9 @@ class Generator:
                     break
             else:
                 chosen.append(self._choose(row, context, sample, guide))
-        # The cache holds the fed token and the accepted drafts; slots of rejected drafts are overwritten later.
+        # The cache holds the fed token and the accepted drafts; slots of rejected drafts are overwritten later, and
+        # layers with state go back to their state after the last kept token.
+        self.model.keep_verified(len(chosen))
         self.cached_ids.extend(block[: len(chosen)])
         return chosen
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_models.tflite.checks import TFLiteCheckError, TFLiteInfo, check_tflite, os_threads
+from edge_models.tflite.checks import STATE_STEPS_PREFIX, TFLiteCheckError, TFLiteInfo, check_tflite, os_threads
 
 ENGINES = ("compiled", "interpreter")
 
@@ -85,6 +85,8 @@ class LiteRTModel:
             self._compile(model if in_memory else str(model), identity)
         if engine == "interpreter":
             self.load_seconds, self.weight_cache = 0.0, None
+        # (verify signature, tokens it scored) of the last verify call, until `keep_verified` settles the state.
+        self._verified: tuple[str, int] | None = None
         self._lora: dict[str, np.ndarray] = {}
         if self.lora_spec:
             self.set_lora(None)
@@ -135,6 +137,8 @@ class LiteRTModel:
                 if sig in self._logit_signatures
                 else ()
             )
+            if sig in self.info.verify:
+                names = (*names, *(_steps_name(n) for n in self.info.state_inputs))
             outputs = {n: self._cm.create_output_buffer_by_name(sig, n) for n in names}
             self._io[sig] = (inputs, outputs)
 
@@ -195,6 +199,7 @@ class LiteRTModel:
             out = self._runners[signature](tokens=tokens, input_pos=positions, **self.cache, **self._lora)
             for name in self.cache:
                 self.cache[name] = out[name]
+            self._steps_out = {n: v for n, v in out.items() if n.startswith(STATE_STEPS_PREFIX)}
             return {"logits": out["logits"]} if "logits" in out else {}
         inputs, outputs = self._io[signature]
         inputs["tokens"].write(tokens)
@@ -265,7 +270,30 @@ class LiteRTModel:
         ids[0, :n] = tokens
         positions = np.zeros(k, np.int32)
         positions[:n] = np.arange(pos, pos + n, dtype=np.int32)
-        return self._run(signature, ids, positions)["logits"][0, :n]
+        logits = self._run(signature, ids, positions)["logits"][0, :n]
+        self._verified = (signature, n)
+        return logits
+
+    def keep_verified(self, kept: int) -> None:
+        """After `verify`, keep only its first `kept` tokens in the model: the KV slots of the others are overwritten
+        later, but layers with state have folded them in, so their state becomes the one after token `kept` (the
+        verify signature outputs it for every token). Costs nothing when every scored token is kept."""
+        if self._verified is None:
+            raise ValueError("keep_verified follows a verify call")
+        signature, scored = self._verified
+        self._verified = None
+        if not 1 <= kept <= scored:
+            raise ValueError(f"cannot keep {kept} of the {scored} verified tokens")
+        if kept == scored or not self.info.state_inputs:
+            return
+        for name, shape in self.info.state_inputs.items():
+            size = int(np.prod(shape))
+            if self.engine == "interpreter":
+                self.cache[name] = np.ascontiguousarray(self._steps_out[_steps_name(name)][kept - 1].reshape(shape))
+                continue
+            # Read up to the kept token's entry only: the later ones are never needed.
+            steps = self._io[signature][1][_steps_name(name)].read(kept * size, self._cache_spec[name][1])
+            self._kv_buffers[name].write(np.ascontiguousarray(steps[-size:].reshape(shape)))
 
     def decode_shortlist(self, token: int, pos: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids [K], logits [K]) of the K most likely next tokens for `token` at `pos`, through the two-stage head
@@ -298,3 +326,8 @@ class LiteRTModel:
         signature = next((name for w, name in self._steps if pos < w), "decode")
         out = self._run(signature, np.array([[token]], np.int32), np.array([pos], np.int32))
         return out["logits"].reshape(-1)
+
+
+def _steps_name(state_input: str) -> str:
+    """The verify output holding `state_input` (`kv_cache_c_<i>...`) after each token."""
+    return STATE_STEPS_PREFIX + state_input.removeprefix("kv_cache_")

@@ -54,6 +54,11 @@ _SHORTLIST = re.compile(r"^shortlist_(\d+)(?:_(\d+))?$")
 # Per-layer state beside the KV cache, under the prefix LiteRT-LM binds in place: `kv_cache_c_<i>` a convolution's
 # last inputs, `kv_cache_c_<i>_recurrent` a gated delta-net's recurrent state.
 _STATE = re.compile(r"^kv_cache_c_(\d+)(_recurrent)?$")
+# A verify signature of a model with state also outputs every state input after each of its K tokens, named this
+# prefix + the state's name without `kv_cache_` ([K, ...], e.g. `state_steps_c_3_recurrent`): the runtime keeps the
+# one after the last accepted token, which undoes rejected drafts (slots past a position are overwritten later in a
+# KV cache; a state has no such slots).
+STATE_STEPS_PREFIX = "state_steps_"
 
 
 def open_interpreter(path: str | Path, threads: int | None = None):

@@ -28,6 +28,14 @@ TARGETS = {
     "gate_proj": ("mlp.gate_proj", "ffn_gate"),
     "up_proj": ("mlp.up_proj", "ffn_up"),
     "down_proj": ("mlp.down_proj", "ffn_down"),
+    # Layers with state: LFM2's short convolution and Qwen3.5's gated delta-net (LiteRT-LM binds none of these).
+    "conv_in_proj": ("conv.in_proj", "conv_in"),
+    "conv_out_proj": ("conv.out_proj", "conv_out"),
+    "in_proj_qkv": ("linear_attn.in_proj_qkv", "delta_qkv"),
+    "in_proj_z": ("linear_attn.in_proj_z", "delta_z"),
+    "in_proj_a": ("linear_attn.in_proj_a", "delta_a"),
+    "in_proj_b": ("linear_attn.in_proj_b", "delta_b"),
+    "linear_out_proj": ("linear_attn.out_proj", "delta_out"),
 }
 LITERT_LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 LITERT_LM_RANKS = (16, 32)  # LiteRT-LM 0.18 on CPU: "Currently only support rank 16 and 32"
