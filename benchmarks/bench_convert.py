@@ -59,6 +59,33 @@ SHAPE_LLAMA31_8B = {
     "torch_dtype": "bfloat16",
 }
 STREAMED_SHAPES = {"llama-3.1-8b": SHAPE_LLAMA31_8B}
+
+
+def _llama_peer(hidden: int, layers: int, heads: int, kv_heads: int, head_dim: int, ff: int, vocab: int) -> dict:
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": ff,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1_000_000.0,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": True,
+    }
+
+
+# Llama-architecture peers of the hybrids: every layer attention + MLP, with the hybrid's width, depth, heads and
+# vocabulary, and the MLP widened until the parameter count matches (752.9M against Qwen3.5-0.8B's 752.4M, 1,170.3M
+# against LFM2-1.2B's 1,170.3M), so decode compares the layer types at the same weight bytes.
+LLAMA_PEERS = {
+    "llama-like-qwen3.5-0.8b": _llama_peer(1024, 24, 8, 2, 256, 5056, 248320),
+    "llama-like-lfm2-1.2b": _llama_peer(2048, 16, 32, 8, 64, 8832, 65536),
+}
 # Registered presets whose fp32 weights do not fit beside a conversion (Gemma 4 E2B: 18.5 GB, 9.4 GB of it the
 # per-layer table), written the same way from the plugin's published shape.
 STREAMED_PRESETS = ("gemma-4-e2b",)
@@ -72,6 +99,8 @@ def shape_of(model: str) -> tuple[str, dict]:
         return "llama", SHAPE_135M
     if model in STREAMED_SHAPES:
         return "llama", STREAMED_SHAPES[model]
+    if model in LLAMA_PEERS:
+        return "llama", LLAMA_PEERS[model]
     spec = registry().get(model)
     if spec.published_hf_config is None:
         raise SystemExit(f"the {spec.name} plugin does not publish its config.json shape")
@@ -263,7 +292,9 @@ def compare_outputs(first: str, second: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", required=True, help="llama-135m or a registered model")
+    parser.add_argument(
+        "--model", action="append", required=True, help="llama-135m, a llama-like-<hybrid> peer or a registered model"
+    )
     parser.add_argument("--recipe", default="int8")
     parser.add_argument("--only", choices=CONVERTERS, help="run one converter (e.g. when the other cannot fit)")
     parser.add_argument("--jobs", type=int, default=2, help="edge-models' export processes (`convert --jobs`)")
