@@ -79,3 +79,34 @@ def test_convert_on_a_full_disk_says_so_in_one_line(tmp_path, monkeypatch):
     line = next(x for x in result.output.splitlines() if x.startswith("Error:"))
     assert f"cannot write {out}: no space left on device (about" in line and "MB needed" in line, result.output
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_verb_running_twice_at_once_gets_a_log_of_its_own(tmp_path):
+    """The second process of the same verb writes `<verb>.2.log`: the first's log is neither emptied nor mixed
+    with the second's lines (whose stage lines the terminal would otherwise show as its own)."""
+    import subprocess
+    import sys
+
+    from edge_models.io.console import open_log
+
+    holder = (
+        "import sys, time; from pathlib import Path; from edge_models.io.console import open_log\n"
+        "path, log = open_log(Path(sys.argv[1]), 'bench'); log.write('first run\\n'); print(path.name, flush=True)\n"
+        "time.sleep(30)"
+    )
+    first = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "bench.log"
+        path, log = open_log(tmp_path, "bench")
+        log.write("second run\n")
+        log.close()
+        assert path.name == "bench.2.log"
+        assert (tmp_path / "bench.log").read_text() == "first run\n"
+        assert path.read_text() == "second run\n"
+    finally:
+        first.kill()
+        first.wait()
+    # Once the first has exited, its log is free again (and emptied for the next run).
+    path, log = open_log(tmp_path, "bench")
+    log.close()
+    assert path.name == "bench.log" and path.read_text() == ""

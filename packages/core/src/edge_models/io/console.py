@@ -9,6 +9,7 @@ processes too) at the log file, and keeps duplicates of the terminal's descripto
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
@@ -18,6 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
+
+try:
+    import fcntl
+except ImportError:  # Windows: one log per verb, unlocked
+    fcntl = None
 
 _terminal_out: TextIO | None = None
 _terminal_err: TextIO | None = None
@@ -138,8 +144,7 @@ def quiet(name: str, verbose: bool = False, until_exit: bool = False) -> Iterato
     try:
         directory = log_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.log"
-        log = open(path, "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+        path, log = open_log(directory, name)
     except OSError:
         path = Path(tempfile.mkstemp(prefix=f"edge-models-{name}-", suffix=".log")[1])
         log = open(path, "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -175,6 +180,24 @@ def quiet(name: str, verbose: bool = False, until_exit: bool = False) -> Iterato
         _terminal_out = _terminal_err = _log_path = None
         if failure is not None:
             _report_failure(failure, path)
+
+
+def open_log(directory: Path, name: str) -> tuple[Path, TextIO]:
+    """`<name>.log` in `directory`, emptied and locked for this process; while another process holds it (the same
+    verb running twice at once), `<name>.2.log` and so on, so that neither writes into, nor shows stages from, the
+    other's log."""
+    for n in itertools.count(1):
+        path = directory / (f"{name}.log" if n == 1 else f"{name}.{n}.log")
+        log = open(path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115 - the caller closes it
+        if fcntl is not None:
+            try:
+                fcntl.flock(log.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file is closed
+            except OSError:
+                log.close()
+                continue
+        log.truncate(0)
+        return path, log
+    raise AssertionError("unreachable")
 
 
 def _real_descriptors() -> bool:
