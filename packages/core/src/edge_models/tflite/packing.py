@@ -8,7 +8,7 @@ written here (converted models, pruned ones, LoRA adapters) is laid out this way
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -101,3 +101,17 @@ def shared_quantization() -> type:
             return self._offset
 
     return SharedQuantization
+
+
+def repacked(model, copies: Sequence[tuple[object, int]], data) -> Callable[[BinaryIO], None]:
+    """A writer of `model` (a changed copy of the file in `data`) whose buffers in `copies` keep their bytes, read
+    from their offsets in `data`: laid out and packed once here, written by the returned function."""
+    layout = lay_out(model, [buffer for buffer, _ in copies])
+    head = pack_laid_out(model, layout)
+
+    def write(out: BinaryIO) -> None:
+        start = out.tell()
+        out.write(head)
+        write_buffers(out, start, ((b, data[at : at + b.size]) for b, at in copies), layout.end)
+
+    return write

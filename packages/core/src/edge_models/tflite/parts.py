@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_models.io.files import write_atomically
-from edge_models.tflite.packing import has_offset, lay_out, pack_laid_out, write_buffers
+from edge_models.tflite.packing import has_offset, repacked
 from edge_models.tflite.pruning import share_quantization
 from edge_models.tflite.reading import flat_model, mapped
 from edge_models.tflite.summary import operator_name
@@ -122,13 +122,7 @@ def write_parts_file(source: str | Path, output: str | Path, signature: str) -> 
         made.append(PartSignature(part, key, len(ops), shapes, in_place))
     model.subgraphs, model.signatureDefs = subgraphs, signatures
     copies = [(buffer, buffer.offset) for buffer in model.buffers if has_offset(buffer)]
-    layout = lay_out(model, [buffer for buffer, _ in copies])
-    head = pack_laid_out(model, layout)
-
-    def write(out) -> None:
-        start = out.tell()
-        out.write(head)
-        write_buffers(out, start, ((b, data[at : at + b.size]) for b, at in copies), layout.end)
+    write = repacked(model, copies, data)
 
     write_atomically(Path(output), write)
     return made

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edge_models.io.files import write_atomically
-from edge_models.tflite.packing import has_offset, lay_out, pack_laid_out, shared_quantization, write_buffers
+from edge_models.tflite.packing import has_offset, repacked, shared_quantization
 from edge_models.tflite.reading import flat_model, mapped, signature_names
 from edge_models.tflite.tensors_read import tensors_read
 
@@ -66,13 +66,7 @@ def drop_signatures(source: str | Path, output: str | Path, names: Iterable[str]
             model.buffers[index] = schema.BufferT()  # indices stay: tensors name buffers by position
         elif has_offset(buffer):
             copies.append((buffer, buffer.offset))
-    layout = lay_out(model, [buffer for buffer, _ in copies])
-    head = pack_laid_out(model, layout)
-
-    def write(out) -> None:
-        start = out.tell()
-        out.write(head)
-        write_buffers(out, start, ((b, data[at : at + b.size]) for b, at in copies), layout.end)
+    write = repacked(model, copies, data)
 
     def check(path: Path) -> None:
         left = signature_names(path)
